@@ -1,0 +1,109 @@
+//! The clock the workers read once per burst, injectable for tests and replay.
+//!
+//! Time on the packet path is a `u64` of nanoseconds since an arbitrary epoch.
+//! [`Clock::Monotonic`] reads the system's monotonic clock; [`Clock::Manual`]
+//! is advanced by whoever holds it (tests stepping time); [`Clock::Trace`]
+//! takes time from the frames themselves: a worker's "now" is the receive
+//! timestamp of the newest frame it has seen, so a capture replayed at any
+//! speed ages flows by its own clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// A source of nanosecond timestamps; cheap to clone, one per worker.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    /// The system monotonic clock, counted from the given start.
+    Monotonic(Instant),
+    /// Time set by hand (tests).
+    Manual(ManualClock),
+    /// Time read from frame timestamps (capture replay); `now_ns` reads 0.
+    Trace,
+}
+
+impl Clock {
+    /// A monotonic clock starting now.
+    pub fn monotonic() -> Self {
+        Clock::Monotonic(Instant::now())
+    }
+
+    /// Nanoseconds since the clock's epoch.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        match self {
+            // u64 nanoseconds last 584 years of uptime.
+            Clock::Monotonic(start) => start.elapsed().as_nanos() as u64,
+            Clock::Manual(manual) => manual.now_ns(),
+            Clock::Trace => 0,
+        }
+    }
+
+    /// True when time comes from frame timestamps.
+    #[inline]
+    pub fn is_trace(&self) -> bool {
+        matches!(self, Clock::Trace)
+    }
+}
+
+/// A shared, manually advanced clock.
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock reading `start_ns`.
+    pub fn new(start_ns: u64) -> Self {
+        ManualClock(Arc::new(AtomicU64::new(start_ns)))
+    }
+
+    /// Current reading.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Sets the reading (time may be set backwards by tests; flows use wrapping ages).
+    pub fn set_ns(&self, ns: u64) {
+        self.0.store(ns, Ordering::Release);
+    }
+
+    /// Moves the reading forward by `ns`.
+    pub fn advance_ns(&self, ns: u64) {
+        self.0.fetch_add(ns, Ordering::AcqRel);
+    }
+
+    /// Moves the reading forward to `ns` if it is later than the current one.
+    pub fn advance_to_ns(&self, ns: u64) {
+        self.0.fetch_max(ns, Ordering::AcqRel);
+    }
+
+    /// This clock as a [`Clock`].
+    pub fn clock(&self) -> Clock {
+        Clock::Manual(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_is_shared_between_clones() {
+        let manual = ManualClock::new(5);
+        let clock = manual.clock();
+        manual.advance_ns(10);
+        assert_eq!(clock.now_ns(), 15);
+        manual.advance_to_ns(12);
+        assert_eq!(clock.now_ns(), 15);
+        manual.advance_to_ns(20);
+        assert_eq!(clock.now_ns(), 20);
+    }
+
+    #[test]
+    fn monotonic_clock_does_not_go_backwards() {
+        let clock = Clock::monotonic();
+        let a = clock.now_ns();
+        let b = clock.now_ns();
+        assert!(b >= a);
+    }
+}
