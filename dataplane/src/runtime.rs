@@ -1,0 +1,231 @@
+//! Starting and stopping the workers of one port.
+//!
+//! [`Dataplane::start`] takes the port's queues, builds one engine per queue,
+//! and spawns one pinned worker thread per queue. The handle it returns reads
+//! counters, sends control messages to every worker, waits for them to be
+//! applied (generation barriers), and stops the workers cleanly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Sender, bounded};
+use crossbeam::utils::CachePadded;
+
+use crate::clock::Clock;
+use crate::engine::{Engine, EngineConfig};
+use crate::io::Port;
+use crate::stats::{StatsBoard, StatsSnapshot};
+use crate::worker::{self, ControlMsg, IdlePolicy, WorkerConfig, WorkerLinks, WorkerReport};
+
+/// Depth of each worker's control channel.
+const CONTROL_DEPTH: usize = 1024;
+
+/// How to run the workers.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// One entry per worker: the core to pin it to (`None`: not pinned).
+    pub cores: Vec<Option<usize>>,
+    /// Frames per burst.
+    pub burst: usize,
+    /// Idle behaviour.
+    pub idle: IdlePolicy,
+    /// Engine settings (each worker gets its own engine).
+    pub engine: EngineConfig,
+}
+
+/// Errors starting the workers.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The port has fewer queues than there are workers.
+    #[error("port {port} has {queues} queue(s) but {workers} worker(s) are configured")]
+    Queues {
+        /// The port.
+        port: String,
+        /// Queues the port offered.
+        queues: usize,
+        /// Workers configured.
+        workers: usize,
+    },
+    /// A configured core does not exist.
+    #[error(
+        "workers.cores: core {core} does not exist on this machine (cores available: {available:?})"
+    )]
+    NoSuchCore {
+        /// The core asked for.
+        core: usize,
+        /// The cores there are.
+        available: Vec<usize>,
+    },
+    /// The OS refused a thread.
+    #[error("cannot start worker {id}: {source}")]
+    Spawn {
+        /// Worker index.
+        id: usize,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The running workers.
+pub struct Dataplane {
+    workers: Vec<JoinHandle<WorkerReport>>,
+    control: Vec<Sender<ControlMsg>>,
+    board: Arc<StatsBoard>,
+    applied: Arc<[CachePadded<AtomicU64>]>,
+    stop: Arc<AtomicBool>,
+    generation: u64,
+    port: String,
+}
+
+/// Final report of a run.
+#[derive(Clone, Debug)]
+pub struct DataplaneReport {
+    /// The port's name.
+    pub port: String,
+    /// Per worker.
+    pub workers: Vec<WorkerReport>,
+    /// Summed counters.
+    pub snapshot: StatsSnapshot,
+}
+
+impl Dataplane {
+    /// Spawns one worker per configured core on the port's queues. `stop` is
+    /// shared with signal handlers: setting it stops every worker.
+    pub fn start<P: Port>(
+        port: &mut P,
+        config: &RuntimeConfig,
+        clock: Clock,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Dataplane, RuntimeError> {
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if let Some(core) = config
+            .cores
+            .iter()
+            .flatten()
+            .find(|c| !available.contains(c))
+        {
+            return Err(RuntimeError::NoSuchCore {
+                core: *core,
+                available,
+            });
+        }
+        let port_name = port.name();
+        let queues = port.take_queues();
+        let n = config.cores.len();
+        if queues.len() < n || n == 0 {
+            return Err(RuntimeError::Queues {
+                port: port_name,
+                queues: queues.len(),
+                workers: n,
+            });
+        }
+        let board = Arc::new(StatsBoard::new(n));
+        let applied: Arc<[CachePadded<AtomicU64>]> =
+            (0..n).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
+        let mut workers = Vec::with_capacity(n);
+        let mut control = Vec::with_capacity(n);
+        for (id, (queue, core)) in queues.into_iter().zip(config.cores.iter()).enumerate() {
+            let (tx, rx) = bounded(CONTROL_DEPTH);
+            let worker_config = WorkerConfig {
+                id,
+                core: *core,
+                burst: config.burst,
+                idle: config.idle,
+            };
+            let links = WorkerLinks {
+                board: board.clone(),
+                applied: applied.clone(),
+                stop: stop.clone(),
+            };
+            // Each engine allocates its tables here, before the thread starts.
+            let engine = Engine::new(&config.engine);
+            let clock = clock.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("bw-worker-{id}"))
+                .spawn(move || worker::run(worker_config, queue, engine, rx, links, clock))
+                .map_err(|source| {
+                    stop.store(true, Ordering::Relaxed);
+                    RuntimeError::Spawn { id, source }
+                })?;
+            workers.push(handle);
+            control.push(tx);
+        }
+        Ok(Dataplane {
+            workers,
+            control,
+            board,
+            applied,
+            stop,
+            generation: 0,
+            port: port_name,
+        })
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Current counters of every worker.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.board.snapshot()
+    }
+
+    /// Sends `msg` to every worker followed by a barrier; returns the barrier's generation.
+    pub fn broadcast(&mut self, msg: ControlMsg) -> u64 {
+        self.generation += 1;
+        for tx in &self.control {
+            // A full channel means the worker is stuck; the barrier will time out and say so.
+            let _ = tx.try_send(msg);
+            let _ = tx.try_send(ControlMsg::Barrier(self.generation));
+        }
+        self.generation
+    }
+
+    /// Waits until every worker has applied generation `generation`.
+    pub fn wait_applied(&self, generation: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .applied
+                .iter()
+                .all(|g| g.load(Ordering::Acquire) >= generation)
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    /// True once a stop was requested (signal or control message).
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stops every worker and collects their final reports.
+    pub fn stop(self) -> DataplaneReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut workers: Vec<WorkerReport> = self
+            .workers
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .collect();
+        workers.sort_by_key(|w| w.id);
+        let snapshot =
+            StatsSnapshot::from_workers(workers.iter().map(|w| w.counters).collect());
+        DataplaneReport {
+            port: self.port,
+            workers,
+            snapshot,
+        }
+    }
+}

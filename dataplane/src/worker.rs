@@ -1,0 +1,213 @@
+//! The poll-mode worker: one thread pinned to one core, owning one queue, one
+//! engine and its counters outright.
+//!
+//! Each turn of the loop applies pending control messages, receives a burst,
+//! runs every frame through the engine, transmits the burst, and publishes its
+//! counters. Control messages arrive on a channel the worker only ever polls
+//! with `try_recv` between bursts, so the packet path never waits on anyone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam::channel::Receiver;
+use crossbeam::utils::CachePadded;
+
+use crate::clock::Clock;
+use crate::engine::flow::STATE_COUNT;
+use crate::engine::{DropReason, Engine, Verdict};
+use crate::io::{Burst, MAX_BURST, PacketBuf, Queue, QueueStats};
+use crate::stats::{Counters, StatsBoard};
+
+/// A message from the control side, applied between bursts.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ControlMsg {
+    /// Acknowledge everything sent before this marker by publishing its generation.
+    Barrier(u64),
+    /// Forget every tracked flow.
+    ClearFlows,
+    /// Leave the loop after this burst.
+    Stop,
+}
+
+/// What a worker does when a poll finds nothing.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdlePolicy {
+    /// Poll without pause: lowest latency, one core at 100% (isolated cores).
+    Spin,
+    /// Spin briefly, then yield, then sleep in short naps: for shared cores.
+    Adaptive,
+}
+
+/// Buckets of the flow table swept per burst, and per idle poll.
+const SWEEP_PER_BURST: usize = 8;
+const SWEEP_PER_IDLE: usize = 256;
+
+/// A worker's fixed settings.
+#[derive(Copy, Clone, Debug)]
+pub struct WorkerConfig {
+    /// Worker index, also its queue index.
+    pub id: usize,
+    /// The core to pin to, if any.
+    pub core: Option<usize>,
+    /// Frames per burst (1..=[`MAX_BURST`]).
+    pub burst: usize,
+    /// Idle behaviour.
+    pub idle: IdlePolicy,
+}
+
+/// Shared handles a worker reads or writes without locks.
+#[derive(Clone)]
+pub struct WorkerLinks {
+    /// Counters board (one padded slot per worker).
+    pub board: Arc<StatsBoard>,
+    /// Barrier generations applied, one padded cell per worker.
+    pub applied: Arc<[CachePadded<AtomicU64>]>,
+    /// Set to stop every worker.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What a worker reports when it ends.
+#[derive(Clone, Debug)]
+pub struct WorkerReport {
+    /// Worker index.
+    pub id: usize,
+    /// The core it ran on, if pinning succeeded.
+    pub pinned: Option<usize>,
+    /// Final counters.
+    pub counters: Counters,
+    /// Live flows per state at the end.
+    pub flow_states: [u64; STATE_COUNT],
+    /// Backend counters.
+    pub queue: QueueStats,
+}
+
+/// Runs a worker on the current thread until stopped; pins it first.
+pub fn run<Q: Queue>(
+    config: WorkerConfig,
+    mut queue: Q,
+    mut engine: Engine,
+    control: Receiver<ControlMsg>,
+    links: WorkerLinks,
+    clock: Clock,
+) -> WorkerReport {
+    let pinned = config.core.filter(|&core| {
+        core_affinity::set_for_current(core_affinity::CoreId { id: core })
+    });
+    let burst_size = config.burst.clamp(1, MAX_BURST);
+    let mut counters = Counters::default();
+    let mut rx: Burst<Q::Buf> = Burst::new();
+    let mut tx: Burst<Q::Buf> = Burst::new();
+    let mut idle = IdleState::default();
+    let mut now_ns = clock.now_ns();
+    loop {
+        while let Ok(msg) = control.try_recv() {
+            counters.control_messages += 1;
+            match msg {
+                ControlMsg::Barrier(generation) => {
+                    if let Some(cell) = links.applied.get(config.id) {
+                        cell.store(generation, Ordering::Release);
+                    }
+                }
+                ControlMsg::ClearFlows => {
+                    engine.clear_flows();
+                }
+                ControlMsg::Stop => links.stop.store(true, Ordering::Relaxed),
+            }
+        }
+        if links.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let n = queue.rx_burst(&mut rx, burst_size);
+        // Time never goes backwards for a worker, whatever the source.
+        now_ns = match (clock.is_trace(), rx.last()) {
+            (true, Some(newest)) => now_ns.max(newest.timestamp_ns()),
+            (true, None) => now_ns,
+            (false, _) => now_ns.max(clock.now_ns()),
+        };
+        let now_ms = millis(now_ns);
+        if n == 0 {
+            counters.idle_polls += 1;
+            engine.maintain(SWEEP_PER_IDLE, now_ms);
+            counters.flows = engine.flows().counters();
+            links.board.publish(config.id, &counters);
+            idle.wait(config.idle);
+            continue;
+        }
+        idle.reset();
+        counters.bursts += 1;
+        for mut buf in rx.drain(..) {
+            let len = buf.data().len() as u64;
+            counters.rx_packets += 1;
+            counters.rx_bytes += len;
+            match engine.process(buf.data_mut(), now_ms) {
+                Verdict::Forward => tx.push(buf),
+                Verdict::Drop(reason) => {
+                    counters.drop(reason);
+                    queue.recycle(buf);
+                }
+            }
+        }
+        let tx_bytes: u64 = tx.iter().map(|b| b.data().len() as u64).sum();
+        let outcome = queue.tx_burst(&mut tx);
+        counters.tx_packets += outcome.sent as u64;
+        if outcome.dropped == 0 {
+            counters.tx_bytes += tx_bytes;
+        } else {
+            // Rare: the ring was full. Bytes of the frames that did go are not
+            // known individually here, so count them at the average.
+            let sent = outcome.sent as u64;
+            let total = (outcome.sent + outcome.dropped) as u64;
+            counters.tx_bytes += tx_bytes * sent / total.max(1);
+            for _ in 0..outcome.dropped {
+                counters.drop(DropReason::TxRingFull);
+            }
+        }
+        engine.maintain(SWEEP_PER_BURST, now_ms);
+        counters.flows = engine.flows().counters();
+        links.board.publish(config.id, &counters);
+    }
+    // A last full sweep, so the final counters say what has expired by now.
+    let now_ms = millis(now_ns);
+    engine.maintain(usize::MAX, now_ms);
+    counters.flows = engine.flows().counters();
+    links.board.publish(config.id, &counters);
+    WorkerReport {
+        id: config.id,
+        pinned,
+        counters,
+        flow_states: engine.flows().state_histogram(now_ms),
+        queue: queue.stats(),
+    }
+}
+
+#[inline]
+fn millis(ns: u64) -> u32 {
+    // Wrapping by design: the flow table works on wrapping u32 milliseconds.
+    (ns / 1_000_000) as u32
+}
+
+/// Counts empty polls to pick between spinning, yielding and napping.
+#[derive(Default)]
+struct IdleState {
+    empty: u32,
+}
+
+impl IdleState {
+    const SPINS: u32 = 64;
+    const YIELDS: u32 = 1024;
+
+    fn reset(&mut self) {
+        self.empty = 0;
+    }
+
+    fn wait(&mut self, policy: IdlePolicy) {
+        self.empty = self.empty.saturating_add(1);
+        match policy {
+            IdlePolicy::Spin => std::hint::spin_loop(),
+            IdlePolicy::Adaptive if self.empty < Self::SPINS => std::hint::spin_loop(),
+            IdlePolicy::Adaptive if self.empty < Self::YIELDS => std::thread::yield_now(),
+            IdlePolicy::Adaptive => std::thread::sleep(std::time::Duration::from_micros(50)),
+        }
+    }
+}
