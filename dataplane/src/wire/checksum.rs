@@ -259,10 +259,10 @@ mod tests {
         #[test]
         fn incremental_update16_equals_recompute(
             hdr in ipv4_header_strategy(),
-            word in 0usize..10,
+            // Any header word but the checksum itself (word 5).
+            word in proptest::sample::select(vec![0usize, 1, 2, 3, 4, 6, 7, 8, 9]),
             new in any::<u16>(),
         ) {
-            prop_assume!(word != 5); // the checksum field itself
             let at = word * 2;
             let old = u16::from_be_bytes([hdr[at], hdr[at + 1]]);
             let hc = u16::from_be_bytes([hdr[10], hdr[11]]);

@@ -134,13 +134,13 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     #[inline]
     pub fn new_checked(buffer: T) -> Result<EthernetFrame<T>, WireError> {
         let frame = Self::new_unchecked(buffer);
-        frame.check_len()?;
+        frame.check()?;
         Ok(frame)
     }
 
     /// The check done by `new_checked`.
     #[inline]
-    pub fn check_len(&self) -> Result<(), WireError> {
+    pub fn check(&self) -> Result<(), WireError> {
         let data = self.buffer.as_ref();
         match data.get(field::ETHERTYPE) {
             Some(&[a, b]) => {
@@ -318,7 +318,7 @@ pub struct EthernetRepr {
 impl EthernetRepr {
     /// Decodes a checked frame.
     pub fn parse<T: AsRef<[u8]>>(frame: &EthernetFrame<T>) -> Result<EthernetRepr, WireError> {
-        frame.check_len()?;
+        frame.check()?;
         Ok(EthernetRepr {
             src_addr: frame.src_addr(),
             dst_addr: frame.dst_addr(),
@@ -467,6 +467,14 @@ mod tests {
         assert_eq!(
             r.emit(&mut EthernetFrame::new_unchecked(&mut short[..])),
             Err(WireError::Truncated)
+        );
+        let lying = EthernetRepr {
+            ethertype: EtherType::VLAN,
+            ..r
+        };
+        assert_eq!(
+            lying.emit(&mut EthernetFrame::new_unchecked(&mut buf[..])),
+            Err(WireError::Unsupported)
         );
     }
 

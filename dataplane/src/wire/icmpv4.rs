@@ -277,7 +277,7 @@ impl Icmpv4Repr {
     /// Header plus data length.
     #[inline]
     pub const fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.data_len()
+        HEADER_LEN.saturating_add(self.data_len())
     }
 
     /// Writes the 8-byte header with a zero checksum; the caller writes the

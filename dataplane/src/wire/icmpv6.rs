@@ -518,7 +518,7 @@ impl Icmpv6Repr {
     pub const fn buffer_len(&self) -> usize {
         match *self {
             Icmpv6Repr::EchoRequest { data_len, .. } | Icmpv6Repr::EchoReply { data_len, .. } => {
-                ECHO_HEADER_LEN + data_len
+                ECHO_HEADER_LEN.saturating_add(data_len)
             }
             Icmpv6Repr::NeighborSolicit {
                 source_lladdr: lladdr,
@@ -534,7 +534,7 @@ impl Icmpv6Repr {
                     NDP_NEIGHBOR_LEN
                 }
             }
-            Icmpv6Repr::Other { data_len, .. } => HEADER_LEN + data_len,
+            Icmpv6Repr::Other { data_len, .. } => HEADER_LEN.saturating_add(data_len),
         }
     }
 
@@ -680,7 +680,7 @@ mod tests {
             target_lladdr: Some(EthernetAddress([2, 0, 0, 0, 0, 1])),
         };
         assert_eq!(r.buffer_len(), 32);
-        let mut buf = vec![0xffu8; 32];
+        let mut buf = [0xffu8; 32];
         let mut p = Icmpv6Packet::new_unchecked(&mut buf[..]);
         r.emit(&mut p).unwrap();
         p.fill_checksum(&target(), &src());

@@ -61,42 +61,20 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// total length is below the header length or beyond the buffer.
     pub fn check(&self) -> Result<(), WireError> {
         let data = self.buffer.as_ref();
-        let (ver_ihl, total) = match *data {
-            [
-                v,
-                _,
-                t0,
-                t1,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                _,
-                ..,
-            ] => (v, usize::from(u16::from_be_bytes([t0, t1]))),
-            _ => return Err(WireError::Truncated),
-        };
-        if ver_ihl >> 4 != 4 {
+        if data.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if self.version() != 4 {
             return Err(WireError::BadVersion);
         }
-        let header_len = usize::from(ver_ihl & 0x0f) * 4;
+        let header_len = self.header_len();
         if header_len < HEADER_LEN {
             return Err(WireError::BadHeaderLen);
         }
         if header_len > data.len() {
             return Err(WireError::Truncated);
         }
+        let total = usize::from(self.total_len());
         if total < header_len || total > data.len() {
             return Err(WireError::BadTotalLen);
         }
@@ -413,7 +391,7 @@ impl Ipv4Repr {
     /// Header plus payload length.
     #[inline]
     pub const fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.payload_len
+        HEADER_LEN.saturating_add(self.payload_len)
     }
 
     /// Writes a 20-byte header, MF clear and offset 0, and fills its checksum.
@@ -515,14 +493,13 @@ mod tests {
             r.emit(&mut Ipv4Packet::new_unchecked(&mut short[..])),
             Err(WireError::Truncated)
         );
-        let big = Ipv4Repr {
-            payload_len: 65_516,
-            ..r
-        };
-        assert_eq!(
-            big.emit(&mut Ipv4Packet::new_unchecked(&mut out[..])),
-            Err(WireError::BadTotalLen)
-        );
+        for payload_len in [65_516, usize::MAX] {
+            let big = Ipv4Repr { payload_len, ..r };
+            assert_eq!(
+                big.emit(&mut Ipv4Packet::new_unchecked(&mut out[..])),
+                Err(WireError::BadTotalLen)
+            );
+        }
     }
 
     #[test]

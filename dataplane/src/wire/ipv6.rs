@@ -337,7 +337,7 @@ impl Ipv6Repr {
     /// Header plus payload length.
     #[inline]
     pub const fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.payload_len
+        HEADER_LEN.saturating_add(self.payload_len)
     }
 
     /// Writes the 40-byte fixed header.
@@ -725,10 +725,10 @@ mod tests {
                 let pl = (data.len() - 40) as u16;
                 data[4..6].copy_from_slice(&pl.to_be_bytes());
             }
-            if let Ok(p) = Ipv6Packet::new_checked(&data[..]) {
-                if let Ok(up) = p.upper_layer() {
-                    prop_assert!(up.offset <= data.len());
-                }
+            if let Ok(p) = Ipv6Packet::new_checked(&data[..])
+                && let Ok(up) = p.upper_layer()
+            {
+                prop_assert!(up.offset <= data.len());
             }
             let _ = Ipv6Repr::parse(&Ipv6Packet::new_unchecked(&data[..]));
         }

@@ -16,9 +16,10 @@
 //! are generic over the buffer type, and turns every rejection into a flat
 //! `Copy` [`WireError`] that indexes a drop-reason counter. etherparse's
 //! zero-copy slices are read-only and rewriting goes through its owned header
-//! structs; `smoltcp::wire` is close in shape, but its checked constructors
-//! leave some lying length fields to later layers and it carries features we
-//! do not need. etherparse is still used here, as a test oracle.
+//! structs; `smoltcp::wire` is close in shape, but its error is a single
+//! reasonless unit struct and its reprs bring stack features (checksum
+//! capabilities, its own address types) we do not need. etherparse is still
+//! used here, as the test oracle for our parsers.
 
 use core::fmt;
 

@@ -580,7 +580,8 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         self.buffer.as_ref().len()
     }
 
-    /// True if the checksum verifies against the IPv4 pseudo-header.
+    /// True if the checksum verifies against the IPv4 pseudo-header; the view
+    /// must cover exactly the segment (its length is the pseudo-header length).
     pub fn verify_checksum_v4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let data = self.buffer.as_ref();
         let Ok(len) = u16::try_from(data.len()) else {
@@ -590,7 +591,8 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         checksum::fold(checksum::sum(data, ph)) == 0xffff
     }
 
-    /// True if the checksum verifies against the IPv6 pseudo-header.
+    /// True if the checksum verifies against the IPv6 pseudo-header; the view
+    /// must cover exactly the segment.
     pub fn verify_checksum_v6(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
         let data = self.buffer.as_ref();
         let Ok(len) = u32::try_from(data.len()) else {
@@ -693,7 +695,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     }
 
     /// Computes and stores the checksum over the whole buffer with the IPv4
-    /// pseudo-header (segment length = buffer length, saturated at 65535).
+    /// pseudo-header; the view must cover exactly the segment (its length,
+    /// saturated at 65535, goes into the pseudo-header).
     pub fn fill_checksum_v4(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
         let data = self.buffer.as_ref();
@@ -703,7 +706,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         self.set_checksum(c);
     }
 
-    /// Computes and stores the checksum over the whole buffer with the IPv6 pseudo-header.
+    /// Computes and stores the checksum over the whole buffer with the IPv6
+    /// pseudo-header; the view must cover exactly the segment.
     pub fn fill_checksum_v6(&mut self, src: &Ipv6Addr, dst: &Ipv6Addr) {
         self.set_checksum(0);
         let data = self.buffer.as_ref();
@@ -785,7 +789,7 @@ impl TcpRepr {
     /// Header plus payload length.
     #[inline]
     pub fn buffer_len(&self) -> usize {
-        self.header_len() + self.payload_len
+        self.header_len().saturating_add(self.payload_len)
     }
 
     /// Writes the header and options (not the payload, not the checksum,
@@ -1069,7 +1073,7 @@ mod tests {
         assert_eq!(l.len(), 10);
         assert_eq!(l.wire_len(), 20);
         // Twenty SACK-permitted options parse into more than the list holds.
-        let mut b = vec![0u8; 60];
+        let mut b = [0u8; 60];
         b[12] = 0xf0;
         for i in 0..20 {
             b[20 + 2 * i] = 4;

@@ -248,7 +248,7 @@ impl UdpRepr {
     /// Header plus payload length.
     #[inline]
     pub const fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.payload_len
+        HEADER_LEN.saturating_add(self.payload_len)
     }
 
     /// Writes the header with a zero checksum (fill it after the payload).
