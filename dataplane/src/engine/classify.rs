@@ -170,3 +170,291 @@ fn classify_l4(l4: &[u8], mut info: PacketInfo) -> Result<PacketInfo, WireError>
     }
     Ok(info)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::synth::{self, Endpoint, Flags, offsets};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn client() -> Endpoint {
+        Endpoint::new(MAC_A, Ipv4Addr::new(203, 0, 113, 5), 40000)
+    }
+    fn server() -> Endpoint {
+        Endpoint::new(MAC_B, Ipv4Addr::new(198, 51, 100, 10), 80)
+    }
+    fn client6() -> Endpoint {
+        Endpoint::new(MAC_A, "2001:db8:ff::5".parse::<Ipv6Addr>().unwrap(), 40000)
+    }
+    fn server6() -> Endpoint {
+        Endpoint::new(MAC_B, "2001:db8:100::10".parse::<Ipv6Addr>().unwrap(), 443)
+    }
+
+    fn syn() -> Vec<u8> {
+        synth::tcp(&client(), &server(), Flags::SYN, 1, 0, &[])
+    }
+
+    /// Inserts an 802.1Q tag with VLAN id 42.
+    fn tagged(mut f: Vec<u8>) -> Vec<u8> {
+        f.splice(12..12, [0x81, 0x00, 0x00, 42]);
+        f
+    }
+
+    /// Adds 4 bytes of IPv4 options (NOPs) and fixes IHL and total length.
+    fn with_ipv4_options(mut f: Vec<u8>) -> Vec<u8> {
+        f.splice(offsets::L4..offsets::L4, [1, 1, 1, 1]);
+        f[offsets::IPV4_VERSION_IHL] = 0x46;
+        let total = u16::from_be_bytes([f[16], f[17]]) + 4;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f
+    }
+
+    /// Puts `n` empty Hop-by-Hop/Destination-options headers in front of the
+    /// upper layer of an untagged IPv6 frame.
+    fn with_ext_headers(mut f: Vec<u8>, n: usize) -> Vec<u8> {
+        let upper = f[20];
+        let mut chain = Vec::new();
+        for i in 0..n {
+            let next = if i + 1 == n { upper } else { 60 };
+            chain.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        f[20] = if n == 0 { upper } else { 0 };
+        let len = u16::from_be_bytes([f[18], f[19]]) + chain.len() as u16;
+        f[18..20].copy_from_slice(&len.to_be_bytes());
+        f.splice(54..54, chain);
+        f
+    }
+
+    fn set(mut f: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        f
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        Ipv4Addr::from(a).to_ipv6_mapped().octets()
+    }
+
+    /// The golden table: frame -> classification or drop reason.
+    #[test]
+    fn golden_classification_table() {
+        type Check = fn(&PacketInfo);
+        let ok_syn: Check = |i| {
+            assert_eq!(i.l3, L3::Ipv4);
+            assert_eq!((i.src_port, i.dst_port, i.protocol), (40000, 80, 6));
+            assert_eq!(i.src, v4([203, 0, 113, 5]));
+            assert_eq!(i.tcp_flags, Some(TcpFlags::SYN));
+            assert_eq!((i.l3_offset, i.l4_offset), (14, 34));
+        };
+        let cases: Vec<(&str, Vec<u8>, Result<Check, WireError>)> = vec![
+            ("IPv4 TCP SYN", syn(), Ok(ok_syn)),
+            (
+                "IPv4 TCP behind an 802.1Q tag",
+                tagged(syn()),
+                Ok(|i| {
+                    assert_eq!(i.vlan_tci, Some(42));
+                    assert_eq!((i.l3_offset, i.l4_offset), (18, 38));
+                    assert_eq!(i.dst_port, 80);
+                }),
+            ),
+            (
+                "IPv4 options are skipped",
+                with_ipv4_options(syn()),
+                Ok(|i| {
+                    assert_eq!(i.l4_offset, 38);
+                    assert_eq!((i.src_port, i.dst_port), (40000, 80));
+                }),
+            ),
+            (
+                "UDP with Ethernet padding: the payload ends at the UDP length",
+                synth::udp(&client(), &server().port(53), b"q"),
+                Ok(|i| {
+                    assert_eq!((i.protocol, i.dst_port, i.payload_len), (17, 53, 1));
+                }),
+            ),
+            (
+                "ICMP echo is keyed by its identifier",
+                synth::echo(&client().port(0x4242), &server(), 1, false, b"ping"),
+                Ok(|i| {
+                    assert_eq!((i.protocol, i.src_port, i.dst_port), (1, 0x4242, 0x4242));
+                }),
+            ),
+            (
+                "IPv6 TCP",
+                synth::tcp(&client6(), &server6(), Flags::PSH_ACK, 1, 1, b"hello"),
+                Ok(|i| {
+                    assert_eq!(
+                        (i.ip_version, i.l4_offset, i.dst_port, i.payload_len),
+                        (6, 54, 443, 5)
+                    );
+                }),
+            ),
+            (
+                "IPv6 with two extension headers",
+                with_ext_headers(synth::tcp(&client6(), &server6(), Flags::SYN, 1, 0, &[]), 2),
+                Ok(|i| {
+                    assert_eq!((i.protocol, i.l4_offset, i.dst_port), (6, 70, 443));
+                }),
+            ),
+            (
+                "ICMPv6 echo",
+                synth::echo(&client6().port(7), &server6(), 1, false, b"x"),
+                Ok(|i| assert_eq!((i.protocol, i.src_port), (58, 7))),
+            ),
+            (
+                "ARP is classified, not parsed for ports",
+                synth::arp(
+                    MAC_A,
+                    Ipv4Addr::new(1, 2, 3, 4),
+                    [0; 6],
+                    Ipv4Addr::new(1, 2, 3, 5),
+                    false,
+                ),
+                Ok(|i| {
+                    assert_eq!(i.l3, L3::Arp);
+                    assert!(!i.is_ip());
+                }),
+            ),
+            (
+                "an unknown EtherType (LLDP) is classified as other",
+                set(syn(), 12, &[0x88, 0xcc]),
+                Ok(|i| assert_eq!(i.l3, L3::Other(0x88cc))),
+            ),
+            (
+                "a non-first fragment has no ports",
+                set(syn(), 20, &[0x00, 0x10]),
+                Ok(|i| {
+                    assert!(i.fragment);
+                    assert_eq!((i.src_port, i.dst_port, i.l4_offset), (0, 0, 0));
+                }),
+            ),
+            (
+                "a runt shorter than an Ethernet header",
+                vec![0u8; 13],
+                Err(WireError::Truncated),
+            ),
+            (
+                "IPv4 IHL 4 (< 5)",
+                set(syn(), offsets::IPV4_VERSION_IHL, &[0x44]),
+                Err(WireError::BadHeaderLen),
+            ),
+            (
+                "IPv4 IHL 15 past the frame",
+                set(syn(), offsets::IPV4_VERSION_IHL, &[0x4f]),
+                Err(WireError::Truncated),
+            ),
+            (
+                "IPv4 total length past the frame",
+                set(syn(), offsets::IPV4_TOTAL_LEN, &1500u16.to_be_bytes()),
+                Err(WireError::BadTotalLen),
+            ),
+            (
+                "IPv4 total length below the header",
+                set(syn(), offsets::IPV4_TOTAL_LEN, &10u16.to_be_bytes()),
+                Err(WireError::BadTotalLen),
+            ),
+            (
+                "EtherType IPv4 carrying version 6",
+                set(syn(), offsets::IPV4_VERSION_IHL, &[0x65]),
+                Err(WireError::BadVersion),
+            ),
+            (
+                "TCP data offset 4 (< 5)",
+                set(syn(), offsets::TCP_DATA_OFFSET, &[0x40]),
+                Err(WireError::BadHeaderLen),
+            ),
+            (
+                "TCP data offset past the segment",
+                set(syn(), offsets::TCP_DATA_OFFSET, &[0xf0]),
+                Err(WireError::BadHeaderLen),
+            ),
+            (
+                "UDP length past the datagram",
+                set(
+                    synth::udp(&client(), &server().port(53), b"q"),
+                    offsets::L4 + 4,
+                    &200u16.to_be_bytes(),
+                ),
+                Err(WireError::BadTotalLen),
+            ),
+            (
+                "IPv6 payload length past the frame",
+                set(
+                    synth::tcp(&client6(), &server6(), Flags::SYN, 1, 0, &[]),
+                    18,
+                    &900u16.to_be_bytes(),
+                ),
+                Err(WireError::BadTotalLen),
+            ),
+            (
+                "IPv6 extension chain longer than the bound",
+                with_ext_headers(synth::tcp(&client6(), &server6(), Flags::SYN, 1, 0, &[]), 9),
+                Err(WireError::ExtHeaderChain),
+            ),
+            (
+                "a truncated ICMP header",
+                {
+                    let mut f = synth::echo(&client(), &server(), 1, false, &[]);
+                    f.truncate(14 + 20 + 4);
+                    set(f, offsets::IPV4_TOTAL_LEN, &24u16.to_be_bytes())
+                },
+                Err(WireError::Truncated),
+            ),
+        ];
+        for (what, frame, want) in cases {
+            match (classify(&frame), want) {
+                (Ok(info), Ok(check)) => check(&info),
+                (Err(got), Err(want)) => assert_eq!(got, want, "{what}"),
+                (got, want) => panic!("{what}: got {got:?}, want {:?}", want.map(|_| "Ok")),
+            }
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_valid_frame_classifies_without_panicking() {
+        let frames = [
+            syn(),
+            tagged(syn()),
+            with_ext_headers(synth::tcp(&client6(), &server6(), Flags::SYN, 1, 0, &[]), 3),
+            synth::udp(&client6(), &server6(), b"data"),
+        ];
+        for f in frames {
+            for len in 0..f.len() {
+                let _ = classify(&f[..len]);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = classify(&data);
+        }
+
+        /// Valid frames with a few bytes overwritten anywhere: classification
+        /// either succeeds with offsets inside the frame, or names a reason.
+        #[test]
+        fn mutated_frames_stay_in_bounds(
+            which in 0usize..3,
+            edits in proptest::collection::vec((0usize..120, proptest::num::u8::ANY), 1..6),
+        ) {
+            let mut f = match which {
+                0 => syn(),
+                1 => tagged(synth::udp(&client(), &server().port(53), b"query")),
+                _ => with_ext_headers(synth::tcp(&client6(), &server6(), Flags::SYN, 1, 0, &[]), 2),
+            };
+            for (at, byte) in edits {
+                if let Some(b) = f.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            if let Ok(info) = classify(&f) {
+                proptest::prop_assert!(usize::from(info.l4_offset) <= f.len());
+                proptest::prop_assert!(usize::from(info.l3_offset) <= f.len());
+            }
+        }
+    }
+}
