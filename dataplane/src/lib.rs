@@ -6,17 +6,18 @@
 //! classify, flow table) and transmits the burst; counters go to [`stats`].
 //! [`runtime`] starts and stops the workers; [`config`] reads the TOML file.
 
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod demo;
 pub mod engine;
+pub mod fuzzing;
 pub mod io;
+pub mod report;
 pub mod rss;
+pub mod run;
 pub mod runtime;
 pub mod stats;
+pub mod synth;
 pub mod wire;
 pub mod worker;
-pub mod config;
-pub mod report;
-pub mod run;
-pub mod cli;
-pub mod demo;
-pub mod synth;
