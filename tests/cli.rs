@@ -1,0 +1,210 @@
+//! End to end through the `baitwall` binary: the demo, `run` on a capture,
+//! `check-config`, and a clean stop on SIGINT. Output captures are read back
+//! with tcpdump, a reader we did not write.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_baitwall");
+
+/// Finds a tool on PATH. Missing: skip with one line, or fail under CI=true.
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name} is required under CI=true (.ci/run installs it)"
+        );
+        println!("skipping: {name} is not installed");
+    }
+    found
+}
+
+fn baitwall(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// Lines tcpdump prints for `filter` over `pcap`.
+fn tcpdump_count(tcpdump: &Path, pcap: &Path, filter: &str) -> usize {
+    let mut cmd = Command::new(tcpdump);
+    cmd.args(["-nn", "-r"]).arg(pcap);
+    if !filter.is_empty() {
+        cmd.arg(filter);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "tcpdump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn demo_summarises_and_its_captures_read_in_tcpdump() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("demo");
+    let out = baitwall(&["demo", "--keep", keep.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "what crossed the appliance",
+        "malformed headers                           3          0          3",
+        "drops by reason: bad_header_len 2, bad_total_len 1",
+        "870 frames in, 867 out",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    let Some(tcpdump) = tool("tcpdump") else {
+        return;
+    };
+    let input = keep.join("scenario.pcap");
+    let output = keep.join("forwarded.pcap");
+    assert_eq!(tcpdump_count(&tcpdump, &input, ""), 870);
+    assert_eq!(tcpdump_count(&tcpdump, &output, ""), 867);
+    // The malformed frames came from 192.0.2.99 and none went through.
+    assert_eq!(tcpdump_count(&tcpdump, &input, "src host 192.0.2.99"), 3);
+    assert_eq!(tcpdump_count(&tcpdump, &output, "src host 192.0.2.99"), 0);
+    // Every SYN of the worm's sweep was forwarded (no deception in this build).
+    let worm_syns = "src host 192.0.2.66 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn";
+    assert_eq!(tcpdump_count(&tcpdump, &output, worm_syns), 254 + 253 + 2);
+}
+
+#[test]
+fn run_on_a_capture_reports_json_that_adds_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("demo");
+    assert!(
+        baitwall(&["demo", "--keep", keep.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let config = dir.path().join("bw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[workers]\ncores = [0]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"{}\"\ntx = \"out.pcap\"\n",
+            keep.join("scenario.pcap").display()
+        ),
+    )
+    .unwrap();
+    let out = baitwall(&["run", "--config", config.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = &v["stats"]["total"];
+    assert_eq!(total["rx_packets"], 870);
+    assert_eq!(total["tx_packets"], 867);
+    assert_eq!(total["dropped"], 3);
+    assert_eq!(v["replay"]["frames_out"], 867);
+    assert_eq!(v["interrupted"], false);
+    if let Some(tcpdump) = tool("tcpdump") {
+        assert_eq!(
+            tcpdump_count(&tcpdump, &dir.path().join("out.pcap"), ""),
+            867
+        );
+    }
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_bad_fields() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/baitwall.toml");
+    let out = baitwall(&["check-config", example.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[port]\nbackend = \"pcap\"\nrx = \"x.pcap\"\nbursts = 4\n",
+    )
+    .unwrap();
+    let out = baitwall(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 4") && err.contains("unknown field `bursts`"),
+        "{err}"
+    );
+
+    let out = baitwall(&[
+        "run",
+        "--config",
+        dir.path().join("missing.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn sigint_stops_the_workers_cleanly_with_final_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("demo");
+    assert!(
+        baitwall(&["demo", "--keep", keep.to_str().unwrap()])
+            .status
+            .success()
+    );
+    // A timed replay of 95 s of traffic: far longer than this test waits.
+    let config = dir.path().join("slow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[workers]\ncores = [0]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"{}\"\nreplay = \"timed\"\n",
+            keep.join("scenario.pcap").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first progress line (after about a second) shows the workers are
+    // running and the signal handlers installed.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.starts_with("rx "), "unexpected first line: {line:?}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30), "did not stop");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["interrupted"], true);
+    let total = &v["stats"]["total"];
+    let rx = total["rx_packets"].as_u64().unwrap();
+    assert!(rx > 0 && rx < 870, "rx {rx}");
+    assert_eq!(
+        rx,
+        total["tx_packets"].as_u64().unwrap() + total["dropped"].as_u64().unwrap()
+    );
+}
