@@ -390,7 +390,10 @@ impl Config {
         match port.backend {
             Backend::Pcap => {
                 if port.rx.is_none() {
-                    return Err(fail("rx", "the pcap backend needs `rx`, the capture to replay"));
+                    return Err(fail(
+                        "rx",
+                        "the pcap backend needs `rx`, the capture to replay",
+                    ));
                 }
             }
         }
@@ -556,7 +559,10 @@ udp_replied = "90s"
                 "[workers]\ncorez = [0]\n[port]\nbackend = \"pcap\"\nrx = \"x\"\n",
                 &["line 2", "unknown field `corez`"],
             ),
-            ("[port]\nbackend = \"dpdk\"\n", &["line 2", "unknown variant `dpdk`"]),
+            (
+                "[port]\nbackend = \"dpdk\"\n",
+                &["line 2", "unknown variant `dpdk`"],
+            ),
             ("[port]\nbackend = \"pcap\"\n", &["line 1", "port.rx"]),
             (
                 "[port]\nbackend = \"pcap\"\nrx = \"x\"\nspeed = -1.0\n",
@@ -587,7 +593,10 @@ udp_replied = "90s"
         let path = dir.path().join("bw.toml");
         std::fs::write(&path, MINIMAL).unwrap();
         let c = Config::load(&path).unwrap();
-        assert_eq!(c.port.get_ref().rx.as_deref(), Some(dir.path().join("in.pcap").as_path()));
+        assert_eq!(
+            c.port.get_ref().rx.as_deref(),
+            Some(dir.path().join("in.pcap").as_path())
+        );
         let missing = Config::load(&dir.path().join("nope.toml")).unwrap_err();
         assert!(matches!(missing, ConfigError::Read { .. }));
     }

@@ -138,7 +138,8 @@ fn flow_input(frame: &[u8], out: &mut [u8; MAX_INPUT]) -> Option<usize> {
         EtherType::IPV6 => {
             let ip = Ipv6Packet::new_checked(payload).ok()?;
             out.get_mut(..16)?.copy_from_slice(&ip.src_addr().octets());
-            out.get_mut(16..32)?.copy_from_slice(&ip.dst_addr().octets());
+            out.get_mut(16..32)?
+                .copy_from_slice(&ip.dst_addr().octets());
             match ip.upper_layer() {
                 Ok(upper) => (
                     upper.protocol,
@@ -184,17 +185,54 @@ mod tests {
         v
     }
 
-    /// Microsoft's published IPv4 verification vectors: (dst, dport, src, sport,
-    /// hash over addresses only, hash with TCP ports).
+    /// One of Microsoft's published IPv4 verification vectors: (dst, dport,
+    /// src, sport, hash over addresses only, hash with TCP ports).
+    type Vector = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+
     #[test]
     fn matches_microsoft_verification_suite_ipv4() {
         let rss = Rss::new(&MS_KEY, 1);
-        let cases: [([u8; 4], u16, [u8; 4], u16, u32, u32); 5] = [
-            ([161, 142, 100, 80], 1766, [66, 9, 149, 187], 2794, 0x323e8fc2, 0x51ccc178),
-            ([65, 69, 140, 83], 4739, [199, 92, 111, 2], 14230, 0xd718262a, 0xc626b0ea),
-            ([12, 22, 207, 184], 38024, [24, 19, 198, 95], 12898, 0xd2d0a5de, 0x5c2b394a),
-            ([209, 142, 163, 6], 2217, [38, 27, 205, 30], 48228, 0x82989176, 0xafc7327f),
-            ([202, 188, 127, 2], 1303, [153, 39, 163, 191], 44251, 0x5d1809c5, 0x10e828a2),
+        let cases: [Vector; 5] = [
+            (
+                [161, 142, 100, 80],
+                1766,
+                [66, 9, 149, 187],
+                2794,
+                0x323e8fc2,
+                0x51ccc178,
+            ),
+            (
+                [65, 69, 140, 83],
+                4739,
+                [199, 92, 111, 2],
+                14230,
+                0xd718262a,
+                0xc626b0ea,
+            ),
+            (
+                [12, 22, 207, 184],
+                38024,
+                [24, 19, 198, 95],
+                12898,
+                0xd2d0a5de,
+                0x5c2b394a,
+            ),
+            (
+                [209, 142, 163, 6],
+                2217,
+                [38, 27, 205, 30],
+                48228,
+                0x82989176,
+                0xafc7327f,
+            ),
+            (
+                [202, 188, 127, 2],
+                1303,
+                [153, 39, 163, 191],
+                44251,
+                0x5d1809c5,
+                0x10e828a2,
+            ),
         ];
         for (dst, dport, src, sport, ip_only, with_ports) in cases {
             let input = v4_input(src, sport, dst, dport);

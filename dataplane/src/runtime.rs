@@ -126,8 +126,9 @@ impl Dataplane {
             });
         }
         let board = Arc::new(StatsBoard::new(n));
-        let applied: Arc<[CachePadded<AtomicU64>]> =
-            (0..n).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
+        let applied: Arc<[CachePadded<AtomicU64>]> = (0..n)
+            .map(|_| CachePadded::new(AtomicU64::new(0)))
+            .collect();
         let mut workers = Vec::with_capacity(n);
         let mut control = Vec::with_capacity(n);
         for (id, (queue, core)) in queues.into_iter().zip(config.cores.iter()).enumerate() {
@@ -220,8 +221,7 @@ impl Dataplane {
             .filter_map(|h| h.join().ok())
             .collect();
         workers.sort_by_key(|w| w.id);
-        let snapshot =
-            StatsSnapshot::from_workers(workers.iter().map(|w| w.counters).collect());
+        let snapshot = StatsSnapshot::from_workers(workers.iter().map(|w| w.counters).collect());
         DataplaneReport {
             port: self.port,
             workers,

@@ -77,7 +77,9 @@ impl StatsBoard {
     /// A board for `workers` workers.
     pub fn new(workers: usize) -> Self {
         StatsBoard {
-            slots: (0..workers).map(|_| CachePadded::new(Slot::new())).collect(),
+            slots: (0..workers)
+                .map(|_| CachePadded::new(Slot::new()))
+                .collect(),
         }
     }
 
@@ -117,8 +119,20 @@ impl StatsBoard {
             return c;
         };
         let v: [u64; CELLS] = std::array::from_fn(|i| slot.cells[i].load(Ordering::Relaxed));
-        let [rx_packets, rx_bytes, tx_packets, tx_bytes, bursts, idle_polls, created, expired, evicted, active, control_messages, ..] =
-            v;
+        let [
+            rx_packets,
+            rx_bytes,
+            tx_packets,
+            tx_bytes,
+            bursts,
+            idle_polls,
+            created,
+            expired,
+            evicted,
+            active,
+            control_messages,
+            ..,
+        ] = v;
         c.rx_packets = rx_packets;
         c.rx_bytes = rx_bytes;
         c.tx_packets = tx_packets;

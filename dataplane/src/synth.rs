@@ -144,7 +144,14 @@ fn finish<S>(size: usize, write: impl FnOnce(&mut Vec<u8>) -> Result<(), S>) -> 
 }
 
 /// A TCP segment from `src` to `dst` (TTL 64).
-pub fn tcp(src: &Endpoint, dst: &Endpoint, flags: Flags, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+pub fn tcp(
+    src: &Endpoint,
+    dst: &Endpoint,
+    flags: Flags,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     tcp_ttl(src, dst, flags, seq, ack, payload, 64)
 }
 
@@ -273,7 +280,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(udp(&c, &s.port(53), b"q").len(), MIN_FRAME);
-        assert_eq!(arp(A, Ipv4Addr::new(1, 2, 3, 4), B, Ipv4Addr::new(1, 2, 3, 5), false).len(), MIN_FRAME);
+        assert_eq!(
+            arp(
+                A,
+                Ipv4Addr::new(1, 2, 3, 4),
+                B,
+                Ipv4Addr::new(1, 2, 3, 5),
+                false
+            )
+            .len(),
+            MIN_FRAME
+        );
         let c6 = Endpoint::new(A, Ipv6Addr::LOCALHOST, 7);
         let s6 = Endpoint::new(B, Ipv6Addr::UNSPECIFIED, 7);
         assert!(echo(&c6, &s6, 1, false, b"ping").len() >= 14 + 40 + 8 + 4);

@@ -91,9 +91,9 @@ pub fn run<Q: Queue>(
     links: WorkerLinks,
     clock: Clock,
 ) -> WorkerReport {
-    let pinned = config.core.filter(|&core| {
-        core_affinity::set_for_current(core_affinity::CoreId { id: core })
-    });
+    let pinned = config
+        .core
+        .filter(|&core| core_affinity::set_for_current(core_affinity::CoreId { id: core }));
     let burst_size = config.burst.clamp(1, MAX_BURST);
     let mut counters = Counters::default();
     let mut rx: Burst<Q::Buf> = Burst::new();

@@ -50,7 +50,8 @@ fn pcap_in_same_frames_out_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     write_pcap(&dir.path().join("in.pcap"), &clean_scenario()).unwrap();
     let cfg = config(dir.path(), "in.pcap", 1, "");
-    let outcome = baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    let outcome =
+        baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
     assert!(outcome.pcap.completed);
     assert_eq!(outcome.pcap.frames_in, outcome.pcap.frames_out);
     // One worker keeps the order, the writer keeps the timestamps and the
@@ -67,7 +68,8 @@ fn two_workers_forward_every_frame_and_keep_per_flow_order() {
     let input = clean_scenario();
     write_pcap(&dir.path().join("in.pcap"), &input).unwrap();
     let cfg = config(dir.path(), "in.pcap", 2, "");
-    let outcome = baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    let outcome =
+        baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
     let mut out: Vec<_> = frames(&dir.path().join("out.pcap"));
     assert_eq!(out.len(), input.len());
     assert_eq!(outcome.dataplane.snapshot.total.dropped, 0);
@@ -85,7 +87,8 @@ fn malformed_frames_are_dropped_by_reason() {
     let dir = tempfile::tempdir().unwrap();
     write_pcap(&dir.path().join("in.pcap"), &scenario::build()).unwrap();
     let cfg = config(dir.path(), "in.pcap", 2, "");
-    let outcome = baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    let outcome =
+        baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
     let t = &outcome.dataplane.snapshot.total;
     assert_eq!(t.dropped, 3);
     assert_eq!(t.drops.get("bad_header_len"), Some(&2), "{:?}", t.drops);
@@ -118,7 +121,8 @@ fn pcapng_input_gives_the_same_frames() {
         }
     }
     let cfg = config(dir.path(), "in.pcapng", 1, "");
-    let outcome = baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    let outcome =
+        baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
     assert_eq!(outcome.pcap.frames_in, input.len() as u64);
     let out = frames(&dir.path().join("out.pcap"));
     let got: Vec<_> = out.into_iter().map(|(_, f)| f).collect();
@@ -141,11 +145,21 @@ fn timed_replay_keeps_the_recorded_pacing() {
         })
         .collect();
     write_pcap(&dir.path().join("in.pcap"), &frames).unwrap();
-    let cfg = config(dir.path(), "in.pcap", 1, "replay = \"timed\"\nspeed = 2.0\n");
-    let outcome = baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    let cfg = config(
+        dir.path(),
+        "in.pcap",
+        1,
+        "replay = \"timed\"\nspeed = 2.0\n",
+    );
+    let outcome =
+        baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
     assert_eq!(outcome.pcap.frames_out, 10);
     // A lower bound only: the replay sleeps until each frame is due.
-    assert!(outcome.elapsed >= Duration::from_millis(90), "{:?}", outcome.elapsed);
+    assert!(
+        outcome.elapsed >= Duration::from_millis(90),
+        "{:?}",
+        outcome.elapsed
+    );
 }
 
 #[test]
@@ -153,9 +167,15 @@ fn a_file_that_is_not_a_capture_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.pcap"), b"this is not a capture file").unwrap();
     let cfg = config(dir.path(), "in.pcap", 1, "");
-    let err = baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap_err();
-    assert!(err.to_string().contains("not a readable pcap/pcapng capture"), "{err:#}");
+    let err =
+        baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not a readable pcap/pcapng capture"),
+        "{err:#}"
+    );
     std::fs::write(dir.path().join("in.pcap"), b"").unwrap();
-    let err = baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap_err();
+    let err =
+        baitwall_dataplane::run::run(&cfg, Arc::new(AtomicBool::new(false)), |_| {}).unwrap_err();
     assert!(err.to_string().contains("too short"), "{err:#}");
 }

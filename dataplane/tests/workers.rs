@@ -94,7 +94,14 @@ fn both_directions_of_10000_flows_land_on_one_worker_each() {
             [22, 80, 443, 8080][(r >> 8) as usize % 4],
         );
         syns.push(synth::tcp(&client, &server, Flags::SYN, r as u32, 0, &[]));
-        synacks.push(synth::tcp(&server, &client, Flags::SYN_ACK, 7, r as u32 + 1, &[]));
+        synacks.push(synth::tcp(
+            &server,
+            &client,
+            Flags::SYN_ACK,
+            7,
+            r as u32 + 1,
+            &[],
+        ));
     }
     let mut out = Vec::new();
     pump(&nic, &syns, &mut out);
@@ -110,7 +117,10 @@ fn both_directions_of_10000_flows_land_on_one_worker_each() {
     let mut per_queue = [0usize; 2];
     for (syn, synack) in syns.iter().zip(synacks.iter()) {
         let q = queue_of[syn];
-        assert_eq!(q, queue_of[synack], "the two directions of a flow split across workers");
+        assert_eq!(
+            q, queue_of[synack],
+            "the two directions of a flow split across workers"
+        );
         per_queue[q] += 1;
     }
     // RSS spreads the flows over both workers.
@@ -184,7 +194,13 @@ fn barriers_are_acknowledged_and_clear_flows_applies() {
     });
     let nic = port.nic();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut dp = Dataplane::start(&mut port, &runtime(2, 1024), ManualClock::new(0).clock(), stop).unwrap();
+    let mut dp = Dataplane::start(
+        &mut port,
+        &runtime(2, 1024),
+        ManualClock::new(0).clock(),
+        stop,
+    )
+    .unwrap();
     let a = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(203, 0, 113, 1), 5000);
     let b = Endpoint::new([2, 0, 0, 0, 0, 2], Ipv4Addr::new(198, 51, 100, 7), 80);
     let frames: Vec<_> = (0..40u16)
@@ -210,8 +226,16 @@ fn a_missing_core_is_refused_with_its_number() {
     let mut port = MemPort::new(SoftNicConfig::default());
     let mut cfg = runtime(1, 64);
     cfg.cores = vec![Some(100_000)];
-    let err = Dataplane::start(&mut port, &cfg, ManualClock::new(0).clock(), Arc::new(AtomicBool::new(false)))
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("core 100000 does not exist"), "{err}");
+    let err = Dataplane::start(
+        &mut port,
+        &cfg,
+        ManualClock::new(0).clock(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("core 100000 does not exist"),
+        "{err}"
+    );
 }

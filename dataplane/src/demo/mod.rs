@@ -142,7 +142,10 @@ fn summarize(
         (Some(a), Some(b)) => (b.ts_ns - a.ts_ns) as f64 / 1e9,
         _ => 0.0,
     };
-    let _ = writeln!(s, "baitwall demo: the built-in scenario through {workers} poll-mode worker(s)");
+    let _ = writeln!(
+        s,
+        "baitwall demo: the built-in scenario through {workers} poll-mode worker(s)"
+    );
     let _ = writeln!(
         s,
         "  protected: {} and {} with 4 live servers ({} web 80/443, {} ssh, {} dns, {} web); every other address is dark",
@@ -163,7 +166,11 @@ fn summarize(
         span_s
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "{:<34} {:>10} {:>10} {:>10}", "what crossed the appliance", "frames in", "forwarded", "dropped");
+    let _ = writeln!(
+        s,
+        "{:<34} {:>10} {:>10} {:>10}",
+        "what crossed the appliance", "frames in", "forwarded", "dropped"
+    );
     for (role, (inn, out)) in by_role {
         let name = match role {
             Role::Benign => "benign clients and their servers",

@@ -102,7 +102,11 @@ impl Script {
         let (c, s) = (client, server);
         self.at(t, role, synth::tcp(c, s, Flags::SYN, c_isn, 0, &[]));
         t += rtt;
-        self.at(t, role, synth::tcp(s, c, Flags::SYN_ACK, s_isn, c_isn + 1, &[]));
+        self.at(
+            t,
+            role,
+            synth::tcp(s, c, Flags::SYN_ACK, s_isn, c_isn + 1, &[]),
+        );
         t += rtt;
         let (mut cs, mut ss) = (c_isn + 1, s_isn + 1);
         self.at(t, role, synth::tcp(c, s, Flags::ACK, cs, ss, &[]));
@@ -121,7 +125,8 @@ impl Script {
     }
 }
 
-const HTTP_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: www.example.net\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+const HTTP_GET: &[u8] =
+    b"GET / HTTP/1.1\r\nHost: www.example.net\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
 const HTTP_OK: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<h1>Hello</h1>";
 const SSH_CLIENT: &[u8] = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n";
 const SSH_SERVER: &[u8] = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n";
@@ -136,35 +141,87 @@ pub fn build() -> Vec<ScenarioFrame> {
     let web6 = Endpoint::new(server_mac(16), cast::WEB6, 80);
 
     // The upstream router learns the web server's MAC.
-    s.at(0, Role::Arp, synth::arp(ROUTER_MAC, Ipv4Addr::new(198, 51, 100, 1), [0; 6], cast::WEB, false));
-    s.at(1, Role::Arp, synth::arp(web.mac, cast::WEB, ROUTER_MAC, Ipv4Addr::new(198, 51, 100, 1), true));
+    s.at(
+        0,
+        Role::Arp,
+        synth::arp(
+            ROUTER_MAC,
+            Ipv4Addr::new(198, 51, 100, 1),
+            [0; 6],
+            cast::WEB,
+            false,
+        ),
+    );
+    s.at(
+        1,
+        Role::Arp,
+        synth::arp(
+            web.mac,
+            cast::WEB,
+            ROUTER_MAC,
+            Ipv4Addr::new(198, 51, 100, 1),
+            true,
+        ),
+    );
 
     for i in 0..cast::CLIENTS_V4 {
         let ip = Ipv4Addr::new(203, 0, 113, 10 + i);
         let base = 100 + u64::from(i) * 1500;
         let client = Endpoint::new(ROUTER_MAC, ip, 40000 + u16::from(i) * 7);
-        let query = [0x12, i, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1];
-        s.at(base, Role::Benign, synth::udp(&client.port(50000 + u16::from(i)), &dns, &query));
+        let query = [
+            0x12, i, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1,
+        ];
+        s.at(
+            base,
+            Role::Benign,
+            synth::udp(&client.port(50000 + u16::from(i)), &dns, &query),
+        );
         let mut answer = query.to_vec();
         answer[2] = 0x81;
-        s.at(base + 1, Role::Benign, synth::udp(&dns, &client.port(50000 + u16::from(i)), &answer));
+        s.at(
+            base + 1,
+            Role::Benign,
+            synth::udp(&dns, &client.port(50000 + u16::from(i)), &answer),
+        );
         let t = s.conversation(base + 5, Role::Benign, &client, &web, HTTP_GET, HTTP_OK);
         if i % 2 == 0 {
-            s.conversation(t + 20, Role::Benign, &client.port(client.port + 1), &ssh, SSH_CLIENT, SSH_SERVER);
+            s.conversation(
+                t + 20,
+                Role::Benign,
+                &client.port(client.port + 1),
+                &ssh,
+                SSH_CLIENT,
+                SSH_SERVER,
+            );
         }
         if i % 4 == 0 {
             let pinger = client.port(0x4242);
             for seq in 0..2 {
                 let t = base + 800 + u64::from(seq) * 1000;
-                s.at(t, Role::Benign, synth::echo(&pinger, &web.port(0x4242), seq, false, b"abcdefgh"));
-                s.at(t + 1, Role::Benign, synth::echo(&web.port(0x4242), &pinger, seq, true, b"abcdefgh"));
+                s.at(
+                    t,
+                    Role::Benign,
+                    synth::echo(&pinger, &web.port(0x4242), seq, false, b"abcdefgh"),
+                );
+                s.at(
+                    t + 1,
+                    Role::Benign,
+                    synth::echo(&web.port(0x4242), &pinger, seq, true, b"abcdefgh"),
+                );
             }
         }
     }
     for i in 0..cast::CLIENTS_V6 {
         let ip = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0x10 + i);
         let client = Endpoint::new(ROUTER_MAC, ip, 41000 + i);
-        s.conversation(2_000 + u64::from(i) * 3000, Role::Benign, &client, &web6, HTTP_GET, HTTP_OK);
+        s.conversation(
+            2_000 + u64::from(i) * 3000,
+            Role::Benign,
+            &client,
+            &web6,
+            HTTP_GET,
+            HTTP_OK,
+        );
     }
 
     // The worm: a connect() sweep of port 80 (each unanswered SYN is retried
@@ -177,16 +234,60 @@ pub fn build() -> Vec<ScenarioFrame> {
         let port = 32768 + u16::from(host);
         let target = Endpoint::new(server_mac(host), Ipv4Addr::new(198, 51, 100, host), 80);
         let isn = 0x7000_0000 + u32::from(host);
-        s.at(t, Role::Worm, synth::tcp(&worm.port(port), &target, Flags::SYN, isn, 0, &[]));
+        s.at(
+            t,
+            Role::Worm,
+            synth::tcp(&worm.port(port), &target, Flags::SYN, isn, 0, &[]),
+        );
         if target.ip == IpAddr::V4(cast::WEB) {
-            s.at(t + 1, Role::Worm, synth::tcp(&web, &worm.port(port), Flags::SYN_ACK, 0x5100_0000, isn + 1, &[]));
-            s.at(t + 2, Role::Worm, synth::tcp(&worm.port(port), &web, Flags::RST_ACK, isn + 1, 0x5100_0001, &[]));
+            s.at(
+                t + 1,
+                Role::Worm,
+                synth::tcp(
+                    &web,
+                    &worm.port(port),
+                    Flags::SYN_ACK,
+                    0x5100_0000,
+                    isn + 1,
+                    &[],
+                ),
+            );
+            s.at(
+                t + 2,
+                Role::Worm,
+                synth::tcp(
+                    &worm.port(port),
+                    &web,
+                    Flags::RST_ACK,
+                    isn + 1,
+                    0x5100_0001,
+                    &[],
+                ),
+            );
         } else {
-            s.at(t + 1000, Role::Worm, synth::tcp(&worm.port(port), &target, Flags::SYN, isn, 0, &[]));
+            s.at(
+                t + 1000,
+                Role::Worm,
+                synth::tcp(&worm.port(port), &target, Flags::SYN, isn, 0, &[]),
+            );
         }
     }
-    let t = s.conversation(sweep_ms + 2_000, Role::Worm, &worm.port(34001), &web, HTTP_GET, HTTP_OK);
-    s.conversation(t + 400, Role::Worm, &worm.port(34002), &web.port(443), SLAPPER_443, &[]);
+    let t = s.conversation(
+        sweep_ms + 2_000,
+        Role::Worm,
+        &worm.port(34001),
+        &web,
+        HTTP_GET,
+        HTTP_OK,
+    );
+    s.conversation(
+        t + 400,
+        Role::Worm,
+        &worm.port(34002),
+        &web.port(443),
+        SLAPPER_443,
+        &[],
+    );
 
     // Frames whose headers lie: each must be dropped with its reason.
     let fuzzer = Endpoint::new(ROUTER_MAC, cast::FUZZER, 6666);
@@ -222,7 +323,11 @@ mod tests {
         let a = build();
         let b = build();
         assert_eq!(a.len(), b.len());
-        assert!(a.iter().zip(b.iter()).all(|(x, y)| x.frame == y.frame && x.ts_ns == y.ts_ns));
+        assert!(
+            a.iter()
+                .zip(b.iter())
+                .all(|(x, y)| x.frame == y.frame && x.ts_ns == y.ts_ns)
+        );
         assert!(a.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
     }
 
@@ -230,7 +335,13 @@ mod tests {
     fn only_malformed_frames_fail_classification() {
         for f in build() {
             let result = classify(&f.frame);
-            assert_eq!(result.is_err(), f.role == Role::Malformed, "{:?} {:?}", f.role, result);
+            assert_eq!(
+                result.is_err(),
+                f.role == Role::Malformed,
+                "{:?} {:?}",
+                f.role,
+                result
+            );
         }
     }
 

@@ -683,7 +683,14 @@ mod tests {
 
     fn tcp_key(n: u32) -> (FlowKey, bool) {
         let [a, b, c, d] = n.to_be_bytes();
-        FlowKey::new(4, protocol::TCP, v4(10, b, c, d), 40000 + u16::from(a), v4(192, 0, 2, 1), 80)
+        FlowKey::new(
+            4,
+            protocol::TCP,
+            v4(10, b, c, d),
+            40000 + u16::from(a),
+            v4(192, 0, 2, 1),
+            80,
+        )
     }
 
     const SYN: TcpFlags = TcpFlags::SYN;
@@ -743,7 +750,10 @@ mod tests {
         assert_eq!(t.track(&key, lo, Some(rst), 60, 0).state, None);
         assert!(t.is_empty());
         t.track(&key, lo, Some(SYN), 60, 0);
-        assert_eq!(t.track(&key, !lo, Some(rst), 60, 1).state, Some(FlowState::Reset));
+        assert_eq!(
+            t.track(&key, !lo, Some(rst), 60, 1).state,
+            Some(FlowState::Reset)
+        );
         // A new SYN on the reset 4-tuple starts over, from the new sender.
         let u = t.track(&key, !lo, Some(SYN), 60, 2);
         assert_eq!(u.state, Some(FlowState::SynSent));
@@ -755,13 +765,35 @@ mod tests {
     fn mid_stream_pickup_is_established_and_udp_gets_replied() {
         let mut t = FlowTable::new(64, Timeouts::default(), 1);
         let (key, lo) = tcp_key(3);
-        assert_eq!(t.track(&key, lo, Some(ACK), 60, 0).state, Some(FlowState::Established));
-        let (ukey, ulo) = FlowKey::new(4, protocol::UDP, v4(10, 0, 0, 9), 5353, v4(10, 0, 0, 53), 53);
-        assert_eq!(t.track(&ukey, ulo, None, 60, 0).state, Some(FlowState::UdpUnreplied));
-        assert_eq!(t.track(&ukey, ulo, None, 60, 0).state, Some(FlowState::UdpUnreplied));
-        assert_eq!(t.track(&ukey, !ulo, None, 60, 0).state, Some(FlowState::UdpReplied));
+        assert_eq!(
+            t.track(&key, lo, Some(ACK), 60, 0).state,
+            Some(FlowState::Established)
+        );
+        let (ukey, ulo) = FlowKey::new(
+            4,
+            protocol::UDP,
+            v4(10, 0, 0, 9),
+            5353,
+            v4(10, 0, 0, 53),
+            53,
+        );
+        assert_eq!(
+            t.track(&ukey, ulo, None, 60, 0).state,
+            Some(FlowState::UdpUnreplied)
+        );
+        assert_eq!(
+            t.track(&ukey, ulo, None, 60, 0).state,
+            Some(FlowState::UdpUnreplied)
+        );
+        assert_eq!(
+            t.track(&ukey, !ulo, None, 60, 0).state,
+            Some(FlowState::UdpReplied)
+        );
         let (ikey, ilo) = FlowKey::new(4, protocol::ICMP, v4(10, 0, 0, 9), 7, v4(10, 0, 0, 53), 0);
-        assert_eq!(t.track(&ikey, ilo, None, 60, 0).state, Some(FlowState::Icmp));
+        assert_eq!(
+            t.track(&ikey, ilo, None, 60, 0).state,
+            Some(FlowState::Icmp)
+        );
     }
 
     #[test]
@@ -819,7 +851,10 @@ mod tests {
         let u = t.track(&keys[WAYS].0, keys[WAYS].1, Some(ACK), 60, 101);
         assert!(u.created, "the packet is never dropped for lack of room");
         assert_eq!(t.counters().evicted, 1);
-        assert!(t.get(&keys[1].0, 101).is_none(), "the oldest idle flow goes");
+        assert!(
+            t.get(&keys[1].0, 101).is_none(),
+            "the oldest idle flow goes"
+        );
         assert!(t.get(&keys[0].0, 101).is_some());
         assert!(t.get(&keys[WAYS].0, 101).is_some());
         assert_eq!(t.len(), WAYS);

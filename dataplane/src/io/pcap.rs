@@ -72,7 +72,9 @@ pub enum PcapPortError {
         message: String,
     },
     /// The capture's link type is not Ethernet.
-    #[error("{path}: link type {linktype} is not Ethernet; baitwall replays Ethernet captures only")]
+    #[error(
+        "{path}: link type {linktype} is not Ethernet; baitwall replays Ethernet captures only"
+    )]
     LinkType {
         /// The file.
         path: PathBuf,
@@ -133,10 +135,11 @@ impl Source {
         {
             use std::io::Read;
             let mut f = File::open(path).map_err(io)?;
-            f.read_exact(&mut magic).map_err(|e| PcapPortError::Format {
-                path: path.to_owned(),
-                message: format!("too short for a capture header ({e})"),
-            })?;
+            f.read_exact(&mut magic)
+                .map_err(|e| PcapPortError::Format {
+                    path: path.to_owned(),
+                    message: format!("too short for a capture header ({e})"),
+                })?;
         }
         let reader = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
         if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
@@ -365,7 +368,9 @@ fn feed(
         };
         if let Replay::Timed { speed } = replay {
             let (t0, w0) = *first.get_or_insert((timestamp, Instant::now()));
-            let offset = timestamp.saturating_sub(t0).div_f64(speed.max(f64::MIN_POSITIVE));
+            let offset = timestamp
+                .saturating_sub(t0)
+                .div_f64(speed.max(f64::MIN_POSITIVE));
             let due = w0 + offset;
             let now = Instant::now();
             if due > now {
@@ -413,7 +418,8 @@ fn drain(
         let n = nic.collect(|_, frame, ts_ns| {
             frames += 1;
             if let (Some(w), None) = (writer.as_mut(), error.as_ref()) {
-                let packet = PcapPacket::new(Duration::from_nanos(ts_ns), frame.len() as u32, frame);
+                let packet =
+                    PcapPacket::new(Duration::from_nanos(ts_ns), frame.len() as u32, frame);
                 if let Err(e) = w.write_packet(&packet) {
                     error = Some(PcapPortError::Format {
                         path: path.clone().unwrap_or_default(),
@@ -457,14 +463,22 @@ pub struct PcapRun {
 impl PcapRun {
     /// True once the file is read and every frame has been processed and written.
     pub fn is_finished(&self) -> bool {
-        self.feeder_done.load(Ordering::Acquire) && self.nic.is_quiescent() && self.writer.is_finished()
+        self.feeder_done.load(Ordering::Acquire)
+            && self.nic.is_quiescent()
+            && self.writer.is_finished()
     }
 
     /// Waits for the threads (call after the workers have stopped) and reports.
     pub fn finish(self) -> Result<PcapReport, PcapPortError> {
         self.close.store(true, Ordering::Release);
-        let feed = self.feeder.join().map_err(|_| PcapPortError::Thread("feeder"))??;
-        let frames_out = self.writer.join().map_err(|_| PcapPortError::Thread("writer"))??;
+        let feed = self
+            .feeder
+            .join()
+            .map_err(|_| PcapPortError::Thread("feeder"))??;
+        let frames_out = self
+            .writer
+            .join()
+            .map_err(|_| PcapPortError::Thread("writer"))??;
         Ok(PcapReport {
             frames_in: feed.frames_in,
             skipped_non_ethernet: feed.skipped_non_ethernet,

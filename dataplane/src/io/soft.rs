@@ -319,7 +319,13 @@ mod tests {
         assert_eq!(burst[1].timestamp_ns(), 8);
         let dropped = burst.pop().unwrap();
         q.recycle(dropped);
-        assert_eq!(q.tx_burst(&mut burst), TxOutcome { sent: 1, dropped: 0 });
+        assert_eq!(
+            q.tx_burst(&mut burst),
+            TxOutcome {
+                sent: 1,
+                dropped: 0
+            }
+        );
         assert!(burst.is_empty());
         let mut seen = Vec::new();
         assert_eq!(nic.collect(|_, f, ts| seen.push((f.to_vec(), ts))), 1);
@@ -355,7 +361,13 @@ mod tests {
         nic.inject_to(0, &[9], 0).unwrap();
         q.rx_burst(&mut burst, 8);
         assert_eq!(burst.len(), 3);
-        assert_eq!(q.tx_burst(&mut burst), TxOutcome { sent: 2, dropped: 1 });
+        assert_eq!(
+            q.tx_burst(&mut burst),
+            TxOutcome {
+                sent: 2,
+                dropped: 1
+            }
+        );
         nic.collect(|_, _, _| {});
         assert!(nic.is_quiescent());
     }
@@ -375,7 +387,13 @@ mod tests {
             nic.inject_to(0, &[round], 0).unwrap();
             q.rx_burst(&mut burst, 16);
         }
-        assert_eq!(q.tx_burst(&mut burst), TxOutcome { sent: 16, dropped: 0 });
+        assert_eq!(
+            q.tx_burst(&mut burst),
+            TxOutcome {
+                sent: 16,
+                dropped: 0
+            }
+        );
     }
 
     #[test]
@@ -395,7 +413,11 @@ mod tests {
         }
         let mut burst = Burst::new();
         assert_eq!(q.rx_burst(&mut burst, 4), 4);
-        assert_eq!(q.rx_burst(&mut burst, 4), 0, "max counts frames already in the burst");
+        assert_eq!(
+            q.rx_burst(&mut burst, 4),
+            0,
+            "max counts frames already in the burst"
+        );
         assert_eq!(burst[3].data(), &[3]);
     }
 }
