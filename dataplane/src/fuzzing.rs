@@ -26,8 +26,8 @@ thread_local! {
     }));
 }
 
-/// A frame from the wire: classification, the engine, and every header view
-/// and parser on the bytes as they are.
+/// A frame from the wire: classification and the engine (flow table
+/// included), then the Ethernet view.
 pub fn frame(data: &[u8]) {
     let _ = classify(data);
     let mut buf = data.to_vec();
@@ -38,41 +38,83 @@ pub fn frame(data: &[u8]) {
     ENGINE.with(|engine| {
         let _ = engine.borrow_mut().process(&mut buf, now);
     });
-    headers(data);
+    ethernet(data);
 }
 
-/// Every view's checked constructor and `Repr::parse` on `data`.
-pub fn headers(data: &[u8]) {
+/// An Ethernet header (with or without an 802.1Q tag).
+pub fn ethernet(data: &[u8]) {
     if let Ok(v) = EthernetFrame::new_checked(data) {
         let _ = EthernetRepr::parse(&v);
-        let _ = v.payload();
+        let _ = (v.vlan_tci(), v.payload());
     }
+}
+
+/// An ARP packet.
+pub fn arp(data: &[u8]) {
     if let Ok(v) = ArpPacket::new_checked(data) {
         let _ = ArpRepr::parse(&v);
     }
+}
+
+/// An IPv4 packet.
+pub fn ipv4(data: &[u8]) {
     if let Ok(v) = Ipv4Packet::new_checked(data) {
         let _ = Ipv4Repr::parse(&v);
         let _ = (v.options(), v.payload(), v.verify_checksum());
     }
+}
+
+/// An IPv6 packet and its extension-header chain.
+pub fn ipv6(data: &[u8]) {
     if let Ok(v) = Ipv6Packet::new_checked(data) {
         let _ = Ipv6Repr::parse(&v);
         let _ = v.upper_layer();
     }
+}
+
+/// A TCP segment and its options.
+pub fn tcp(data: &[u8]) {
     if let Ok(v) = TcpPacket::new_checked(data) {
         let _ = TcpRepr::parse(&v);
         for _ in v.options_iter() {}
     }
+}
+
+/// A UDP datagram.
+pub fn udp(data: &[u8]) {
     if let Ok(v) = UdpPacket::new_checked(data) {
         let _ = UdpRepr::parse(&v);
     }
+}
+
+/// An ICMPv4 message.
+pub fn icmpv4(data: &[u8]) {
     if let Ok(v) = Icmpv4Packet::new_checked(data) {
         let _ = Icmpv4Repr::parse(&v);
     }
+}
+
+/// An ICMPv6 message and its NDP options.
+pub fn icmpv6(data: &[u8]) {
     if let Ok(v) = Icmpv6Packet::new_checked(data) {
         let _ = Icmpv6Repr::parse(&v);
         for _ in v.ndp_options_iter() {}
     }
 }
+
+/// Every target, by name, as `fuzz/` names them.
+pub const TARGETS: [(&str, fn(&[u8])); 10] = [
+    ("frame", frame),
+    ("ethernet", ethernet),
+    ("arp", arp),
+    ("ipv4", ipv4),
+    ("ipv6", ipv6),
+    ("tcp", tcp),
+    ("udp", udp),
+    ("icmpv4", icmpv4),
+    ("icmpv6", icmpv6),
+    ("config", config),
+];
 
 /// A configuration file: any bytes, valid UTF-8 or not.
 pub fn config(data: &[u8]) {
@@ -101,10 +143,12 @@ mod tests {
     }
 
     #[test]
-    fn frame_target_runs_over_its_seed_corpus_and_every_prefix() {
-        for seed in corpus("frame") {
-            for len in 0..=seed.len() {
-                frame(&seed[..len]);
+    fn every_target_runs_over_its_seed_corpus_and_every_prefix() {
+        for (name, target) in TARGETS {
+            for seed in corpus(name) {
+                for len in 0..=seed.len() {
+                    target(&seed[..len]);
+                }
             }
         }
     }

@@ -1,0 +1,6 @@
+//! The ethernet parser.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    baitwall_dataplane::fuzzing::ethernet(data);
+});

@@ -1,0 +1,6 @@
+//! The ipv4 parser.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    baitwall_dataplane::fuzzing::ipv4(data);
+});
