@@ -368,6 +368,15 @@ impl Config {
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
+    ///
+    /// ```
+    /// use baitwall_dataplane::config::Config;
+    /// let ok = Config::parse("[port]\nbackend = \"pcap\"\nrx = \"in.pcap\"\n", "bw.toml");
+    /// assert!(ok.is_ok());
+    /// let err = Config::parse("[port]\nbackend = \"pcap\"\nrx = \"in.pcap\"\nburst = 8\n", "bw.toml");
+    /// let msg = err.unwrap_err().to_string();
+    /// assert!(msg.contains("line 4") && msg.contains("unknown field `burst`"));
+    /// ```
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             origin: origin.to_owned(),

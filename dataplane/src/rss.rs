@@ -69,6 +69,15 @@ impl Rss {
     }
 
     /// Builds the symmetric hasher used by every baitwall port.
+    ///
+    /// ```
+    /// use baitwall_dataplane::rss::Rss;
+    /// let rss = Rss::symmetric(4);
+    /// // src 10.0.0.1:1234 -> dst 192.0.2.7:80, and the reverse direction
+    /// let fwd = [10, 0, 0, 1, 192, 0, 2, 7, 0x04, 0xd2, 0x00, 0x50];
+    /// let rev = [192, 0, 2, 7, 10, 0, 0, 1, 0x00, 0x50, 0x04, 0xd2];
+    /// assert_eq!(rss.hash(&fwd), rss.hash(&rev));
+    /// ```
     pub fn symmetric(queues: u16) -> Self {
         Self::new(&SYMMETRIC_KEY, queues)
     }

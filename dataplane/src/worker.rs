@@ -25,7 +25,7 @@ pub enum ControlMsg {
     Barrier(u64),
     /// Forget every tracked flow.
     ClearFlows,
-    /// Leave the loop after this burst.
+    /// This worker leaves its loop (the others carry on).
     Stop,
 }
 
@@ -100,6 +100,7 @@ pub fn run<Q: Queue>(
     let mut tx: Burst<Q::Buf> = Burst::new();
     let mut idle = IdleState::default();
     let mut now_ns = clock.now_ns();
+    let mut stopped = false;
     loop {
         while let Ok(msg) = control.try_recv() {
             counters.control_messages += 1;
@@ -112,10 +113,10 @@ pub fn run<Q: Queue>(
                 ControlMsg::ClearFlows => {
                     engine.clear_flows();
                 }
-                ControlMsg::Stop => links.stop.store(true, Ordering::Relaxed),
+                ControlMsg::Stop => stopped = true,
             }
         }
-        if links.stop.load(Ordering::Relaxed) {
+        if stopped || links.stop.load(Ordering::Relaxed) {
             break;
         }
         let n = queue.rx_burst(&mut rx, burst_size);

@@ -309,6 +309,23 @@ pub struct FlowInfo {
 }
 
 /// The flow table one worker owns.
+///
+/// ```
+/// use baitwall_dataplane::engine::flow::{FlowKey, FlowState, FlowTable, Timeouts};
+/// use baitwall_dataplane::wire::TcpFlags;
+///
+/// let mut flows = FlowTable::new(1024, Timeouts::default(), 42);
+/// let a = std::net::Ipv4Addr::new(203, 0, 113, 5).to_ipv6_mapped().octets();
+/// let b = std::net::Ipv4Addr::new(198, 51, 100, 10).to_ipv6_mapped().octets();
+/// let (key, from_lo) = FlowKey::new(4, 6, a, 40000, b, 80);
+/// let syn = flows.track(&key, from_lo, Some(TcpFlags::SYN), 60, 0);
+/// assert_eq!(syn.state, Some(FlowState::SynSent));
+/// // The reply finds the same flow from the other side.
+/// let (reply_key, reply_from_lo) = FlowKey::new(4, 6, b, 80, a, 40000);
+/// assert_eq!(reply_key, key);
+/// let synack = flows.track(&key, reply_from_lo, Some(TcpFlags::SYN | TcpFlags::ACK), 60, 1);
+/// assert_eq!(synack.state, Some(FlowState::SynReceived));
+/// ```
 pub struct FlowTable {
     meta: Box<[BucketMeta]>,
     entries: Box<[FlowEntry]>,
