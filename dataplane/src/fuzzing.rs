@@ -102,8 +102,11 @@ pub fn icmpv6(data: &[u8]) {
     }
 }
 
+/// A fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, as `fuzz/` names them.
-pub const TARGETS: [(&str, fn(&[u8])); 10] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("frame", frame),
     ("ethernet", ethernet),
     ("arp", arp),
