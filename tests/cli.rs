@@ -47,6 +47,30 @@ fn tcpdump_count(tcpdump: &Path, pcap: &Path, filter: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
+/// Runs the demo keeping its files in `dir/demo`; returns the scenario capture.
+fn demo_capture(dir: &Path) -> PathBuf {
+    let keep = dir.join("demo");
+    let out = baitwall(&["demo", "--keep", keep.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    keep.join("scenario.pcap")
+}
+
+/// Writes a one-worker, unpinned pcap configuration replaying `rx`, with
+/// `port_extra` lines added to `[port]`.
+fn one_worker_config(dir: &Path, name: &str, rx: &Path, port_extra: &str) -> PathBuf {
+    let path = dir.join(name);
+    let text = format!(
+        "[workers]\ncores = [0]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"{}\"\n{port_extra}",
+        rx.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn demo_summarises_and_its_captures_read_in_tcpdump() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,21 +108,8 @@ fn demo_summarises_and_its_captures_read_in_tcpdump() {
 #[test]
 fn run_on_a_capture_reports_json_that_adds_up() {
     let dir = tempfile::tempdir().unwrap();
-    let keep = dir.path().join("demo");
-    assert!(
-        baitwall(&["demo", "--keep", keep.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let config = dir.path().join("bw.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[workers]\ncores = [0]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"{}\"\ntx = \"out.pcap\"\n",
-            keep.join("scenario.pcap").display()
-        ),
-    )
-    .unwrap();
+    let scenario = demo_capture(dir.path());
+    let config = one_worker_config(dir.path(), "bw.toml", &scenario, "tx = \"out.pcap\"\n");
     let out = baitwall(&["run", "--config", config.to_str().unwrap(), "--json"]);
     assert!(
         out.status.success(),
@@ -157,22 +168,9 @@ fn check_config_accepts_the_example_and_names_bad_fields() {
 #[test]
 fn sigint_stops_the_workers_cleanly_with_final_counters() {
     let dir = tempfile::tempdir().unwrap();
-    let keep = dir.path().join("demo");
-    assert!(
-        baitwall(&["demo", "--keep", keep.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let scenario = demo_capture(dir.path());
     // A timed replay of 95 s of traffic: far longer than this test waits.
-    let config = dir.path().join("slow.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[workers]\ncores = [0]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"{}\"\nreplay = \"timed\"\n",
-            keep.join("scenario.pcap").display()
-        ),
-    )
-    .unwrap();
+    let config = one_worker_config(dir.path(), "slow.toml", &scenario, "replay = \"timed\"\n");
     let mut child = Command::new(BIN)
         .args(["run", "--config", config.to_str().unwrap(), "--json"])
         .stdout(Stdio::piped())
