@@ -6,6 +6,7 @@
 //! whatever they hold.
 
 use std::cell::RefCell;
+use std::hint::black_box;
 
 use crate::config::Config;
 use crate::engine::classify::classify;
@@ -29,14 +30,14 @@ thread_local! {
 /// A frame from the wire: classification and the engine (flow table
 /// included), then the Ethernet view.
 pub fn frame(data: &[u8]) {
-    let _ = classify(data);
+    black_box(classify(data));
     let mut buf = data.to_vec();
     // The first two bytes of input drive the clock, so expiry paths run too.
     let now = data
         .get(..2)
         .map_or(0, |b| u32::from(u16::from_be_bytes([b[0], b[1]])) * 1000);
     ENGINE.with(|engine| {
-        let _ = engine.borrow_mut().process(&mut buf, now);
+        black_box(engine.borrow_mut().process(&mut buf, now));
     });
     ethernet(data);
 }
@@ -44,61 +45,65 @@ pub fn frame(data: &[u8]) {
 /// An Ethernet header (with or without an 802.1Q tag).
 pub fn ethernet(data: &[u8]) {
     if let Ok(v) = EthernetFrame::new_checked(data) {
-        let _ = EthernetRepr::parse(&v);
-        let _ = (v.vlan_tci(), v.payload());
+        black_box(EthernetRepr::parse(&v));
+        black_box((v.vlan_tci(), v.payload()));
     }
 }
 
 /// An ARP packet.
 pub fn arp(data: &[u8]) {
     if let Ok(v) = ArpPacket::new_checked(data) {
-        let _ = ArpRepr::parse(&v);
+        black_box(ArpRepr::parse(&v));
     }
 }
 
 /// An IPv4 packet.
 pub fn ipv4(data: &[u8]) {
     if let Ok(v) = Ipv4Packet::new_checked(data) {
-        let _ = Ipv4Repr::parse(&v);
-        let _ = (v.options(), v.payload(), v.verify_checksum());
+        black_box(Ipv4Repr::parse(&v));
+        black_box((v.options(), v.payload(), v.verify_checksum()));
     }
 }
 
 /// An IPv6 packet and its extension-header chain.
 pub fn ipv6(data: &[u8]) {
     if let Ok(v) = Ipv6Packet::new_checked(data) {
-        let _ = Ipv6Repr::parse(&v);
-        let _ = v.upper_layer();
+        black_box(Ipv6Repr::parse(&v));
+        black_box(v.upper_layer());
     }
 }
 
 /// A TCP segment and its options.
 pub fn tcp(data: &[u8]) {
     if let Ok(v) = TcpPacket::new_checked(data) {
-        let _ = TcpRepr::parse(&v);
-        for _ in v.options_iter() {}
+        black_box(TcpRepr::parse(&v));
+        for o in v.options_iter() {
+            black_box(o);
+        }
     }
 }
 
 /// A UDP datagram.
 pub fn udp(data: &[u8]) {
     if let Ok(v) = UdpPacket::new_checked(data) {
-        let _ = UdpRepr::parse(&v);
+        black_box(UdpRepr::parse(&v));
     }
 }
 
 /// An ICMPv4 message.
 pub fn icmpv4(data: &[u8]) {
     if let Ok(v) = Icmpv4Packet::new_checked(data) {
-        let _ = Icmpv4Repr::parse(&v);
+        black_box(Icmpv4Repr::parse(&v));
     }
 }
 
 /// An ICMPv6 message and its NDP options.
 pub fn icmpv6(data: &[u8]) {
     if let Ok(v) = Icmpv6Packet::new_checked(data) {
-        let _ = Icmpv6Repr::parse(&v);
-        for _ in v.ndp_options_iter() {}
+        black_box(Icmpv6Repr::parse(&v));
+        for o in v.ndp_options_iter() {
+            black_box(o);
+        }
     }
 }
 
@@ -122,7 +127,7 @@ pub const TARGETS: [(&str, Target); 10] = [
 /// A configuration file: any bytes, valid UTF-8 or not.
 pub fn config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = Config::parse(text, "fuzz.toml");
+        black_box(Config::parse(text, "fuzz.toml").is_ok());
     }
 }
 
