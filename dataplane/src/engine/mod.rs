@@ -6,6 +6,7 @@
 //! tracks the flow, and forwards.
 
 pub mod classify;
+pub mod cookie;
 pub mod flow;
 
 use crate::wire::WireError;
