@@ -9,13 +9,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of nanosecond timestamps; cheap to clone, one per worker.
 #[derive(Clone, Debug)]
 pub enum Clock {
-    /// The system monotonic clock, counted from the given start.
-    Monotonic(Instant),
+    /// The system monotonic clock, anchored to the Unix time at `start`
+    /// (`base_ns`), so readings are Unix nanoseconds that never go backwards.
+    Monotonic {
+        /// When the clock was made.
+        start: Instant,
+        /// Unix time at `start`, in nanoseconds.
+        base_ns: u64,
+    },
     /// Time set by hand (tests).
     Manual(ManualClock),
     /// Time read from frame timestamps (capture replay); `now_ns` reads 0.
@@ -23,17 +29,26 @@ pub enum Clock {
 }
 
 impl Clock {
-    /// A monotonic clock starting now.
+    /// A monotonic clock reading Unix time now. Anchoring to Unix time
+    /// keeps time-derived state (cookie epochs) meaningful across restarts.
     pub fn monotonic() -> Self {
-        Clock::Monotonic(Instant::now())
+        let base_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Clock::Monotonic {
+            start: Instant::now(),
+            base_ns,
+        }
     }
 
     /// Nanoseconds since the clock's epoch.
     #[inline]
     pub fn now_ns(&self) -> u64 {
         match self {
-            // u64 nanoseconds last 584 years of uptime.
-            Clock::Monotonic(start) => start.elapsed().as_nanos() as u64,
+            // u64 nanoseconds of Unix time last until the year 2554.
+            Clock::Monotonic { start, base_ns } => {
+                base_ns.saturating_add(start.elapsed().as_nanos() as u64)
+            }
             Clock::Manual(manual) => manual.now_ns(),
             Clock::Trace => 0,
         }

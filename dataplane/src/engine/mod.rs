@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod cookie;
 pub mod flow;
+pub mod persona;
 
 use crate::wire::WireError;
 use classify::{PacketInfo, classify};

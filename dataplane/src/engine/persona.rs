@@ -1,0 +1,389 @@
+//! Personas: the deterministic face of each decoy.
+//!
+//! A decoy's persona is derived from a keyed hash (SipHash-2-4 under the
+//! deployment secret) of its address: the same address gives the same
+//! persona on every worker and after every restart with the same secret, and
+//! neighbouring addresses give unrelated ones. A persona fixes everything a
+//! fingerprinting scanner looks at (see `shared/notes/deception-facts.md`,
+//! from nmap-os-db and p0f): the stack family (initial TTL, window, window
+//! scale, MSS, TCP option order, DF, IP-ID behaviour, timestamp clock), the
+//! open ports of a plausible service set, and the service banners. No persona
+//! opens every port: that is the tarpit tell Degreaser and nmap look for.
+
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher24;
+
+use crate::wire::EthernetAddress;
+
+/// The families of host a decoy can pass for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonaKind {
+    /// A Linux web server (nginx or Apache) with SSH.
+    LinuxWeb,
+    /// A Linux box with SSH only.
+    LinuxSsh,
+    /// A Windows server (SMB, RPC, RDP, sometimes IIS).
+    WindowsServer,
+    /// A network printer (HP JetDirect: HTTP, LPD, IPP, raw 9100).
+    Printer,
+    /// A Cisco IOS router (SSH, telnet, HTTP).
+    Router,
+}
+
+impl PersonaKind {
+    /// Stable lower-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PersonaKind::LinuxWeb => "linux_web",
+            PersonaKind::LinuxSsh => "linux_ssh",
+            PersonaKind::WindowsServer => "windows_server",
+            PersonaKind::Printer => "printer",
+            PersonaKind::Router => "router",
+        }
+    }
+}
+
+/// A TCP option a persona puts in its SYN-ACK, in the persona's order.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynAckOption {
+    /// Maximum segment size (always sent).
+    Mss,
+    /// SACK permitted (only if the SYN offered it).
+    SackPermitted,
+    /// Timestamps (only if the SYN carried them and the persona keeps a TCP clock).
+    Timestamps,
+    /// Window scale (only if the SYN offered it).
+    WindowScale,
+    /// One no-operation byte, for alignment as the real stack pads.
+    Nop,
+}
+
+/// How a persona fills the IPv4 identification field.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpIdMode {
+    /// Always zero (Linux with DF set).
+    Zero,
+    /// One counter per host, moving with time (Windows, printers).
+    Incremental,
+    /// Unpredictable per packet (Cisco IOS).
+    Random,
+}
+
+/// The face of one decoy.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Persona {
+    /// The family.
+    pub kind: PersonaKind,
+    /// The decoy's MAC: locally administered, unicast, unique per decoy.
+    #[serde(serialize_with = "ser_mac")]
+    pub mac: EthernetAddress,
+    /// Initial TTL / hop limit.
+    pub ttl: u8,
+    /// Receive window in the SYN-ACK.
+    pub window: u16,
+    /// Window scale shift (when the SYN offered window scaling).
+    pub window_scale: u8,
+    /// MSS advertised.
+    pub mss: u16,
+    /// SYN-ACK option order (entries the SYN did not offer are left out).
+    pub options: &'static [SynAckOption],
+    /// Don't-fragment bit on replies.
+    pub dont_frag: bool,
+    /// IPv4 identification behaviour.
+    pub ip_id: IpIdMode,
+    /// Per-decoy starting point of IP-ID counters and TCP timestamps.
+    pub clock_offset: u32,
+    /// TCP timestamp clock in Hz (0: the persona does not do timestamps).
+    pub ts_hz: u32,
+    /// Open TCP ports; every other port answers RST.
+    pub open_ports: &'static [u16],
+    /// `Server:` header of its HTTP ports.
+    pub http_server: &'static str,
+    /// SSH identification string (without CR LF).
+    pub ssh_banner: &'static str,
+}
+
+fn ser_mac<S: serde::Serializer>(mac: &EthernetAddress, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(mac)
+}
+
+impl Persona {
+    /// True when `port` is open on this decoy.
+    #[inline]
+    pub fn is_open(&self, port: u16) -> bool {
+        self.open_ports.contains(&port)
+    }
+
+    /// The IPv4 identification for a reply at `now_ms`; `salt` varies per packet.
+    #[inline]
+    pub fn ip_id(&self, now_ms: u64, salt: u32) -> u16 {
+        match self.ip_id {
+            IpIdMode::Zero => 0,
+            // About 128 increments a second, from a per-decoy start.
+            IpIdMode::Incremental => (self.clock_offset as u64).wrapping_add(now_ms / 8) as u16,
+            IpIdMode::Random => {
+                let x = salt.wrapping_mul(0x9e37_79b9) ^ self.clock_offset;
+                (x ^ (x >> 16)) as u16
+            }
+        }
+    }
+
+    /// The TCP timestamp value at `now_ms` (None when the persona has no TCP clock).
+    #[inline]
+    pub fn tsval(&self, now_ms: u64) -> Option<u32> {
+        (self.ts_hz != 0).then(|| {
+            let ticks = now_ms.wrapping_mul(u64::from(self.ts_hz)) / 1000;
+            self.clock_offset.wrapping_add(ticks as u32)
+        })
+    }
+}
+
+use SynAckOption::{Mss, Nop, SackPermitted as Sack, Timestamps as Ts, WindowScale as Ws};
+
+/// Linux 5/6: `M5B4ST11NW7` (MSS, SACK, TS, NOP, WS).
+const LINUX_OPTS: &[SynAckOption] = &[Mss, Sack, Ts, Nop, Ws];
+/// Windows Server 2016/2019: MSS, NOP, WS, NOP, NOP, SACK.
+const WINDOWS_OPTS: &[SynAckOption] = &[Mss, Nop, Ws, Nop, Nop, Sack];
+/// HP printers: MSS, NOP, WS, NOP, NOP, TS.
+const PRINTER_OPTS: &[SynAckOption] = &[Mss, Nop, Ws, Nop, Nop, Ts];
+/// Cisco IOS: MSS only.
+const ROUTER_OPTS: &[SynAckOption] = &[Mss];
+
+const LINUX_WEB_PORTS: &[u16] = &[22, 80, 443];
+const LINUX_WEB_PORTS_ALT: &[u16] = &[22, 80, 443, 8080];
+const LINUX_SSH_PORTS: &[u16] = &[22];
+const WINDOWS_PORTS: &[u16] = &[135, 139, 445, 3389];
+const WINDOWS_IIS_PORTS: &[u16] = &[80, 135, 139, 443, 445, 3389];
+const PRINTER_PORTS: &[u16] = &[80, 443, 515, 631, 9100];
+const ROUTER_PORTS: &[u16] = &[22, 23, 80];
+
+const NGINX: &[&str] = &[
+    "nginx/1.22.1",
+    "nginx/1.18.0 (Ubuntu)",
+    "nginx/1.24.0 (Ubuntu)",
+];
+const APACHE: &[&str] = &[
+    "Apache/2.4.57 (Debian)",
+    "Apache/2.4.52 (Ubuntu)",
+    "Apache/2.4.58 (Ubuntu)",
+];
+const LINUX_SSH: &[&str] = &[
+    "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3",
+    "SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.10",
+    "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5",
+];
+
+/// Derives personas from the deployment secret.
+#[derive(Clone, Debug)]
+pub struct PersonaMaker {
+    k0: u64,
+    k1: u64,
+}
+
+impl PersonaMaker {
+    /// A maker keyed by `secret` (the same secret gives the same personas).
+    pub fn new(secret: &[u8; 32]) -> Self {
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            if let Some(src) = secret.get(at..at + 8) {
+                w.copy_from_slice(src);
+            }
+            u64::from_le_bytes(w)
+        };
+        // Personas use different key words than the cookies' fixed hash.
+        PersonaMaker {
+            k0: word(8) ^ 0x7065_7273_6f6e_6173,
+            k1: word(24) ^ 0x6261_6974_7761_6c6c,
+        }
+    }
+
+    /// The persona of the decoy at `addr` (16 bytes, IPv4-mapped for IPv4).
+    pub fn persona(&self, addr: &[u8; 16]) -> Persona {
+        let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
+        h.write(addr);
+        let a = h.finish();
+        h.write_u8(0x5a);
+        let b = h.finish();
+        let pick = |bits: u64, n: usize| (bits as usize) % n.max(1);
+        // Locally administered (bit 1 of the first octet), unicast (bit 0 clear).
+        let m = b.to_le_bytes();
+        let mac = EthernetAddress([(m[0] & 0xfc) | 0x02, m[1], m[2], m[3], m[4], m[5]]);
+        let clock_offset = (a >> 32) as u32;
+        let sel = (a >> 8) as u16;
+        let kind = match a % 100 {
+            0..=34 => PersonaKind::LinuxWeb,
+            35..=54 => PersonaKind::LinuxSsh,
+            55..=79 => PersonaKind::WindowsServer,
+            80..=91 => PersonaKind::Printer,
+            _ => PersonaKind::Router,
+        };
+        let linux_ssh = LINUX_SSH[pick(u64::from(sel), LINUX_SSH.len())];
+        match kind {
+            PersonaKind::LinuxWeb | PersonaKind::LinuxSsh => Persona {
+                kind,
+                mac,
+                ttl: 64,
+                // 44 x 1460, Linux's initial window; 65160 when it uses timestamps.
+                window: if sel & 1 == 0 { 64240 } else { 65160 },
+                window_scale: 7,
+                mss: 1460,
+                options: LINUX_OPTS,
+                dont_frag: true,
+                ip_id: IpIdMode::Zero,
+                clock_offset,
+                ts_hz: 1000,
+                open_ports: match (kind, sel & 2) {
+                    (PersonaKind::LinuxSsh, _) => LINUX_SSH_PORTS,
+                    (_, 0) => LINUX_WEB_PORTS,
+                    _ => LINUX_WEB_PORTS_ALT,
+                },
+                http_server: if sel & 4 == 0 {
+                    NGINX[pick(u64::from(sel >> 3), NGINX.len())]
+                } else {
+                    APACHE[pick(u64::from(sel >> 3), APACHE.len())]
+                },
+                ssh_banner: linux_ssh,
+            },
+            PersonaKind::WindowsServer => Persona {
+                kind,
+                mac,
+                ttl: 128,
+                window: if sel & 1 == 0 { 65535 } else { 64240 },
+                window_scale: 8,
+                mss: 1460,
+                options: WINDOWS_OPTS,
+                dont_frag: true,
+                ip_id: IpIdMode::Incremental,
+                clock_offset,
+                ts_hz: 0,
+                open_ports: if sel & 2 == 0 {
+                    WINDOWS_PORTS
+                } else {
+                    WINDOWS_IIS_PORTS
+                },
+                http_server: "Microsoft-IIS/10.0",
+                ssh_banner: "SSH-2.0-OpenSSH_for_Windows_8.1",
+            },
+            PersonaKind::Printer => Persona {
+                kind,
+                mac,
+                ttl: 64,
+                window: [5840, 8760][pick(u64::from(sel), 2)],
+                window_scale: 0,
+                mss: 1460,
+                options: PRINTER_OPTS,
+                dont_frag: true,
+                ip_id: IpIdMode::Incremental,
+                clock_offset,
+                ts_hz: 100,
+                open_ports: PRINTER_PORTS,
+                http_server: "HP HTTP Server; HP LaserJet Pro M404dn - W1A53A",
+                ssh_banner: "",
+            },
+            PersonaKind::Router => Persona {
+                kind,
+                mac,
+                ttl: 255,
+                window: 4128,
+                window_scale: 0,
+                mss: 536,
+                options: ROUTER_OPTS,
+                dont_frag: false,
+                ip_id: IpIdMode::Random,
+                clock_offset,
+                ts_hz: 0,
+                open_ports: ROUTER_PORTS,
+                http_server: "cisco-IOS",
+                ssh_banner: "SSH-2.0-Cisco-1.25",
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+    use std::net::Ipv4Addr;
+
+    fn addr(i: u32) -> [u8; 16] {
+        Ipv4Addr::from(0xc633_6400 + i).to_ipv6_mapped().octets()
+    }
+
+    #[test]
+    fn the_same_address_gives_the_same_persona() {
+        let a = PersonaMaker::new(&[1; 32]);
+        let b = PersonaMaker::new(&[1; 32]);
+        for i in 0..256 {
+            assert_eq!(a.persona(&addr(i)), b.persona(&addr(i)));
+        }
+    }
+
+    #[test]
+    fn another_secret_gives_other_personas() {
+        let a = PersonaMaker::new(&[1; 32]);
+        let b = PersonaMaker::new(&[2; 32]);
+        let same = (0..256)
+            .filter(|&i| a.persona(&addr(i)).mac == b.persona(&addr(i)).mac)
+            .count();
+        assert_eq!(same, 0);
+    }
+
+    #[test]
+    fn decoys_differ_and_no_persona_opens_everything() {
+        let maker = PersonaMaker::new(&[3; 32]);
+        let personas: Vec<Persona> = (0..1024).map(|i| maker.persona(&addr(i))).collect();
+        let macs: HashSet<_> = personas.iter().map(|p| p.mac).collect();
+        assert_eq!(
+            macs.len(),
+            personas.len(),
+            "one MAC per decoy (a shared MAC is LaBrea's tell)"
+        );
+        let mut kinds: HashMap<PersonaKind, usize> = HashMap::new();
+        for p in &personas {
+            *kinds.entry(p.kind).or_default() += 1;
+            assert!(p.mac.is_local() && p.mac.is_unicast(), "{}", p.mac);
+            assert!(!p.open_ports.is_empty() && p.open_ports.len() <= 8);
+            assert!(p.window > 20, "Degreaser flags windows of 20 or less");
+            assert!(p.options.contains(&SynAckOption::Mss));
+        }
+        assert_eq!(kinds.len(), 5, "{kinds:?}");
+        assert!(kinds.values().all(|&n| n >= 20), "{kinds:?}");
+        let clocks: HashSet<_> = personas.iter().map(|p| p.clock_offset).collect();
+        assert!(clocks.len() > 1000, "decoys must not share a clock");
+    }
+
+    #[test]
+    fn ip_id_and_timestamps_follow_the_persona() {
+        let maker = PersonaMaker::new(&[4; 32]);
+        let find = |kind| {
+            (0..4096)
+                .map(|i| maker.persona(&addr(i)))
+                .find(|p| p.kind == kind)
+                .unwrap()
+        };
+        let linux = find(PersonaKind::LinuxWeb);
+        assert_eq!(linux.ip_id(123_456, 9), 0);
+        assert_eq!(
+            linux
+                .tsval(2000)
+                .unwrap()
+                .wrapping_sub(linux.tsval(1000).unwrap()),
+            1000
+        );
+        let windows = find(PersonaKind::WindowsServer);
+        assert_eq!(windows.tsval(1000), None);
+        let a = windows.ip_id(80_000, 1);
+        let b = windows.ip_id(80_800, 2);
+        assert_eq!(b.wrapping_sub(a), 100, "one counter moving with time");
+        let router = find(PersonaKind::Router);
+        assert_eq!(router.ttl, 255);
+        assert!(!router.dont_frag);
+        assert_ne!(router.ip_id(0, 1), router.ip_id(0, 2));
+    }
+}
