@@ -30,7 +30,7 @@ thread_local! {
 /// A frame from the wire: classification and the engine (flow table
 /// included), then the Ethernet view.
 pub fn frame(data: &[u8]) {
-    black_box(classify(data));
+    let _ = black_box(classify(data));
     let mut buf = data.to_vec();
     // The first two bytes of input drive the clock, so expiry paths run too.
     let now = data
@@ -45,7 +45,7 @@ pub fn frame(data: &[u8]) {
 /// An Ethernet header (with or without an 802.1Q tag).
 pub fn ethernet(data: &[u8]) {
     if let Ok(v) = EthernetFrame::new_checked(data) {
-        black_box(EthernetRepr::parse(&v));
+        let _ = black_box(EthernetRepr::parse(&v));
         black_box((v.vlan_tci(), v.payload()));
     }
 }
@@ -53,14 +53,14 @@ pub fn ethernet(data: &[u8]) {
 /// An ARP packet.
 pub fn arp(data: &[u8]) {
     if let Ok(v) = ArpPacket::new_checked(data) {
-        black_box(ArpRepr::parse(&v));
+        let _ = black_box(ArpRepr::parse(&v));
     }
 }
 
 /// An IPv4 packet.
 pub fn ipv4(data: &[u8]) {
     if let Ok(v) = Ipv4Packet::new_checked(data) {
-        black_box(Ipv4Repr::parse(&v));
+        let _ = black_box(Ipv4Repr::parse(&v));
         black_box((v.options(), v.payload(), v.verify_checksum()));
     }
 }
@@ -68,15 +68,15 @@ pub fn ipv4(data: &[u8]) {
 /// An IPv6 packet and its extension-header chain.
 pub fn ipv6(data: &[u8]) {
     if let Ok(v) = Ipv6Packet::new_checked(data) {
-        black_box(Ipv6Repr::parse(&v));
-        black_box(v.upper_layer());
+        let _ = black_box(Ipv6Repr::parse(&v));
+        let _ = black_box(v.upper_layer());
     }
 }
 
 /// A TCP segment and its options.
 pub fn tcp(data: &[u8]) {
     if let Ok(v) = TcpPacket::new_checked(data) {
-        black_box(TcpRepr::parse(&v));
+        let _ = black_box(TcpRepr::parse(&v));
         for o in v.options_iter() {
             black_box(o);
         }
@@ -86,21 +86,21 @@ pub fn tcp(data: &[u8]) {
 /// A UDP datagram.
 pub fn udp(data: &[u8]) {
     if let Ok(v) = UdpPacket::new_checked(data) {
-        black_box(UdpRepr::parse(&v));
+        let _ = black_box(UdpRepr::parse(&v));
     }
 }
 
 /// An ICMPv4 message.
 pub fn icmpv4(data: &[u8]) {
     if let Ok(v) = Icmpv4Packet::new_checked(data) {
-        black_box(Icmpv4Repr::parse(&v));
+        let _ = black_box(Icmpv4Repr::parse(&v));
     }
 }
 
 /// An ICMPv6 message and its NDP options.
 pub fn icmpv6(data: &[u8]) {
     if let Ok(v) = Icmpv6Packet::new_checked(data) {
-        black_box(Icmpv6Repr::parse(&v));
+        let _ = black_box(Icmpv6Repr::parse(&v));
         for o in v.ndp_options_iter() {
             black_box(o);
         }
