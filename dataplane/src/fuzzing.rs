@@ -78,7 +78,7 @@ pub fn tcp(data: &[u8]) {
     if let Ok(v) = TcpPacket::new_checked(data) {
         let _ = black_box(TcpRepr::parse(&v));
         for o in v.options_iter() {
-            black_box(o);
+            let _ = black_box(o);
         }
     }
 }
@@ -102,7 +102,7 @@ pub fn icmpv6(data: &[u8]) {
     if let Ok(v) = Icmpv6Packet::new_checked(data) {
         let _ = black_box(Icmpv6Repr::parse(&v));
         for o in v.ndp_options_iter() {
-            black_box(o);
+            let _ = black_box(o);
         }
     }
 }
