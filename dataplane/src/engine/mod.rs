@@ -5,10 +5,15 @@
 //! bites): today it classifies the frame, drops frames whose headers lie,
 //! tracks the flow, and forwards.
 
+pub mod bite;
 pub mod classify;
 pub mod cookie;
+pub mod decoy;
+pub mod event;
 pub mod flow;
+pub mod limit;
 pub mod persona;
+pub mod space;
 
 use crate::wire::WireError;
 use classify::{PacketInfo, classify};

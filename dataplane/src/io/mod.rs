@@ -97,3 +97,27 @@ pub trait Port {
     /// Hands out the queues, one per worker; called once.
     fn take_queues(&mut self) -> Vec<Self::Queue>;
 }
+
+/// A plain vector as a packet buffer, for tests, fuzzing and benchmarks: it
+/// may grow to [`BUF_CAPACITY`], like a pool buffer.
+impl PacketBuf for Vec<u8> {
+    fn data(&self) -> &[u8] {
+        self
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        self
+    }
+    fn capacity(&self) -> usize {
+        BUF_CAPACITY
+    }
+    fn set_len(&mut self, len: usize) -> Result<(), BufTooSmall> {
+        if len > BUF_CAPACITY {
+            return Err(BufTooSmall);
+        }
+        self.resize(len, 0);
+        Ok(())
+    }
+    fn timestamp_ns(&self) -> u64 {
+        0
+    }
+}

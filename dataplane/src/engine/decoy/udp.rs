@@ -1,0 +1,113 @@
+//! UDP marks: the few services a decoy answers plausibly (DNS, NTP); other
+//! ports get ICMP port-unreachable, as from a real host.
+
+use std::net::Ipv6Addr;
+
+use super::{ReplyHead, reply_frame, write_l2_l3};
+use crate::engine::classify::PacketInfo;
+use crate::engine::persona::Persona;
+use crate::io::PacketBuf;
+use crate::wire::{UdpPacket, WireError, protocol};
+
+/// Largest UDP reply payload.
+const MAX_REPLY: usize = 512;
+
+/// Builds the reply payload for `port` from the request, or `None` when the
+/// request is not one this service would answer.
+fn reply_payload(
+    port: u16,
+    request: &[u8],
+    now_s: u64,
+    out: &mut [u8; MAX_REPLY],
+) -> Option<usize> {
+    match port {
+        53 => {
+            // DNS (RFC 1035): a query (QR = 0) with one question gets the same
+            // message back as a response, recursion refused (RCODE 5).
+            if request.len() < 12 || request.len() > MAX_REPLY || request.get(2)? & 0x80 != 0 {
+                return None;
+            }
+            let len = request.len();
+            out.get_mut(..len)?.copy_from_slice(request);
+            let rd = out.get(2)? & 0x01;
+            *out.get_mut(2)? = 0x80 | (request.get(2)? & 0x78) | rd;
+            *out.get_mut(3)? = 0x05;
+            // No answer, authority or additional records.
+            out.get_mut(6..12)?.fill(0);
+            Some(len)
+        }
+        123 => {
+            // NTPv4 (RFC 5905): a client request (mode 3) gets a server reply
+            // (mode 4), stratum 2, echoing the client's transmit timestamp.
+            if request.len() < 48 || request.first()? & 0x07 != 3 {
+                return None;
+            }
+            let reply = out.get_mut(..48)?;
+            reply.fill(0);
+            reply[0] = (request[0] & 0x38) | 0x04;
+            reply[1] = 2;
+            reply[2] = request[2];
+            reply[3] = 0xe9; // precision 2^-23
+            // Root delay and dispersion: a few milliseconds.
+            reply[4..8].copy_from_slice(&0x0000_0180u32.to_be_bytes());
+            reply[8..12].copy_from_slice(&0x0000_0300u32.to_be_bytes());
+            reply[12..16].copy_from_slice(b"\xc0\x00\x02\x01");
+            let ntp_s = (now_s + 2_208_988_800) as u32;
+            reply[16..20].copy_from_slice(&(ntp_s - 64).to_be_bytes());
+            reply[24..32].copy_from_slice(&request[40..48]);
+            reply[32..36].copy_from_slice(&ntp_s.to_be_bytes());
+            reply[40..44].copy_from_slice(&ntp_s.to_be_bytes());
+            reply[44..48].copy_from_slice(&0x1000_0000u32.to_be_bytes());
+            Some(48)
+        }
+        _ => None,
+    }
+}
+
+/// Answers a datagram to a configured UDP service port, in place. Returns
+/// `Ok(false)` when the service would not answer this request.
+pub fn service_reply<B: PacketBuf>(
+    buf: &mut B,
+    info: &PacketInfo,
+    persona: &Persona,
+    now_ms: u64,
+) -> Result<bool, WireError> {
+    let head = ReplyHead::new(buf.data(), info).ok_or(WireError::Truncated)?;
+    let payload_at = usize::from(info.l4_offset) + 8;
+    let request = buf
+        .data()
+        .get(payload_at..payload_at + usize::from(info.payload_len))
+        .ok_or(WireError::Truncated)?;
+    let mut out = [0u8; MAX_REPLY];
+    let Some(len) = reply_payload(info.dst_port, request, now_ms / 1000, &mut out) else {
+        return Ok(false);
+    };
+    let l4 = head.l4_offset();
+    let frame = reply_frame(buf, l4 + 8 + len)?;
+    write_l2_l3(
+        frame,
+        &head,
+        persona,
+        protocol::UDP,
+        8 + len,
+        persona.ip_id(now_ms, 2),
+    )?;
+    let dgram = frame
+        .get_mut(l4..l4 + 8 + len)
+        .ok_or(WireError::Truncated)?;
+    dgram
+        .get_mut(8..)
+        .ok_or(WireError::Truncated)?
+        .copy_from_slice(out.get(..len).ok_or(WireError::Truncated)?);
+    let mut udp = UdpPacket::new_unchecked(dgram);
+    udp.set_src_port(info.dst_port);
+    udp.set_dst_port(info.src_port);
+    udp.set_len((8 + len) as u16);
+    udp.set_checksum(0);
+    if head.ip_version == 4 {
+        udp.fill_checksum_v4(head.decoy_v4(), head.prober_v4());
+    } else {
+        udp.fill_checksum_v6(&Ipv6Addr::from(head.decoy), &Ipv6Addr::from(head.prober));
+    }
+    Ok(true)
+}

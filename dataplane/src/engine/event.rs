@@ -1,0 +1,123 @@
+//! Events the engine reports (bites, sweeps), kept in a fixed per-worker
+//! ring that the worker drains between bursts. A full ring drops the newest
+//! event and counts it: the packet path never waits and never allocates.
+
+use super::bite::{Action, BiteKind};
+
+/// What happened.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A bite, and what the policy did about it.
+    Bite {
+        /// Which kind.
+        kind: BiteKind,
+        /// The action taken.
+        action: Action,
+        /// True when the source is allowlisted (reported, never blocked).
+        allowlisted: bool,
+    },
+    /// A source received marks from many decoys (recon evidence only).
+    Sweep {
+        /// Distinct decoys seen by this worker in the window (a lower bound).
+        decoys: u32,
+    },
+}
+
+/// One event, with the packet that caused it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Event {
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// The source (prober) address, IPv4-mapped for IPv4.
+    pub src: [u8; 16],
+    /// The decoy's address.
+    pub dst: [u8; 16],
+    /// Source port.
+    pub src_port: u16,
+    /// Decoy port.
+    pub dst_port: u16,
+    /// Time, nanoseconds (Unix time on the system clock; capture time in replays).
+    pub time_ns: u64,
+}
+
+/// A fixed-capacity ring of events.
+pub struct EventRing {
+    events: Vec<Event>,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl EventRing {
+    /// A ring holding up to `capacity` events between drains (allocated now).
+    pub fn new(capacity: usize) -> Self {
+        EventRing {
+            events: Vec::with_capacity(capacity),
+            capacity,
+            dropped: 0,
+        }
+    }
+
+    /// Adds an event, or counts it as dropped when the ring is full.
+    #[inline]
+    pub fn push(&mut self, event: Event) {
+        if self.events.len() < self.capacity {
+            self.events.push(event);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Takes every event out, in order (the ring keeps its allocation).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// Events waiting.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when no event waits.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Events dropped because the ring was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(n: u8) -> Event {
+        Event {
+            kind: EventKind::Sweep {
+                decoys: u32::from(n),
+            },
+            src: [n; 16],
+            dst: [0; 16],
+            src_port: 0,
+            dst_port: 0,
+            time_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_full_ring_drops_the_newest_and_counts() {
+        let mut r = EventRing::new(2);
+        r.push(ev(1));
+        r.push(ev(2));
+        r.push(ev(3));
+        assert_eq!(r.dropped(), 1);
+        let got: Vec<_> = r.drain().map(|e| e.src[0]).collect();
+        assert_eq!(got, vec![1, 2]);
+        assert!(r.is_empty());
+        r.push(ev(4));
+        assert_eq!(r.len(), 1);
+    }
+}
