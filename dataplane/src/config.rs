@@ -12,8 +12,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use std::sync::Arc;
+
 use crate::engine::EngineConfig;
+use crate::engine::bite::{Action, Policy, ProofTable};
+use crate::engine::deceive::DeceptionShared;
 use crate::engine::flow::{FlowState, MAX_TIMEOUT_MS, Timeouts};
+use crate::engine::limit::{RateConfig, SweepConfig};
+use crate::engine::persona::PersonaMaker;
+use crate::engine::space::{AddressSpace, LiveMap, Prefix, PrefixSet, SpaceTiming};
 use crate::io::MAX_BURST;
 use crate::io::pcap::Replay;
 use crate::io::soft::SoftNicConfig;
@@ -53,6 +60,8 @@ pub struct Config {
     /// The per-worker flow tables.
     #[serde(default)]
     pub flows: FlowsSection,
+    /// Dark space, decoys, bites and the latch (absent: forward only).
+    pub deception: Option<DeceptionSection>,
 }
 
 /// `[workers]`.
@@ -337,6 +346,321 @@ impl TimeoutsSection {
     }
 }
 
+/// An address or prefix, IPv4 or IPv6 (`"198.51.100.0/24"`, `"2001:db8::1"`);
+/// a prefix with host bits set is refused.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NetPrefix(pub ipnet::IpNet);
+
+impl TryFrom<String> for NetPrefix {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            if net.network() != net.addr() {
+                return Err(format!(
+                    "{s} has host bits set (did you mean {}?)",
+                    net.trunc()
+                ));
+            }
+            return Ok(NetPrefix(net));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|a| NetPrefix(ipnet::IpNet::from(a)))
+            .map_err(|_| format!("{s:?} is not an IPv4/IPv6 address or prefix"))
+    }
+}
+
+/// A duration such as `"60s"` or `"10m"`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Span(pub Duration);
+
+impl TryFrom<String> for Span {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let d = humantime::parse_duration(&s)
+            .map_err(|e| format!("{s:?} is not a duration like \"60s\" or \"10m\": {e}"))?;
+        if d > Duration::from_secs(366 * 86_400) {
+            return Err(format!("{s:?} is longer than a year"));
+        }
+        Ok(Span(d))
+    }
+}
+
+/// The deployment secret: 64 hexadecimal digits (32 bytes).
+#[derive(Copy, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Secret(pub [u8; 32]);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl TryFrom<String> for Secret {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+            return Err("the secret must be 64 hexadecimal digits (32 bytes)".into());
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let hex = std::str::from_utf8(pair).map_err(|e| e.to_string())?;
+            *o = u8::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+        }
+        Ok(Secret(out))
+    }
+}
+
+/// `[deception]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeceptionSection {
+    /// Prefixes the appliance defends: decoys live in their dark addresses.
+    pub protected: Vec<NetPrefix>,
+    /// Never decoyed (gateways, broadcast, reserved).
+    #[serde(default)]
+    pub exclude: Vec<NetPrefix>,
+    /// Hosts known to be live (never decoyed).
+    #[serde(default)]
+    pub live: Vec<NetPrefix>,
+    /// Sources never blocked, only reported.
+    #[serde(default)]
+    pub allow: Vec<NetPrefix>,
+    /// After start, answer nothing for this long.
+    #[serde(default = "default_learning")]
+    pub learning: Span,
+    /// A never-seen address is dark after this long since start.
+    #[serde(default = "default_hold_off")]
+    pub hold_off: Span,
+    /// A host seen sending stays live until idle this long.
+    #[serde(default = "default_live_idle")]
+    pub live_idle: Span,
+    /// The deployment secret (personas and cookies derive from it).
+    pub secret: Option<Secret>,
+    /// Cookie key rotation period.
+    #[serde(default = "default_rotation")]
+    pub cookie_rotation: Span,
+    /// How long a proven port counts towards a port bite.
+    #[serde(default = "default_proof_ttl")]
+    pub proof_ttl: Span,
+    /// UDP ports decoys answer with a service reply.
+    #[serde(default = "default_udp_services")]
+    pub udp_services: Vec<u16>,
+    /// Sources each worker can latch.
+    #[serde(default = "default_latch_capacity")]
+    pub latch_capacity: Count<1, { 1 << 24 }>,
+    /// Slots of the shared live-host map.
+    #[serde(default = "default_live_slots")]
+    pub live_map_slots: Count<1024, { 1 << 28 }>,
+    /// Bite kind -> action.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// Sweep detection.
+    #[serde(default)]
+    pub sweep: SweepSection,
+    /// Reply rate limits.
+    #[serde(default)]
+    pub rate_limit: RateSection,
+}
+
+fn default_learning() -> Span {
+    Span(Duration::from_secs(60))
+}
+fn default_hold_off() -> Span {
+    Span(Duration::from_secs(300))
+}
+fn default_live_idle() -> Span {
+    Span(Duration::from_secs(3600))
+}
+fn default_rotation() -> Span {
+    Span(Duration::from_secs(60))
+}
+fn default_proof_ttl() -> Span {
+    Span(Duration::from_secs(600))
+}
+fn default_udp_services() -> Vec<u16> {
+    vec![53, 123]
+}
+fn default_latch_capacity() -> Count<1, { 1 << 24 }> {
+    Count(1 << 16)
+}
+fn default_live_slots() -> Count<1024, { 1 << 28 }> {
+    Count(1 << 20)
+}
+
+/// `[deception.policy]`.
+#[derive(Copy, Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Handshake bites.
+    #[serde(default = "alert")]
+    pub handshake: Action,
+    /// Data bites.
+    #[serde(default = "block")]
+    pub data: Action,
+    /// Port bites.
+    #[serde(default = "block")]
+    pub port: Action,
+}
+
+fn alert() -> Action {
+    Action::Alert
+}
+fn block() -> Action {
+    Action::Block
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            handshake: Action::Alert,
+            data: Action::Block,
+            port: Action::Block,
+        }
+    }
+}
+
+/// `[deception.sweep]`.
+#[derive(Copy, Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSection {
+    /// Distinct decoys that make a sweep (2..=64).
+    #[serde(default = "default_sweep_decoys")]
+    pub decoys: Count<2, 64>,
+    /// Within this window.
+    #[serde(default = "default_rotation")]
+    pub window: Span,
+}
+
+fn default_sweep_decoys() -> Count<2, 64> {
+    Count(16)
+}
+
+impl Default for SweepSection {
+    fn default() -> Self {
+        SweepSection {
+            decoys: default_sweep_decoys(),
+            window: default_rotation(),
+        }
+    }
+}
+
+/// `[deception.rate_limit]`: replies per second, per worker.
+#[derive(Copy, Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    /// From one decoy.
+    #[serde(default = "default_per_decoy")]
+    pub per_decoy: Count<1, 1_000_000>,
+    /// Burst from one decoy.
+    #[serde(default = "default_per_decoy_burst")]
+    pub per_decoy_burst: Count<1, 1_000_000>,
+    /// From all decoys.
+    #[serde(default = "default_total")]
+    pub total: Count<1, 100_000_000>,
+    /// Burst from all decoys.
+    #[serde(default = "default_total_burst")]
+    pub total_burst: Count<1, 100_000_000>,
+}
+
+fn default_per_decoy() -> Count<1, 1_000_000> {
+    Count(100)
+}
+fn default_per_decoy_burst() -> Count<1, 1_000_000> {
+    Count(200)
+}
+fn default_total() -> Count<1, 100_000_000> {
+    Count(200_000)
+}
+fn default_total_burst() -> Count<1, 100_000_000> {
+    Count(20_000)
+}
+
+impl Default for RateSection {
+    fn default() -> Self {
+        RateSection {
+            per_decoy: default_per_decoy(),
+            per_decoy_burst: default_per_decoy_burst(),
+            total: default_total(),
+            total_burst: default_total_burst(),
+        }
+    }
+}
+
+impl DeceptionSection {
+    /// Builds the state every worker shares; `seed` varies hash tables.
+    pub fn build(&self, seed: u64) -> DeceptionShared {
+        let prefixes =
+            |list: &[NetPrefix]| PrefixSet::new(list.iter().map(|p| Prefix::from_net(p.0)));
+        let secs = |s: Span| u32::try_from(s.0.as_secs()).unwrap_or(u32::MAX);
+        DeceptionShared {
+            space: AddressSpace {
+                protected: prefixes(&self.protected),
+                excluded: prefixes(&self.exclude),
+                static_live: prefixes(&self.live),
+                live: LiveMap::new(self.live_map_slots.0, seed),
+                timing: SpaceTiming {
+                    learning_s: secs(self.learning),
+                    hold_off_s: secs(self.hold_off),
+                    live_idle_s: secs(self.live_idle),
+                },
+            },
+            allow: prefixes(&self.allow),
+            policy: Policy {
+                handshake: self.policy.handshake,
+                data: self.policy.data,
+                port: self.policy.port,
+            },
+            personas: PersonaMaker::new(&self.secret_bytes()),
+            secret: self.secret_bytes(),
+            cookie_rotation_ms: u64::try_from(self.cookie_rotation.0.as_millis()).unwrap_or(60_000),
+            proofs: ProofTable::new(1 << 16, seed ^ 0x7072),
+            proof_ttl_min: u16::try_from(self.proof_ttl.0.as_secs() / 60).unwrap_or(u16::MAX),
+            udp_services: self.udp_services.clone(),
+            rates: RateConfig {
+                per_decoy: self.rate_limit.per_decoy.0 as u64,
+                per_decoy_burst: self.rate_limit.per_decoy_burst.0 as u64,
+                total: self.rate_limit.total.0 as u64,
+                total_burst: self.rate_limit.total_burst.0 as u64,
+            },
+            sweep: SweepConfig {
+                decoys: self.sweep.decoys.0 as u32,
+                window_s: secs(self.sweep.window).max(1),
+            },
+            latch_capacity: self.latch_capacity.0,
+        }
+    }
+
+    /// The configured secret, or one drawn from the OS once per process.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        match self.secret {
+            Some(Secret(bytes)) => bytes,
+            None => *process_secret(),
+        }
+    }
+}
+
+/// A random secret for this process (personas and cookies then change at
+/// every restart: configure `secret` to keep them).
+fn process_secret() -> &'static [u8; 32] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut out = [0u8; 32];
+        let read = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut out));
+        if read.is_err() {
+            // No /dev/urandom: fall back on std's OS-seeded hasher keys.
+            for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+                chunk.copy_from_slice(&random_seed().wrapping_add(i as u64).to_le_bytes());
+            }
+        }
+        out
+    })
+}
+
 /// The port, resolved: paths made absolute, backend options checked together.
 #[derive(Clone, Debug)]
 pub enum PortPlan {
@@ -435,6 +759,7 @@ impl Config {
                 flow_capacity: self.flows.capacity.0,
                 timeouts: self.flows.timeouts.resolve(),
                 flow_seed: seed,
+                deception: self.deception.as_ref().map(|d| Arc::new(d.build(seed))),
             },
         }
     }

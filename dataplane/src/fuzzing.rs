@@ -24,6 +24,7 @@ thread_local! {
         flow_capacity: 64,
         timeouts: Timeouts::default(),
         flow_seed: 1,
+        deception: None,
     }));
 }
 
@@ -33,9 +34,9 @@ pub fn frame(data: &[u8]) {
     let _ = black_box(classify(data));
     let mut buf = data.to_vec();
     // The first two bytes of input drive the clock, so expiry paths run too.
-    let now = data
-        .get(..2)
-        .map_or(0, |b| u32::from(u16::from_be_bytes([b[0], b[1]])) * 1000);
+    let now = data.get(..2).map_or(0, |b| {
+        u64::from(u16::from_be_bytes([b[0], b[1]])) * 1_000_000_000
+    });
     ENGINE.with(|engine| {
         black_box(engine.borrow_mut().process(&mut buf, now));
     });

@@ -10,17 +10,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Sender, bounded};
+use crossbeam::channel::{Receiver, Sender, bounded};
 use crossbeam::utils::CachePadded;
 
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineConfig};
 use crate::io::Port;
 use crate::stats::{StatsBoard, StatsSnapshot};
-use crate::worker::{self, ControlMsg, IdlePolicy, WorkerConfig, WorkerLinks, WorkerReport};
+use crate::worker::{
+    self, ControlMsg, IdlePolicy, WorkerConfig, WorkerEvent, WorkerLinks, WorkerReport,
+};
 
 /// Depth of each worker's control channel.
 const CONTROL_DEPTH: usize = 1024;
+
+/// Events held for the collector before workers start counting losses.
+const EVENT_DEPTH: usize = 1 << 16;
 
 /// How to run the workers.
 #[derive(Clone, Debug)]
@@ -77,6 +82,7 @@ pub struct Dataplane {
     stop: Arc<AtomicBool>,
     generation: u64,
     port: String,
+    events: Receiver<WorkerEvent>,
 }
 
 /// Final report of a run.
@@ -88,6 +94,8 @@ pub struct DataplaneReport {
     pub workers: Vec<WorkerReport>,
     /// Summed counters.
     pub snapshot: StatsSnapshot,
+    /// Events not yet taken with [`Dataplane::drain_events`] when the workers stopped.
+    pub events: Vec<WorkerEvent>,
 }
 
 impl Dataplane {
@@ -131,6 +139,7 @@ impl Dataplane {
             .collect();
         let mut workers = Vec::with_capacity(n);
         let mut control = Vec::with_capacity(n);
+        let (events_tx, events) = bounded(EVENT_DEPTH);
         for (id, (queue, core)) in queues.into_iter().zip(config.cores.iter()).enumerate() {
             let (tx, rx) = bounded(CONTROL_DEPTH);
             let worker_config = WorkerConfig {
@@ -143,6 +152,7 @@ impl Dataplane {
                 board: board.clone(),
                 applied: applied.clone(),
                 stop: stop.clone(),
+                events: events_tx.clone(),
             };
             // Each engine allocates its tables here, before the thread starts.
             let engine = Engine::new(&config.engine);
@@ -165,6 +175,7 @@ impl Dataplane {
             stop,
             generation: 0,
             port: port_name,
+            events,
         })
     }
 
@@ -207,6 +218,11 @@ impl Dataplane {
         }
     }
 
+    /// Takes the events the workers reported so far.
+    pub fn drain_events(&self) -> Vec<WorkerEvent> {
+        self.events.try_iter().collect()
+    }
+
     /// True once a stop was requested (signal or control message).
     pub fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -226,6 +242,7 @@ impl Dataplane {
             port: self.port,
             workers,
             snapshot,
+            events: self.events.try_iter().collect(),
         }
     }
 }

@@ -12,6 +12,8 @@ use crossbeam::utils::CachePadded;
 use serde::Serialize;
 
 use crate::engine::DropReason;
+use crate::engine::bite::BiteKind;
+use crate::engine::deceive::{DeceptionCounters, MarkKind};
 use crate::engine::flow::{FlowCounters, FlowState, STATE_COUNT};
 
 /// A worker's counters, owned by the worker.
@@ -35,6 +37,10 @@ pub struct Counters {
     pub flows: FlowCounters,
     /// Control messages applied.
     pub control_messages: u64,
+    /// Marks, bites and latches.
+    pub deception: DeceptionCounters,
+    /// Events the worker could not hand over (the channel was full).
+    pub events_lost: u64,
 }
 
 impl Counters {
@@ -53,7 +59,88 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 11 + DropReason::COUNT;
+const CELLS: usize = 16 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+
+impl Counters {
+    /// The counters as a flat array of cells, in a fixed order.
+    fn as_cells(&self) -> [u64; CELLS] {
+        let d = &self.deception;
+        let fixed = [
+            self.rx_packets,
+            self.rx_bytes,
+            self.tx_packets,
+            self.tx_bytes,
+            self.bursts,
+            self.idle_polls,
+            self.flows.created,
+            self.flows.expired,
+            self.flows.evicted,
+            self.flows.active,
+            self.control_messages,
+            self.events_lost,
+            d.latched,
+            d.latch_full,
+            d.bad_cookies,
+            d.events_dropped,
+        ];
+        let mut cells = [0u64; CELLS];
+        let values = fixed
+            .iter()
+            .chain(self.drops.iter())
+            .chain(d.marks.iter())
+            .chain(d.bites.iter());
+        for (cell, v) in cells.iter_mut().zip(values) {
+            *cell = *v;
+        }
+        cells
+    }
+
+    /// The inverse of [`Counters::as_cells`].
+    fn from_cells(v: &[u64; CELLS]) -> Counters {
+        let mut it = v.iter().copied();
+        let mut next = || it.next().unwrap_or(0);
+        let mut c = Counters {
+            rx_packets: next(),
+            rx_bytes: next(),
+            tx_packets: next(),
+            tx_bytes: next(),
+            bursts: next(),
+            idle_polls: next(),
+            flows: FlowCounters {
+                created: next(),
+                expired: next(),
+                evicted: next(),
+                active: next(),
+            },
+            control_messages: next(),
+            events_lost: next(),
+            ..Counters::default()
+        };
+        c.deception.latched = next();
+        c.deception.latch_full = next();
+        c.deception.bad_cookies = next();
+        c.deception.events_dropped = next();
+        for d in c.drops.iter_mut() {
+            *d = next();
+        }
+        for m in c.deception.marks.iter_mut() {
+            *m = next();
+        }
+        for b in c.deception.bites.iter_mut() {
+            *b = next();
+        }
+        c
+    }
+
+    /// Adds `other` into `self`.
+    fn add(&mut self, other: &Counters) {
+        let mut sum = self.as_cells();
+        for (s, o) in sum.iter_mut().zip(other.as_cells().iter()) {
+            *s += o;
+        }
+        *self = Counters::from_cells(&sum);
+    }
+}
 
 /// One worker's published counters.
 struct Slot {
@@ -94,62 +181,18 @@ impl StatsBoard {
         let Some(slot) = self.slots.get(id) else {
             return;
         };
-        let fixed = [
-            c.rx_packets,
-            c.rx_bytes,
-            c.tx_packets,
-            c.tx_bytes,
-            c.bursts,
-            c.idle_polls,
-            c.flows.created,
-            c.flows.expired,
-            c.flows.evicted,
-            c.flows.active,
-            c.control_messages,
-        ];
-        for (cell, v) in slot.cells.iter().zip(fixed.iter().chain(c.drops.iter())) {
+        for (cell, v) in slot.cells.iter().zip(c.as_cells().iter()) {
             cell.store(*v, Ordering::Relaxed);
         }
     }
 
     /// Reads worker `id`'s last published counters.
     pub fn read(&self, id: usize) -> Counters {
-        let mut c = Counters::default();
         let Some(slot) = self.slots.get(id) else {
-            return c;
+            return Counters::default();
         };
         let v: [u64; CELLS] = std::array::from_fn(|i| slot.cells[i].load(Ordering::Relaxed));
-        let [
-            rx_packets,
-            rx_bytes,
-            tx_packets,
-            tx_bytes,
-            bursts,
-            idle_polls,
-            created,
-            expired,
-            evicted,
-            active,
-            control_messages,
-            ..,
-        ] = v;
-        c.rx_packets = rx_packets;
-        c.rx_bytes = rx_bytes;
-        c.tx_packets = tx_packets;
-        c.tx_bytes = tx_bytes;
-        c.bursts = bursts;
-        c.idle_polls = idle_polls;
-        c.flows = FlowCounters {
-            created,
-            expired,
-            evicted,
-            active,
-        };
-        c.control_messages = control_messages;
-        for (d, s) in c.drops.iter_mut().zip(v.iter().skip(11)) {
-            *d = *s;
-        }
-        c
+        Counters::from_cells(&v)
     }
 
     /// A snapshot of every worker and their sum.
@@ -179,6 +222,30 @@ pub struct WorkerStats {
     pub bursts: u64,
     /// Empty polls.
     pub idle_polls: u64,
+    /// Marks sent, by kind (only kinds that occurred).
+    pub marks: std::collections::BTreeMap<&'static str, u64>,
+    /// Bites seen, by kind (only kinds that occurred).
+    pub bites: std::collections::BTreeMap<&'static str, u64>,
+    /// Sources latched.
+    pub latched: u64,
+    /// Latches refused for lack of room.
+    pub latch_full: u64,
+    /// Segments to decoys whose cookie did not verify (forged or stale).
+    pub bad_cookies: u64,
+    /// Events dropped (engine ring full, or worker channel full).
+    pub events_lost: u64,
+}
+
+fn named<const N: usize>(
+    names: [&'static str; N],
+    values: &[u64; N],
+) -> std::collections::BTreeMap<&'static str, u64> {
+    names
+        .into_iter()
+        .zip(values.iter())
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k, *n))
+        .collect()
 }
 
 impl From<&Counters> for WorkerStats {
@@ -198,6 +265,12 @@ impl From<&Counters> for WorkerStats {
             flows: c.flows,
             bursts: c.bursts,
             idle_polls: c.idle_polls,
+            marks: named(MarkKind::ALL.map(MarkKind::as_str), &c.deception.marks),
+            bites: named(BiteKind::ALL.map(BiteKind::as_str), &c.deception.bites),
+            latched: c.deception.latched,
+            latch_full: c.deception.latch_full,
+            bad_cookies: c.deception.bad_cookies,
+            events_lost: c.events_lost + c.deception.events_dropped,
         }
     }
 }
@@ -216,20 +289,7 @@ impl StatsSnapshot {
     pub fn from_workers(workers: Vec<Counters>) -> Self {
         let mut sum = Counters::default();
         for c in &workers {
-            sum.rx_packets += c.rx_packets;
-            sum.rx_bytes += c.rx_bytes;
-            sum.tx_packets += c.tx_packets;
-            sum.tx_bytes += c.tx_bytes;
-            sum.bursts += c.bursts;
-            sum.idle_polls += c.idle_polls;
-            sum.control_messages += c.control_messages;
-            sum.flows.created += c.flows.created;
-            sum.flows.expired += c.flows.expired;
-            sum.flows.evicted += c.flows.evicted;
-            sum.flows.active += c.flows.active;
-            for (s, d) in sum.drops.iter_mut().zip(c.drops.iter()) {
-                *s += d;
-            }
+            sum.add(c);
         }
         StatsSnapshot {
             total: WorkerStats::from(&sum),

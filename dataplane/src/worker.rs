@@ -9,10 +9,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crossbeam::channel::Receiver;
+use crossbeam::channel::{Receiver, Sender};
 use crossbeam::utils::CachePadded;
 
 use crate::clock::Clock;
+use crate::engine::event::Event;
 use crate::engine::flow::STATE_COUNT;
 use crate::engine::{DropReason, Engine, Verdict};
 use crate::io::{Burst, MAX_BURST, PacketBuf, Queue, QueueStats};
@@ -65,6 +66,18 @@ pub struct WorkerLinks {
     pub applied: Arc<[CachePadded<AtomicU64>]>,
     /// Set to stop every worker.
     pub stop: Arc<AtomicBool>,
+    /// Where the worker sends the engine's events (bites, sweeps).
+    pub events: Sender<WorkerEvent>,
+}
+
+/// An engine event and the worker that saw it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerEvent {
+    /// The worker.
+    pub worker: usize,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
 }
 
 /// What a worker reports when it ends.
@@ -80,6 +93,8 @@ pub struct WorkerReport {
     pub flow_states: [u64; STATE_COUNT],
     /// Backend counters.
     pub queue: QueueStats,
+    /// Sources this worker latched.
+    pub latched: Vec<[u8; 16]>,
 }
 
 /// Runs a worker on the current thread until stopped; pins it first.
@@ -141,8 +156,9 @@ pub fn run<Q: Queue>(
             let len = buf.data().len() as u64;
             counters.rx_packets += 1;
             counters.rx_bytes += len;
-            match engine.process(buf.data_mut(), now_ms) {
-                Verdict::Forward => tx.push(buf),
+            match engine.process(&mut buf, now_ns) {
+                // One port: forwarded frames and replies leave the same way.
+                Verdict::Forward | Verdict::Reply => tx.push(buf),
                 Verdict::Drop(reason) => {
                     counters.drop(reason);
                     queue.recycle(buf);
@@ -165,13 +181,17 @@ pub fn run<Q: Queue>(
             }
         }
         engine.maintain(SWEEP_PER_BURST, now_ms);
+        hand_over_events(&mut engine, &links, config.id, &mut counters);
         counters.flows = engine.flows().counters();
+        counters.deception = engine.deception_counters();
         links.board.publish(config.id, &counters);
     }
     // A last full sweep, so the final counters say what has expired by now.
     let now_ms = millis(now_ns);
     engine.maintain(usize::MAX, now_ms);
+    hand_over_events(&mut engine, &links, config.id, &mut counters);
     counters.flows = engine.flows().counters();
+    counters.deception = engine.deception_counters();
     links.board.publish(config.id, &counters);
     WorkerReport {
         id: config.id,
@@ -179,7 +199,26 @@ pub fn run<Q: Queue>(
         counters,
         flow_states: engine.flows().state_histogram(now_ms),
         queue: queue.stats(),
+        latched: engine.latched(),
     }
+}
+
+/// Sends the engine's events to the collector; a full channel loses them, counted.
+fn hand_over_events(
+    engine: &mut Engine,
+    links: &WorkerLinks,
+    worker: usize,
+    counters: &mut Counters,
+) {
+    engine.drain_events(|event| {
+        if links
+            .events
+            .try_send(WorkerEvent { worker, event })
+            .is_err()
+        {
+            counters.events_lost += 1;
+        }
+    });
 }
 
 #[inline]

@@ -1,22 +1,31 @@
 //! The per-packet engine: no I/O, no locks, no allocation. A worker hands it
 //! each received frame and gets back a [`Verdict`].
 //!
-//! This is the skeleton later issues grow (blocklist, dark space, marks,
-//! bites): today it classifies the frame, drops frames whose headers lie,
-//! tracks the flow, and forwards.
+//! Per frame: classify it (frames whose headers lie are dropped with their
+//! reason); if deception is configured, let the [`deceive::Deceiver`] drop a
+//! latched source or answer for a dark address in place; otherwise track
+//! the flow and forward.
 
 pub mod bite;
 pub mod classify;
 pub mod cookie;
+pub mod deceive;
 pub mod decoy;
 pub mod event;
 pub mod flow;
+#[cfg(test)]
+mod golden;
 pub mod limit;
 pub mod persona;
 pub mod space;
 
+use std::sync::Arc;
+
+use crate::io::PacketBuf;
 use crate::wire::WireError;
 use classify::{PacketInfo, classify};
+use deceive::{Deceiver, DeceptionCounters, DeceptionShared};
+use event::Event;
 use flow::{FlowKey, FlowTable, FlowUpdate, Timeouts};
 
 /// Why a frame was dropped. Each reason is a counter; names are stable
@@ -42,11 +51,17 @@ pub enum DropReason {
     BadChecksum,
     /// The transmit ring had no room.
     TxRingFull,
+    /// The source is latched (blocked).
+    Blocked,
+    /// A decoy's reply was over its rate limit.
+    RateLimited,
+    /// Sent to a decoy, which had nothing to answer (a RST, a bare ACK).
+    ToDecoy,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLen,
@@ -56,6 +71,9 @@ impl DropReason {
         DropReason::Unsupported,
         DropReason::BadChecksum,
         DropReason::TxRingFull,
+        DropReason::Blocked,
+        DropReason::RateLimited,
+        DropReason::ToDecoy,
     ];
 
     /// Number of reasons.
@@ -73,6 +91,9 @@ impl DropReason {
             DropReason::Unsupported => "unsupported",
             DropReason::BadChecksum => "bad_checksum",
             DropReason::TxRingFull => "tx_ring_full",
+            DropReason::Blocked => "blocked",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::ToDecoy => "to_decoy",
         }
     }
 }
@@ -95,14 +116,17 @@ impl From<WireError> for DropReason {
 /// What the worker does with a frame.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Transmit the frame as it is now (forwarded, or rewritten in place).
+    /// Transmit the frame unchanged towards its destination.
     Forward,
+    /// Transmit the frame, rewritten in place into a decoy's reply, back
+    /// towards its sender.
+    Reply,
     /// Drop the frame and count the reason.
     Drop(DropReason),
 }
 
 /// The engine's settings.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Flow table capacity.
     pub flow_capacity: usize,
@@ -110,6 +134,18 @@ pub struct EngineConfig {
     pub timeouts: Timeouts,
     /// Seed of the flow hash.
     pub flow_seed: u64,
+    /// Deception (dark space, marks, bites, latch); `None`: forward only.
+    pub deception: Option<Arc<DeceptionShared>>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("flow_capacity", &self.flow_capacity)
+            .field("timeouts", &self.timeouts)
+            .field("deception", &self.deception.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for EngineConfig {
@@ -118,6 +154,7 @@ impl Default for EngineConfig {
             flow_capacity: 1 << 20,
             timeouts: Timeouts::default(),
             flow_seed: 0x6261_6974_7761_6c6c,
+            deception: None,
         }
     }
 }
@@ -125,6 +162,7 @@ impl Default for EngineConfig {
 /// One worker's engine and everything it owns.
 pub struct Engine {
     flows: FlowTable,
+    deceiver: Option<Deceiver>,
 }
 
 impl Engine {
@@ -132,18 +170,55 @@ impl Engine {
     pub fn new(config: &EngineConfig) -> Self {
         Engine {
             flows: FlowTable::new(config.flow_capacity, config.timeouts, config.flow_seed),
+            deceiver: config
+                .deception
+                .as_ref()
+                .map(|shared| Deceiver::new(shared.clone(), config.flow_seed, 0)),
         }
     }
 
-    /// Decides one frame. `now_ms` is the worker clock in milliseconds.
+    /// Decides one frame; a reply is written into `buf` in place. `now_ns`
+    /// is the worker clock.
     #[inline]
-    pub fn process(&mut self, frame: &mut [u8], now_ms: u32) -> Verdict {
-        let info = match classify(frame) {
+    pub fn process<B: PacketBuf>(&mut self, buf: &mut B, now_ns: u64) -> Verdict {
+        let info = match classify(buf.data()) {
             Ok(info) => info,
             Err(e) => return Verdict::Drop(e.into()),
         };
-        self.track(&info, frame.len(), now_ms);
+        if let Some(deceiver) = self.deceiver.as_mut()
+            && let Some(verdict) = deceiver.handle(buf, &info, now_ns)
+        {
+            return verdict;
+        }
+        // Wrapping by design: the flow table works on wrapping u32 milliseconds.
+        let now_ms = (now_ns / 1_000_000) as u32;
+        self.track(&info, buf.data().len(), now_ms);
         Verdict::Forward
+    }
+
+    /// Deception counters (zero when deception is off).
+    pub fn deception_counters(&self) -> DeceptionCounters {
+        self.deceiver
+            .as_ref()
+            .map(Deceiver::counters)
+            .unwrap_or_default()
+    }
+
+    /// Moves the events reported since the last call into `out`.
+    pub fn drain_events(&mut self, mut out: impl FnMut(Event)) {
+        if let Some(d) = self.deceiver.as_mut() {
+            for e in d.drain_events() {
+                out(e);
+            }
+        }
+    }
+
+    /// Sources this worker has latched.
+    pub fn latched(&self) -> Vec<[u8; 16]> {
+        self.deceiver
+            .as_ref()
+            .map(|d| d.latched().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Updates the flow table for a classified IP packet.

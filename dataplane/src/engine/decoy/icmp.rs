@@ -84,7 +84,11 @@ pub fn port_unreachable<B: PacketBuf>(
     } else {
         (QUOTE_V6, protocol::ICMPV6)
     };
-    let quote_len = buf.data().len().saturating_sub(l3).min(quote_max);
+    // Quote the IP packet, not the Ethernet padding after it.
+    let ip_len = usize::from(info.l4_offset) - l3 + 8 + usize::from(info.payload_len);
+    let quote_len = ip_len
+        .min(buf.data().len().saturating_sub(l3))
+        .min(quote_max);
     let l4 = head.l4_offset();
     let icmp_len = 8 + quote_len;
     // Grow first, then move the quoted packet up past the new headers.

@@ -1,0 +1,552 @@
+//! The deception half of the engine: for each packet to a dark address,
+//! the mark (or the decoy service's answer), the bite it may carry, and the
+//! latch. Pure logic over a buffer: no I/O, no locks, no allocation (the
+//! tables are sized at start).
+
+use std::sync::Arc;
+
+use hashbrown::HashSet;
+
+use super::bite::{Action, BiteKind, Policy, ProofTable};
+use super::classify::{L3, PacketInfo};
+use super::cookie::{CookieJar, CookieTuple};
+use super::decoy::service::{self, MAX_RESPONSE};
+use super::decoy::tcp::{Segment, TcpProbe, reset, syn_ack, write_segment};
+use super::decoy::{icmp, neighbor, udp};
+use super::event::{Event, EventKind, EventRing};
+use super::limit::{RateConfig, RateLimiter, SweepConfig, SweepTable};
+use super::persona::PersonaMaker;
+use super::space::{AddressSpace, Darkness, PrefixSet};
+use super::{DropReason, Verdict};
+use crate::io::PacketBuf;
+use crate::wire::{TcpFlags, protocol};
+
+/// The kinds of mark, for counters.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MarkKind {
+    /// SYN-ACK with a cookie.
+    SynAck = 0,
+    /// RST from a closed port of a decoy, or for a stale or forged segment.
+    Rst,
+    /// A decoy service's data (banner, response) or its ACK/FIN.
+    Service,
+    /// ICMP/ICMPv6 echo reply.
+    Echo,
+    /// ICMP port unreachable.
+    Unreachable,
+    /// A UDP service reply.
+    Udp,
+    /// ARP reply.
+    Arp,
+    /// Neighbour advertisement.
+    Ndp,
+}
+
+impl MarkKind {
+    /// Every kind, in counter order.
+    pub const ALL: [MarkKind; 8] = [
+        MarkKind::SynAck,
+        MarkKind::Rst,
+        MarkKind::Service,
+        MarkKind::Echo,
+        MarkKind::Unreachable,
+        MarkKind::Udp,
+        MarkKind::Arp,
+        MarkKind::Ndp,
+    ];
+    /// Number of kinds.
+    pub const COUNT: usize = 8;
+
+    /// Stable name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MarkKind::SynAck => "syn_ack",
+            MarkKind::Rst => "rst",
+            MarkKind::Service => "service",
+            MarkKind::Echo => "echo",
+            MarkKind::Unreachable => "unreachable",
+            MarkKind::Udp => "udp",
+            MarkKind::Arp => "arp",
+            MarkKind::Ndp => "ndp",
+        }
+    }
+}
+
+/// Deception counters of one worker.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeceptionCounters {
+    /// Marks sent, by [`MarkKind`].
+    pub marks: [u64; MarkKind::COUNT],
+    /// Bites seen, by [`BiteKind`].
+    pub bites: [u64; BiteKind::COUNT],
+    /// Sources latched by this worker.
+    pub latched: u64,
+    /// Latches refused because the table was full.
+    pub latch_full: u64,
+    /// Segments to decoys whose cookie did not verify (forged or stale).
+    pub bad_cookies: u64,
+    /// Events dropped because the ring was full.
+    pub events_dropped: u64,
+}
+
+/// Everything the workers share: built once from configuration.
+pub struct DeceptionShared {
+    /// The address-space model (with the shared live map).
+    pub space: AddressSpace,
+    /// Sources that are never blocked, only reported.
+    pub allow: PrefixSet,
+    /// Bite kind -> action.
+    pub policy: Policy,
+    /// Persona derivation.
+    pub personas: PersonaMaker,
+    /// The deployment secret (cookies and personas derive from it).
+    pub secret: [u8; 32],
+    /// Cookie key rotation period.
+    pub cookie_rotation_ms: u64,
+    /// Shared proofs of receipt, for port bites.
+    pub proofs: ProofTable,
+    /// How long a proof counts towards a port bite, in minutes.
+    pub proof_ttl_min: u16,
+    /// UDP ports decoys answer with a service reply (others: port unreachable).
+    pub udp_services: Vec<u16>,
+    /// Reply rate limits (per worker).
+    pub rates: RateConfig,
+    /// Sweep detection.
+    pub sweep: SweepConfig,
+    /// Sources one worker can latch.
+    pub latch_capacity: usize,
+}
+
+/// The per-worker deception state.
+pub struct Deceiver {
+    shared: Arc<DeceptionShared>,
+    cookies: CookieJar,
+    start_s: Option<u32>,
+    blocked: HashSet<[u8; 16]>,
+    limiter: RateLimiter,
+    sweeps: SweepTable,
+    events: EventRing,
+    counters: DeceptionCounters,
+}
+
+/// Bytes a decoy may have sent after its SYN-ACK that an ACK can cover:
+/// a banner or one response, and a FIN.
+const COOKIE_WINDOW: u32 = MAX_RESPONSE as u32 + 1;
+
+/// Seconds on the engine clock: Unix seconds, never 0 (0 means "never" in the live map).
+#[inline]
+fn seconds(now_ns: u64) -> u32 {
+    ((now_ns / 1_000_000_000) as u32).max(1)
+}
+
+impl Deceiver {
+    /// A worker's state over the shared configuration; `seed` varies per worker.
+    pub fn new(shared: Arc<DeceptionShared>, seed: u64, now_ns: u64) -> Self {
+        let cookies = CookieJar::new(
+            &shared.secret,
+            shared.cookie_rotation_ms,
+            now_ns / 1_000_000,
+        );
+        Deceiver {
+            cookies,
+            start_s: None,
+            blocked: HashSet::with_capacity(shared.latch_capacity),
+            limiter: RateLimiter::new(shared.rates, 1 << 14, seed),
+            sweeps: SweepTable::new(shared.sweep, 1 << 14, seed ^ 0x5a5a),
+            events: EventRing::new(4096),
+            counters: DeceptionCounters::default(),
+            shared,
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> DeceptionCounters {
+        DeceptionCounters {
+            events_dropped: self.events.dropped(),
+            ..self.counters
+        }
+    }
+
+    /// Takes the events reported since the last drain.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain()
+    }
+
+    /// True when this worker has latched `src`.
+    pub fn is_latched(&self, src: &[u8; 16]) -> bool {
+        self.blocked.contains(src)
+    }
+
+    /// Latched sources (for reports).
+    pub fn latched(&self) -> impl Iterator<Item = &[u8; 16]> {
+        self.blocked.iter()
+    }
+
+    /// Handles one classified frame. `None`: not the deceiver's business
+    /// (forward it); `Some(verdict)`: a mark was written in place, or the
+    /// frame is dropped.
+    #[inline]
+    pub fn handle<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        info: &PacketInfo,
+        now_ns: u64,
+    ) -> Option<Verdict> {
+        let now_s = seconds(now_ns);
+        let start_s = *self.start_s.get_or_insert(now_s);
+        let now_ms = now_ns / 1_000_000;
+        self.cookies.advance(now_ms);
+        if !info.is_ip() {
+            return match info.l3 {
+                L3::Arp => self.arp(buf, now_s, start_s, now_ms),
+                _ => None,
+            };
+        }
+        if self.blocked.contains(&info.src) {
+            return Some(Verdict::Drop(DropReason::Blocked));
+        }
+        self.shared.space.learn(&info.src, now_s);
+        if info.protocol == protocol::ICMPV6 && info.ip_version == 6 {
+            // Neighbour solicitations go to a multicast group, not to the
+            // address they ask about, so they are matched on their target.
+            if let Some(v) = self.ndp(buf, info, now_s, start_s, now_ms) {
+                return Some(v);
+            }
+        }
+        if self.shared.space.darkness(&info.dst, now_s, start_s) != Darkness::Dark {
+            return None;
+        }
+        if info.fragment {
+            return Some(Verdict::Drop(DropReason::ToDecoy));
+        }
+        let verdict = match info.protocol {
+            protocol::TCP => self.tcp(buf, info, now_ns),
+            protocol::UDP => self.udp(buf, info, now_ms),
+            protocol::ICMP | protocol::ICMPV6 => self.echo(buf, info, now_ms),
+            _ => Verdict::Drop(DropReason::ToDecoy),
+        };
+        Some(verdict)
+    }
+
+    /// Notes that `info.src` is being marked by `info.dst`; reports a sweep
+    /// the first time a source crosses the threshold in a window.
+    fn note_sweep(&mut self, info: &PacketInfo, now_ns: u64) {
+        if let Some(decoys) = self.sweeps.note(&info.src, &info.dst, seconds(now_ns)) {
+            self.report(info, now_ns, EventKind::Sweep { decoys });
+            if let Some(c) = self.counters.bites.get_mut(BiteKind::Sweep as usize) {
+                *c += 1;
+            }
+        }
+    }
+
+    fn mark(&mut self, kind: MarkKind) -> Verdict {
+        if let Some(c) = self.counters.marks.get_mut(kind as usize) {
+            *c += 1;
+        }
+        Verdict::Reply
+    }
+
+    /// Takes a reply token for `decoy`, or says why not.
+    fn limited(&mut self, decoy: &[u8; 16], now_ms: u64) -> Option<Verdict> {
+        (!self.limiter.allow(decoy, now_ms)).then_some(Verdict::Drop(DropReason::RateLimited))
+    }
+
+    fn arp<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        now_s: u32,
+        start_s: u32,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        let q = neighbor::arp_question(buf.data())?;
+        let src = q.sender_ip.to_ipv6_mapped().octets();
+        let target = q.target_ip.to_ipv6_mapped().octets();
+        let space = &self.shared.space;
+        // A gratuitous ARP or a probe from an inside host shows it is live.
+        if !q.sender_ip.is_unspecified() {
+            space.learn(&src, now_s);
+        }
+        if q.sender_ip == q.target_ip || space.darkness(&target, now_s, start_s) != Darkness::Dark {
+            return None;
+        }
+        if let Some(v) = self.limited(&target, now_ms) {
+            return Some(v);
+        }
+        let persona = self.shared.personas.persona(&target);
+        Some(match neighbor::arp_reply(buf, &q, &persona) {
+            Ok(()) => self.mark(MarkKind::Arp),
+            Err(e) => Verdict::Drop(e.into()),
+        })
+    }
+
+    fn ndp<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        info: &PacketInfo,
+        now_s: u32,
+        start_s: u32,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        let q = neighbor::ndp_question(
+            buf.data(),
+            usize::from(info.l3_offset),
+            usize::from(info.l4_offset),
+        )?;
+        let target = q.target.octets();
+        if self.shared.space.darkness(&target, now_s, start_s) != Darkness::Dark {
+            return None;
+        }
+        if let Some(v) = self.limited(&target, now_ms) {
+            return Some(v);
+        }
+        let persona = self.shared.personas.persona(&target);
+        Some(match neighbor::neighbor_advert(buf, &q, &persona) {
+            Ok(()) => self.mark(MarkKind::Ndp),
+            Err(e) => Verdict::Drop(e.into()),
+        })
+    }
+
+    fn echo<B: PacketBuf>(&mut self, buf: &mut B, info: &PacketInfo, now_ms: u64) -> Verdict {
+        let l4 = usize::from(info.l4_offset);
+        let is_request = matches!(
+            (info.ip_version, buf.data().get(l4)),
+            (4, Some(8)) | (6, Some(128))
+        );
+        if !is_request {
+            return Verdict::Drop(DropReason::ToDecoy);
+        }
+        if let Some(v) = self.limited(&info.dst, now_ms) {
+            return v;
+        }
+        self.note_sweep(info, now_ms * 1_000_000);
+        let persona = self.shared.personas.persona(&info.dst);
+        match icmp::echo_reply(buf, info, &persona, now_ms) {
+            Ok(()) => self.mark(MarkKind::Echo),
+            Err(e) => Verdict::Drop(e.into()),
+        }
+    }
+
+    fn udp<B: PacketBuf>(&mut self, buf: &mut B, info: &PacketInfo, now_ms: u64) -> Verdict {
+        if let Some(v) = self.limited(&info.dst, now_ms) {
+            return v;
+        }
+        self.note_sweep(info, now_ms * 1_000_000);
+        let persona = self.shared.personas.persona(&info.dst);
+        if self.shared.udp_services.contains(&info.dst_port) {
+            match udp::service_reply(buf, info, &persona, now_ms) {
+                Ok(true) => return self.mark(MarkKind::Udp),
+                Ok(false) => {}
+                Err(e) => return Verdict::Drop(e.into()),
+            }
+        }
+        match icmp::port_unreachable(buf, info, &persona, now_ms) {
+            Ok(()) => self.mark(MarkKind::Unreachable),
+            Err(e) => Verdict::Drop(e.into()),
+        }
+    }
+
+    fn tcp<B: PacketBuf>(&mut self, buf: &mut B, info: &PacketInfo, now_ns: u64) -> Verdict {
+        let now_ms = now_ns / 1_000_000;
+        let Some(probe) = TcpProbe::parse(buf.data(), info) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let flags = probe.flags;
+        if flags.contains(TcpFlags::RST) {
+            // Nothing answers a RST.
+            return Verdict::Drop(DropReason::ToDecoy);
+        }
+        let persona = self.shared.personas.persona(&info.dst);
+        let open = persona.is_open(probe.dst_port);
+        if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
+            if let Some(v) = self.limited(&info.dst, now_ms) {
+                return v;
+            }
+            self.note_sweep(info, now_ns);
+            if !open {
+                return match reset(buf, &probe, &persona, now_ms) {
+                    Ok(()) => self.mark(MarkKind::Rst),
+                    Err(e) => Verdict::Drop(e.into()),
+                };
+            }
+            let isn = self.cookies.isn(&tuple(info));
+            return match syn_ack(buf, &probe, &persona, isn, now_ms) {
+                Ok(()) => self.mark(MarkKind::SynAck),
+                Err(e) => Verdict::Drop(e.into()),
+            };
+        }
+        if !flags.contains(TcpFlags::ACK) {
+            return Verdict::Drop(DropReason::ToDecoy);
+        }
+        let verified = if open {
+            self.cookies.verify(&tuple(info), probe.ack, COOKIE_WINDOW)
+        } else {
+            None
+        };
+        let Some(cookie) = verified else {
+            // A segment of no connection: forged, stale, or to a closed port.
+            if open {
+                self.counters.bad_cookies += 1;
+            }
+            if let Some(v) = self.limited(&info.dst, now_ms) {
+                return v;
+            }
+            return match reset(buf, &probe, &persona, now_ms) {
+                Ok(()) => self.mark(MarkKind::Rst),
+                Err(e) => Verdict::Drop(e.into()),
+            };
+        };
+        // The sender received our SYN-ACK: this is a bite.
+        let opening = cookie.offset == 0;
+        let mut kind = if probe.payload_len > 0 {
+            BiteKind::Data
+        } else {
+            BiteKind::Handshake
+        };
+        if opening {
+            let minute = (now_ms / 60_000) as u16;
+            let ttl = self.shared.proof_ttl_min;
+            if self
+                .shared
+                .proofs
+                .prove(&info.src, &info.dst, probe.dst_port, minute, ttl)
+                .is_some()
+            {
+                kind = BiteKind::Port;
+            }
+        }
+        // Bare ACKs after the opening (acknowledging our data) are not new bites.
+        let is_bite = opening || probe.payload_len > 0;
+        if is_bite && self.bite(info, kind, now_ns) {
+            return Verdict::Drop(DropReason::Blocked);
+        }
+        if let Some(v) = self.limited(&info.dst, now_ms) {
+            return v;
+        }
+        // The decoy's answer, computed from this segment alone.
+        let seq = probe.ack;
+        let ack = probe.seq_end();
+        let payload_at = usize::from(info.l4_offset) + tcp_header_len(buf.data(), info);
+        let data = buf
+            .data()
+            .get(payload_at..payload_at + probe.payload_len as usize)
+            .unwrap_or(&[]);
+        let response = if probe.payload_len > 0 {
+            service::answer(&persona, probe.dst_port, data, now_ms / 1000)
+        } else if opening && !flags.contains(TcpFlags::FIN) {
+            service::banner(&persona, probe.dst_port)
+        } else {
+            None
+        };
+        let fin = flags.contains(TcpFlags::FIN);
+        let seg = match &response {
+            Some(r) if r.reset => Segment {
+                seq,
+                ack: 0,
+                flags: TcpFlags::RST,
+                payload: &[],
+            },
+            Some(r) => Segment {
+                seq,
+                ack,
+                flags: if r.fin || fin {
+                    TcpFlags::PSH | TcpFlags::ACK | TcpFlags::FIN
+                } else {
+                    TcpFlags::PSH | TcpFlags::ACK
+                },
+                payload: r.payload(),
+            },
+            // The client closes: the server closes too.
+            None if fin => Segment {
+                seq,
+                ack,
+                flags: TcpFlags::FIN | TcpFlags::ACK,
+                payload: &[],
+            },
+            // Data with nothing to say: acknowledge it, window open.
+            None if probe.payload_len > 0 => Segment {
+                seq,
+                ack,
+                flags: TcpFlags::ACK,
+                payload: &[],
+            },
+            // A bare ACK needs no answer.
+            None => return Verdict::Drop(DropReason::ToDecoy),
+        };
+        match write_segment(buf, &probe, &persona, &seg, now_ms) {
+            Ok(()) => self.mark(MarkKind::Service),
+            Err(e) => Verdict::Drop(e.into()),
+        }
+    }
+
+    /// Counts and reports a bite and applies the policy; true when the
+    /// source is now latched.
+    fn bite(&mut self, info: &PacketInfo, kind: BiteKind, now_ns: u64) -> bool {
+        if let Some(c) = self.counters.bites.get_mut(kind as usize) {
+            *c += 1;
+        }
+        let allowlisted = self.shared.allow.contains(&info.src);
+        let mut action = self.shared.policy.action(kind);
+        if allowlisted && action == Action::Block {
+            action = Action::Alert;
+        }
+        let latched = action == Action::Block && self.latch(info.src);
+        if action != Action::Count {
+            self.report(
+                info,
+                now_ns,
+                EventKind::Bite {
+                    kind,
+                    action: if action == Action::Block && !latched {
+                        Action::Alert
+                    } else {
+                        action
+                    },
+                    allowlisted,
+                },
+            );
+        }
+        latched
+    }
+
+    fn latch(&mut self, src: [u8; 16]) -> bool {
+        if self.blocked.contains(&src) {
+            return true;
+        }
+        // Below capacity an insert never reallocates; at capacity we refuse and count.
+        if self.blocked.len() >= self.shared.latch_capacity {
+            self.counters.latch_full += 1;
+            return false;
+        }
+        self.blocked.insert(src);
+        self.counters.latched += 1;
+        true
+    }
+
+    fn report(&mut self, info: &PacketInfo, now_ns: u64, kind: EventKind) {
+        self.events.push(Event {
+            kind,
+            src: info.src,
+            dst: info.dst,
+            src_port: info.src_port,
+            dst_port: info.dst_port,
+            time_ns: now_ns,
+        });
+    }
+}
+
+fn tuple(info: &PacketInfo) -> CookieTuple {
+    CookieTuple {
+        src: info.src,
+        dst: info.dst,
+        src_port: info.src_port,
+        dst_port: info.dst_port,
+    }
+}
+
+/// The TCP header length of a classified segment (20 when unreadable).
+fn tcp_header_len(frame: &[u8], info: &PacketInfo) -> usize {
+    frame
+        .get(usize::from(info.l4_offset) + 12)
+        .map_or(20, |b| usize::from(b >> 4) * 4)
+}

@@ -1,0 +1,778 @@
+//! Golden verdict tables for deception: one frame in, the verdict, and what
+//! the reply frame must say, for every mark and bite kind and for the
+//! negatives (forged ACKs, spoofed sources, live and quiet hosts, the
+//! allowlist, expired and previous cookie keys). Replies are parsed back
+//! with etherparse, which shares no code with our writers, and their
+//! checksums are checked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+use super::bite::{Action, BiteKind, Policy, ProofTable};
+use super::cookie::{CookieJar, CookieTuple};
+use super::deceive::{DeceptionShared, MarkKind};
+use super::event::{Event, EventKind};
+use super::limit::{RateConfig, SweepConfig};
+use super::persona::{Persona, PersonaMaker};
+use super::space::{AddressSpace, LiveMap, Prefix, PrefixSet, SpaceTiming};
+use super::{DropReason, Engine, EngineConfig, Verdict};
+use crate::synth::{self, Endpoint, Flags};
+
+const SECRET: [u8; 32] = [0x42; 32];
+const ROTATION_MS: u64 = 60_000;
+/// 2026-01-01T00:10:00Z, in nanoseconds.
+const T0: u64 = 1_767_226_200 * 1_000_000_000;
+const SEC: u64 = 1_000_000_000;
+const ROUTER: [u8; 6] = [2, 0, 0x5e, 0, 0, 0xfe];
+
+fn net(s: &str) -> Prefix {
+    Prefix::from_net(s.parse().unwrap())
+}
+
+fn shared(timing: SpaceTiming, rates: RateConfig) -> Arc<DeceptionShared> {
+    Arc::new(DeceptionShared {
+        space: AddressSpace {
+            protected: PrefixSet::new([net("198.51.100.0/24"), net("2001:db8:100::/64")]),
+            excluded: PrefixSet::new([net("198.51.100.1/32")]),
+            static_live: PrefixSet::new([net("198.51.100.10/32")]),
+            live: LiveMap::new(1 << 16, 1),
+            timing,
+        },
+        allow: PrefixSet::new([net("203.0.113.200/32")]),
+        policy: Policy::default(),
+        personas: PersonaMaker::new(&SECRET),
+        secret: SECRET,
+        cookie_rotation_ms: ROTATION_MS,
+        proofs: ProofTable::new(1 << 12, 2),
+        proof_ttl_min: 10,
+        udp_services: vec![53, 123],
+        rates,
+        sweep: SweepConfig {
+            decoys: 16,
+            window_s: 60,
+        },
+        latch_capacity: 1024,
+    })
+}
+
+fn no_wait() -> SpaceTiming {
+    SpaceTiming {
+        learning_s: 0,
+        hold_off_s: 0,
+        live_idle_s: 600,
+    }
+}
+
+fn engine_with(timing: SpaceTiming, rates: RateConfig) -> Engine {
+    Engine::new(&EngineConfig {
+        flow_capacity: 4096,
+        deception: Some(shared(timing, rates)),
+        ..EngineConfig::default()
+    })
+}
+
+fn engine() -> Engine {
+    engine_with(no_wait(), RateConfig::default())
+}
+
+fn v4(s: &str) -> [u8; 16] {
+    s.parse::<Ipv4Addr>().unwrap().to_ipv6_mapped().octets()
+}
+
+fn ip(a: [u8; 16]) -> IpAddr {
+    IpAddr::from(a).to_canonical()
+}
+
+fn persona(addr: [u8; 16]) -> Persona {
+    PersonaMaker::new(&SECRET).persona(&addr)
+}
+
+/// The first dark address of 198.51.100.0/24 whose persona has `ports` open.
+fn decoy_with(ports: &[u16]) -> Endpoint {
+    for last in 20..=250u8 {
+        let a = v4(&format!("198.51.100.{last}"));
+        let p = persona(a);
+        if ports.iter().all(|port| p.is_open(*port)) {
+            return Endpoint::new(p.mac.0, ip(a), ports[0]);
+        }
+    }
+    panic!("no decoy with ports {ports:?}");
+}
+
+fn client(last: u8, port: u16) -> Endpoint {
+    Endpoint::new(ROUTER, Ipv4Addr::new(203, 0, 113, last), port)
+}
+
+fn cookie_isn(c: &Endpoint, d: &Endpoint, at_ns: u64) -> u32 {
+    CookieJar::new(&SECRET, ROTATION_MS, at_ns / 1_000_000).isn(&CookieTuple {
+        src: match c.ip {
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
+        },
+        dst: match d.ip {
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
+        },
+        src_port: c.port,
+        dst_port: d.port,
+    })
+}
+
+fn events(e: &mut Engine) -> Vec<Event> {
+    let mut v = Vec::new();
+    e.drain_events(|ev| v.push(ev));
+    v
+}
+
+fn bites(evs: &[Event]) -> Vec<(BiteKind, Action)> {
+    evs.iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Bite { kind, action, .. } => Some((kind, action)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A reply parsed back: (src ip, dst ip, tcp view) with checksums checked.
+struct TcpReply {
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    syn: bool,
+    ack_flag: bool,
+    rst: bool,
+    fin: bool,
+    window: u16,
+    options: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+fn tcp_reply(frame: &[u8]) -> TcpReply {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let eth = match p.link {
+        Some(etherparse::LinkSlice::Ethernet2(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    let (src, dst, ttl) = match &p.net {
+        Some(NetSlice::Ipv4(v)) => {
+            let h = v.header();
+            assert_eq!(
+                h.to_header().calc_header_checksum(),
+                h.header_checksum(),
+                "IPv4 checksum"
+            );
+            (
+                IpAddr::from(h.source_addr()),
+                IpAddr::from(h.destination_addr()),
+                h.ttl(),
+            )
+        }
+        Some(NetSlice::Ipv6(v)) => {
+            let h = v.header();
+            (
+                IpAddr::from(h.source_addr()),
+                IpAddr::from(h.destination_addr()),
+                h.hop_limit(),
+            )
+        }
+        other => panic!("{other:?}"),
+    };
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not TCP")
+    };
+    let expected = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => t.calc_checksum_ipv4(s.octets(), d.octets()).unwrap(),
+        (IpAddr::V6(s), IpAddr::V6(d)) => t.calc_checksum_ipv6(s.octets(), d.octets()).unwrap(),
+        _ => unreachable!(),
+    };
+    assert_eq!(expected, t.checksum(), "TCP checksum");
+    TcpReply {
+        src,
+        dst,
+        ttl,
+        src_mac: eth.source(),
+        dst_mac: eth.destination(),
+        sport: t.source_port(),
+        dport: t.destination_port(),
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        syn: t.syn(),
+        ack_flag: t.ack(),
+        rst: t.rst(),
+        fin: t.fin(),
+        window: t.window_size(),
+        options: t.options().to_vec(),
+        payload: t.payload().to_vec(),
+    }
+}
+
+#[test]
+fn syn_to_a_dark_open_port_gets_the_personas_syn_ack_with_a_cookie() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    let c = client(5, 40000);
+    let mut f = synth::tcp(&c, &d, Flags::SYN, 1000, 0, &[]);
+    assert_eq!(e.process(&mut f, T0), Verdict::Reply);
+    let r = tcp_reply(&f);
+    let p = persona(match d.ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    });
+    assert_eq!((r.src, r.dst), (d.ip, c.ip));
+    assert_eq!((r.src_mac, r.dst_mac), (p.mac.0, ROUTER));
+    assert_eq!((r.sport, r.dport), (80, 40000));
+    assert!(r.syn && r.ack_flag && !r.rst);
+    assert_eq!(r.ack, 1001);
+    assert_eq!(r.seq, cookie_isn(&c, &d, T0));
+    assert_eq!(r.ttl, p.ttl);
+    assert_eq!(r.window, p.window);
+    // The SYN offered only MSS: the reply carries MSS and nothing it did not offer.
+    assert_eq!(&r.options[..4], &[2, 4, (p.mss >> 8) as u8, p.mss as u8]);
+    assert!(r.options[4..].iter().all(|&b| b == 0 || b == 1));
+    assert!(f.len() >= 60);
+    assert_eq!(e.deception_counters().marks[MarkKind::SynAck as usize], 1);
+    assert!(events(&mut e).is_empty(), "a bare SYN is never a bite");
+}
+
+#[test]
+fn closed_ports_answer_rst_like_a_real_host() {
+    let mut e = engine();
+    let d = decoy_with(&[80]).port(12345);
+    let c = client(5, 40000);
+    let mut f = synth::tcp(&c, &d, Flags::SYN, 1000, 0, &[]);
+    assert_eq!(e.process(&mut f, T0), Verdict::Reply);
+    let r = tcp_reply(&f);
+    assert!(r.rst && r.ack_flag && !r.syn);
+    assert_eq!((r.seq, r.ack), (0, 1001));
+    assert_eq!(r.window, 0);
+}
+
+#[test]
+fn live_excluded_quiet_and_learning_addresses_are_forwarded() {
+    let c = client(5, 40000);
+    let cases: [(&str, SpaceTiming, Ipv4Addr, u64); 5] = [
+        (
+            "a configured live host",
+            no_wait(),
+            Ipv4Addr::new(198, 51, 100, 10),
+            T0,
+        ),
+        (
+            "an excluded address",
+            no_wait(),
+            Ipv4Addr::new(198, 51, 100, 1),
+            T0,
+        ),
+        (
+            "an unprotected address",
+            no_wait(),
+            Ipv4Addr::new(192, 0, 2, 1),
+            T0,
+        ),
+        (
+            "during the learning period",
+            SpaceTiming {
+                learning_s: 60,
+                hold_off_s: 0,
+                live_idle_s: 600,
+            },
+            Ipv4Addr::new(198, 51, 100, 30),
+            T0 + 30 * SEC,
+        ),
+        (
+            "a quiet address inside the hold-off",
+            SpaceTiming {
+                learning_s: 0,
+                hold_off_s: 300,
+                live_idle_s: 600,
+            },
+            Ipv4Addr::new(198, 51, 100, 30),
+            T0 + 100 * SEC,
+        ),
+    ];
+    for (what, timing, dst, at) in cases {
+        let mut e = engine_with(timing, RateConfig::default());
+        // The engine's clock starts at its first packet.
+        let mut first = synth::tcp(
+            &client(9, 1),
+            &Endpoint::new(ROUTER, Ipv4Addr::new(192, 0, 2, 9), 1),
+            Flags::SYN,
+            1,
+            0,
+            &[],
+        );
+        assert_eq!(e.process(&mut first, T0), Verdict::Forward);
+        let d = Endpoint::new([2, 0, 0, 0, 0, 9], dst, 80);
+        let mut f = synth::tcp(&c, &d, Flags::SYN, 1, 0, &[]);
+        let before = f.clone();
+        assert_eq!(e.process(&mut f, at), Verdict::Forward, "{what}");
+        assert_eq!(f, before, "{what}: the frame is untouched");
+    }
+}
+
+#[test]
+fn a_host_that_sends_is_learned_live_and_never_decoyed() {
+    let mut e = engine();
+    let host = Endpoint::new([2, 0, 0, 0, 1, 30], Ipv4Addr::new(198, 51, 100, 30), 22);
+    let c = client(5, 40000);
+    let mut out = synth::tcp(&host, &c, Flags::SYN_ACK, 7, 8, &[]);
+    assert_eq!(e.process(&mut out, T0), Verdict::Forward);
+    let mut f = synth::tcp(&c, &host, Flags::SYN, 1, 0, &[]);
+    assert_eq!(e.process(&mut f, T0 + SEC), Verdict::Forward);
+}
+
+/// Drives a full connection: SYN, then ACK with the cookie from the SYN-ACK.
+fn handshake(e: &mut Engine, c: &Endpoint, d: &Endpoint, at: u64) -> (Verdict, Vec<u8>, u32) {
+    let mut syn = synth::tcp(c, d, Flags::SYN, 5000, 0, &[]);
+    assert_eq!(e.process(&mut syn, at), Verdict::Reply);
+    let isn = tcp_reply(&syn).seq;
+    let mut ack = synth::tcp(c, d, Flags::ACK, 5001, isn.wrapping_add(1), &[]);
+    let v = e.process(&mut ack, at + SEC / 10);
+    (v, ack, isn)
+}
+
+#[test]
+fn handshake_bite_alerts_and_a_server_first_port_sends_its_banner() {
+    let mut e = engine();
+    let d = decoy_with(&[22]);
+    let c = client(5, 40001);
+    let (v, reply, isn) = handshake(&mut e, &c, &d, T0);
+    assert_eq!(v, Verdict::Reply);
+    let r = tcp_reply(&reply);
+    assert_eq!((r.seq, r.ack), (isn.wrapping_add(1), 5001));
+    assert!(
+        r.payload.starts_with(b"SSH-2.0-"),
+        "{:?}",
+        String::from_utf8_lossy(&r.payload)
+    );
+    assert_eq!(
+        bites(&events(&mut e)),
+        vec![(BiteKind::Handshake, Action::Alert)]
+    );
+    assert_eq!(e.latched(), Vec::<[u8; 16]>::new());
+}
+
+#[test]
+fn data_bite_latches_and_every_later_packet_is_dropped() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    let worm = client(66, 40002);
+    let (_, _, isn) = handshake(&mut e, &worm, &d, T0);
+    let mut get = synth::tcp(
+        &worm,
+        &d,
+        Flags::PSH_ACK,
+        5001,
+        isn.wrapping_add(1),
+        b"GET / HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(
+        e.process(&mut get, T0 + SEC),
+        Verdict::Drop(DropReason::Blocked)
+    );
+    let evs = bites(&events(&mut e));
+    assert_eq!(
+        evs,
+        vec![
+            (BiteKind::Handshake, Action::Alert),
+            (BiteKind::Data, Action::Block)
+        ]
+    );
+    assert_eq!(e.latched(), vec![v4("203.0.113.66")]);
+    // Everything from the worm is dropped now, even to live hosts.
+    let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(198, 51, 100, 10), 443);
+    let mut later = synth::tcp(&worm, &live, Flags::SYN, 1, 0, &[]);
+    assert_eq!(
+        e.process(&mut later, T0 + 2 * SEC),
+        Verdict::Drop(DropReason::Blocked)
+    );
+    // Others are untouched.
+    let mut benign = synth::tcp(&client(7, 1234), &live, Flags::SYN, 1, 0, &[]);
+    assert_eq!(e.process(&mut benign, T0 + 2 * SEC), Verdict::Forward);
+}
+
+#[test]
+fn port_bite_is_slappers_80_then_443() {
+    let mut e = engine();
+    let d = decoy_with(&[80, 443]);
+    let worm = client(66, 40003);
+    let (v, _, _) = handshake(&mut e, &worm, &d, T0);
+    assert_eq!(
+        v,
+        Verdict::Drop(DropReason::ToDecoy),
+        "a bare ACK on port 80 needs no answer"
+    );
+    let (v, _, _) = handshake(&mut e, &worm.port(40004), &d.port(443), T0 + 2 * SEC);
+    assert_eq!(v, Verdict::Drop(DropReason::Blocked));
+    assert_eq!(
+        bites(&events(&mut e)),
+        vec![
+            (BiteKind::Handshake, Action::Alert),
+            (BiteKind::Port, Action::Block)
+        ]
+    );
+}
+
+#[test]
+fn a_forged_ack_with_a_wrong_cookie_is_reset_and_never_a_bite() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    let c = client(5, 40005);
+    let mut syn = synth::tcp(&c, &d, Flags::SYN, 5000, 0, &[]);
+    e.process(&mut syn, T0);
+    let isn = tcp_reply(&syn).seq;
+    for wrong in [isn, isn.wrapping_add(5000), isn ^ 0x8000_0000, 0, 1] {
+        let mut ack = synth::tcp(
+            &c,
+            &d,
+            Flags::PSH_ACK,
+            5001,
+            wrong,
+            b"GET / HTTP/1.0\r\n\r\n",
+        );
+        assert_eq!(e.process(&mut ack, T0 + SEC), Verdict::Reply);
+        let r = tcp_reply(&ack);
+        assert!(r.rst && !r.ack_flag);
+        assert_eq!(r.seq, wrong);
+    }
+    assert!(bites(&events(&mut e)).is_empty());
+    assert!(e.latched().is_empty());
+    assert_eq!(e.deception_counters().bad_cookies, 5);
+}
+
+#[test]
+fn spoofed_syns_from_a_live_clients_address_never_block_it() {
+    let mut e = engine();
+    // 20 decoys, two ports each, from the address of a real client.
+    let victim = client(10, 0);
+    let mut sent = 0;
+    for last in 20..=200u8 {
+        let a = v4(&format!("198.51.100.{last}"));
+        let d = Endpoint::new(persona(a).mac.0, ip(a), 0);
+        for port in [80, 443] {
+            let mut f = synth::tcp(
+                &victim.port(30000 + u16::from(last)),
+                &d.port(port),
+                Flags::SYN,
+                1,
+                0,
+                &[],
+            );
+            assert_eq!(e.process(&mut f, T0), Verdict::Reply);
+            // The spoofer never sees the SYN-ACK; its blind ACK guesses.
+            let mut ack = synth::tcp(
+                &victim.port(30000 + u16::from(last)),
+                &d.port(port),
+                Flags::ACK,
+                2,
+                12345,
+                &[],
+            );
+            e.process(&mut ack, T0 + SEC);
+        }
+        sent += 1;
+        if sent == 20 {
+            break;
+        }
+    }
+    let evs = events(&mut e);
+    assert!(
+        bites(&evs).is_empty(),
+        "no bite from spoofed traffic: {evs:?}"
+    );
+    assert!(
+        evs.iter()
+            .any(|ev| matches!(ev.kind, EventKind::Sweep { .. })),
+        "the sweep is reported"
+    );
+    assert!(e.latched().is_empty());
+    // The real client's own traffic still flows.
+    let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(198, 51, 100, 10), 80);
+    let mut f = synth::tcp(&victim.port(5555), &live, Flags::SYN, 1, 0, &[]);
+    assert_eq!(e.process(&mut f, T0 + 2 * SEC), Verdict::Forward);
+}
+
+#[test]
+fn an_allowlisted_biter_is_reported_not_blocked_and_gets_an_answer() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    let scanner = client(200, 40006);
+    let (_, _, isn) = handshake(&mut e, &scanner, &d, T0);
+    let mut get = synth::tcp(
+        &scanner,
+        &d,
+        Flags::PSH_ACK,
+        5001,
+        isn.wrapping_add(1),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(e.process(&mut get, T0 + SEC), Verdict::Reply);
+    let r = tcp_reply(&get);
+    assert!(
+        r.payload.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&r.payload)
+    );
+    assert!(r.fin);
+    assert_eq!(r.ack, 5001 + 27);
+    let evs = events(&mut e);
+    assert!(evs.iter().any(|ev| matches!(
+        ev.kind,
+        EventKind::Bite {
+            kind: BiteKind::Data,
+            action: Action::Alert,
+            allowlisted: true
+        }
+    )));
+    assert!(e.latched().is_empty());
+}
+
+#[test]
+fn cookies_of_the_previous_key_pass_and_older_ones_fail() {
+    let d = decoy_with(&[80]);
+    let c = client(5, 40007);
+    // Previous epoch: accepted.
+    let mut e = engine();
+    let mut syn = synth::tcp(&c, &d, Flags::SYN, 5000, 0, &[]);
+    e.process(&mut syn, T0);
+    let isn = tcp_reply(&syn).seq;
+    let mut ack = synth::tcp(&c, &d, Flags::ACK, 5001, isn.wrapping_add(1), &[]);
+    e.process(&mut ack, T0 + 60 * SEC);
+    assert_eq!(
+        bites(&events(&mut e)),
+        vec![(BiteKind::Handshake, Action::Alert)]
+    );
+    // Two rotations later: expired, reset, no bite.
+    let mut e = engine();
+    let mut syn = synth::tcp(&c, &d, Flags::SYN, 5000, 0, &[]);
+    e.process(&mut syn, T0);
+    let isn = tcp_reply(&syn).seq;
+    let mut ack = synth::tcp(&c, &d, Flags::ACK, 5001, isn.wrapping_add(1), &[]);
+    assert_eq!(e.process(&mut ack, T0 + 125 * SEC), Verdict::Reply);
+    assert!(tcp_reply(&ack).rst);
+    assert!(bites(&events(&mut e)).is_empty());
+}
+
+#[test]
+fn fin_on_a_verified_connection_is_answered_with_fin() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    let c = client(5, 40008);
+    let (_, _, isn) = handshake(&mut e, &c, &d, T0);
+    let mut fin = synth::tcp(&c, &d, Flags::FIN_ACK, 5001, isn.wrapping_add(1), &[]);
+    assert_eq!(e.process(&mut fin, T0 + SEC), Verdict::Reply);
+    let r = tcp_reply(&fin);
+    assert!(r.fin && r.ack_flag);
+    assert_eq!((r.seq, r.ack), (isn.wrapping_add(1), 5002));
+    // Retransmitted, the same FIN gets the same answer.
+    let mut again = synth::tcp(&c, &d, Flags::FIN_ACK, 5001, isn.wrapping_add(1), &[]);
+    e.process(&mut again, T0 + 2 * SEC);
+    assert_eq!(tcp_reply(&again).seq, r.seq);
+}
+
+#[test]
+fn icmp_echo_to_a_dark_address_gets_the_decoys_reply() {
+    for (dst, src) in [
+        (
+            IpAddr::from(Ipv4Addr::new(198, 51, 100, 77)),
+            IpAddr::from(Ipv4Addr::new(203, 0, 113, 5)),
+        ),
+        (
+            "2001:db8:100::77".parse::<IpAddr>().unwrap(),
+            "2001:db8:ff::5".parse::<IpAddr>().unwrap(),
+        ),
+    ] {
+        let mut e = engine();
+        let c = Endpoint::new(ROUTER, src, 0x1234);
+        let d = Endpoint::new([2, 0, 0, 0, 0, 1], dst, 0x1234);
+        let mut f = synth::echo(&c, &d, 7, false, b"abcdefgh");
+        assert_eq!(e.process(&mut f, T0), Verdict::Reply);
+        let p = SlicedPacket::from_ethernet(&f).unwrap();
+        match p.transport {
+            Some(TransportSlice::Icmpv4(i)) => {
+                assert_eq!(i.type_u8(), 0);
+                assert_eq!(i.payload(), b"abcdefgh");
+                assert_eq!(
+                    i.header().checksum,
+                    i.icmp_type().calc_checksum(i.payload())
+                );
+            }
+            Some(TransportSlice::Icmpv6(i)) => {
+                assert_eq!(i.type_u8(), 129);
+                assert_eq!(i.payload(), b"abcdefgh");
+                let Some(NetSlice::Ipv6(v6)) = &p.net else {
+                    panic!()
+                };
+                let h = v6.header();
+                assert_eq!(
+                    i.header().checksum,
+                    i.icmp_type()
+                        .calc_checksum(
+                            h.source_addr().octets(),
+                            h.destination_addr().octets(),
+                            i.payload()
+                        )
+                        .unwrap()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn arp_and_ndp_for_dark_addresses_answer_with_the_decoys_mac() {
+    let mut e = engine();
+    let target = Ipv4Addr::new(198, 51, 100, 77);
+    let mut f = synth::arp(
+        ROUTER,
+        Ipv4Addr::new(198, 51, 100, 1),
+        [0; 6],
+        target,
+        false,
+    );
+    assert_eq!(e.process(&mut f, T0), Verdict::Reply);
+    let mac = persona(target.to_ipv6_mapped().octets()).mac.0;
+    assert_eq!(&f[0..6], &ROUTER);
+    assert_eq!(&f[6..12], &mac);
+    assert_eq!(&f[20..22], &[0, 2], "ARP reply");
+    assert_eq!(&f[22..28], &mac);
+    assert_eq!(&f[28..32], &target.octets());
+    // A live host's address is left to the host.
+    let mut live = synth::arp(
+        ROUTER,
+        Ipv4Addr::new(198, 51, 100, 1),
+        [0; 6],
+        Ipv4Addr::new(198, 51, 100, 10),
+        false,
+    );
+    assert_eq!(e.process(&mut live, T0), Verdict::Forward);
+
+    let dark6: Ipv6Addr = "2001:db8:100::77".parse().unwrap();
+    let asker: Ipv6Addr = "2001:db8:100::1".parse().unwrap();
+    let mut ns = neighbor_solicitation(asker, dark6);
+    assert_eq!(e.process(&mut ns, T0), Verdict::Reply);
+    let p = SlicedPacket::from_ethernet(&ns).unwrap();
+    let Some(NetSlice::Ipv6(v6)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(v6.header().hop_limit(), 255);
+    assert_eq!(v6.header().source_addr(), dark6);
+    let Some(TransportSlice::Icmpv6(i)) = p.transport else {
+        panic!()
+    };
+    assert_eq!(i.type_u8(), 136);
+    let mac6 = persona(dark6.octets()).mac.0;
+    assert_eq!(
+        &i.payload()[16..20],
+        &[2, 1, mac6[0], mac6[1]],
+        "target link-layer address option"
+    );
+    // Duplicate address detection is never answered.
+    let mut dad = neighbor_solicitation(Ipv6Addr::UNSPECIFIED, dark6);
+    assert_eq!(e.process(&mut dad, T0), Verdict::Forward);
+}
+
+fn neighbor_solicitation(src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&t);
+    if !src.is_unspecified() {
+        icmp.extend_from_slice(&[1, 1]);
+        icmp.extend_from_slice(&ROUTER);
+    }
+    let mut f = vec![0x33, 0x33, 0xff, t[13], t[14], t[15]];
+    f.extend_from_slice(&ROUTER);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&group.octets());
+    let l4 = f.len();
+    f.extend_from_slice(&icmp);
+    let mut view = crate::wire::Icmpv6Packet::new_unchecked(&mut f[l4..]);
+    view.fill_checksum(&src, &group);
+    f
+}
+
+#[test]
+fn udp_closed_ports_get_port_unreachable_and_dns_gets_refused() {
+    let mut e = engine();
+    let c = client(5, 53000);
+    let d = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, 77), 9999);
+    let mut f = synth::udp(&c, &d, b"hello?");
+    let original_ip = f[14..14 + 20 + 8 + 6].to_vec();
+    assert_eq!(e.process(&mut f, T0), Verdict::Reply);
+    let p = SlicedPacket::from_ethernet(&f).unwrap();
+    let Some(TransportSlice::Icmpv4(i)) = p.transport else {
+        panic!()
+    };
+    assert_eq!((i.type_u8(), i.code_u8()), (3, 3));
+    assert_eq!(
+        i.payload(),
+        &original_ip[..],
+        "the whole offending datagram is quoted"
+    );
+    assert_eq!(
+        i.header().checksum,
+        i.icmp_type().calc_checksum(i.payload())
+    );
+
+    let query = [
+        0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1,
+    ];
+    let mut q = synth::udp(&c, &d.port(53), &query);
+    assert_eq!(e.process(&mut q, T0), Verdict::Reply);
+    let p = SlicedPacket::from_ethernet(&q).unwrap();
+    let Some(TransportSlice::Udp(u)) = p.transport else {
+        panic!()
+    };
+    let a = u.payload();
+    assert_eq!(&a[..2], &[0xab, 0xcd]);
+    assert_eq!(a[2] & 0x80, 0x80, "a response");
+    assert_eq!(a[3] & 0x0f, 5, "REFUSED");
+    assert_eq!(&a[12..], &query[12..], "the question is echoed");
+}
+
+#[test]
+fn replies_are_rate_limited_per_decoy() {
+    let rates = RateConfig {
+        per_decoy: 10,
+        per_decoy_burst: 50,
+        total: 1_000_000,
+        total_burst: 1_000_000,
+    };
+    let mut e = engine_with(no_wait(), rates);
+    let d = decoy_with(&[80]);
+    let mut replied = 0;
+    let mut limited = 0;
+    for i in 0..300u16 {
+        let mut f = synth::tcp(&client(5, 1000 + i), &d, Flags::SYN, 1, 0, &[]);
+        match e.process(&mut f, T0) {
+            Verdict::Reply => replied += 1,
+            Verdict::Drop(DropReason::RateLimited) => limited += 1,
+            v => panic!("{v:?}"),
+        }
+    }
+    assert_eq!((replied, limited), (50, 250));
+}
