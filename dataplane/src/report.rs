@@ -91,9 +91,9 @@ pub fn render(outcome: &RunOutcome) -> String {
     }
     let _ = writeln!(
         s,
-        "{:.2} s wall time, {:.3} Mpps through the workers (replay-bound, not a benchmark)",
+        "{:.2} s wall time, {:.1} kpps through the workers (paced by the replay; not a benchmark)",
         secs,
-        t.rx_packets as f64 / secs / 1e6
+        t.rx_packets as f64 / secs / 1e3
     );
     s
 }

@@ -9,9 +9,12 @@ use anyhow::Context;
 
 use crate::clock::Clock;
 use crate::config::{ClockSource, Config, PortPlan};
+use crate::engine::bite::Action;
+use crate::engine::event::EventKind;
 use crate::io::pcap::{PcapPort, PcapPortConfig, PcapReport};
 use crate::runtime::{Dataplane, DataplaneReport};
 use crate::stats::StatsSnapshot;
+use crate::worker::{ControlMsg, WorkerEvent};
 
 /// The result of a run.
 #[derive(Clone, Debug)]
@@ -24,6 +27,8 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// True when the run ended because `stop` was set (signal), not because the input ended.
     pub interrupted: bool,
+    /// Events the workers reported (bites, sweeps), in arrival order.
+    pub events: Vec<WorkerEvent>,
 }
 
 impl RunOutcome {
@@ -35,6 +40,7 @@ impl RunOutcome {
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "replay": self.pcap,
             "stats": self.dataplane.snapshot,
+            "events": self.events.iter().map(event_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -67,7 +73,7 @@ pub fn run(
                 ClockSource::System => Clock::monotonic(),
             };
             // Workers first, so the feeder finds someone draining the rings.
-            let dataplane = Dataplane::start(&mut port, &runtime, clock, stop.clone())?;
+            let mut dataplane = Dataplane::start(&mut port, &runtime, clock, stop.clone())?;
             let replay = match port.start(stop.clone()) {
                 Ok(r) => r,
                 Err(e) => {
@@ -76,22 +82,54 @@ pub fn run(
                 }
             };
             let mut last_progress = Instant::now();
+            let mut events = Vec::new();
             while !replay.is_finished() && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(1));
+                let fresh = dataplane.drain_events();
+                spread_latches(&mut dataplane, &fresh);
+                events.extend(fresh);
                 if last_progress.elapsed() >= Duration::from_secs(1) {
                     progress(&dataplane.stats());
                     last_progress = Instant::now();
                 }
             }
             let interrupted = stop.load(Ordering::Relaxed);
-            let report = dataplane.stop();
+            let mut report = dataplane.stop();
+            events.append(&mut report.events);
             let pcap = replay.finish().context("pcap replay")?;
             Ok(RunOutcome {
                 dataplane: report,
                 pcap,
                 elapsed: started.elapsed(),
                 interrupted,
+                events,
             })
         }
     }
+}
+
+/// Spreads each block a worker latched to every worker: the in-process
+/// stand-in for the control process, which will do this over shared-memory
+/// rings. A worker that already holds the block ignores the repeat.
+fn spread_latches(dataplane: &mut Dataplane, events: &[WorkerEvent]) {
+    for e in events {
+        if let EventKind::Bite {
+            action: Action::Block,
+            ..
+        } = e.event.kind
+        {
+            dataplane.broadcast(ControlMsg::Latch(e.event.src));
+        }
+    }
+}
+
+/// An event as JSON, with addresses written as text.
+pub fn event_json(e: &WorkerEvent) -> serde_json::Value {
+    let ip = |a: [u8; 16]| std::net::IpAddr::from(a).to_canonical().to_string();
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("src".into(), ip(e.event.src).into());
+        obj.insert("dst".into(), ip(e.event.dst).into());
+    }
+    v
 }

@@ -26,6 +26,8 @@ pub enum ControlMsg {
     Barrier(u64),
     /// Forget every tracked flow.
     ClearFlows,
+    /// Latch a block on this source (another worker saw it bite).
+    Latch([u8; 16]),
     /// This worker leaves its loop (the others carry on).
     Stop,
 }
@@ -128,6 +130,7 @@ pub fn run<Q: Queue>(
                 ControlMsg::ClearFlows => {
                     engine.clear_flows();
                 }
+                ControlMsg::Latch(src) => engine.latch(src),
                 ControlMsg::Stop => stopped = true,
             }
         }

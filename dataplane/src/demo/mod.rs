@@ -17,7 +17,9 @@ use anyhow::Context;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 
 use crate::config::{Config, CoreList};
+use crate::engine::bite::Action;
 use crate::engine::classify::classify;
+use crate::engine::event::EventKind;
 use crate::report::{self, thousands};
 use crate::run::RunOutcome;
 use scenario::{Role, cast};
@@ -41,8 +43,8 @@ pub struct DemoResult {
     pub summary: String,
     /// The run's counters.
     pub outcome: RunOutcome,
-    /// Frames in and frames forwarded, by role.
-    pub by_role: BTreeMap<Role, (u64, u64)>,
+    /// Frames in, forwarded and answered, by role.
+    pub by_role: Tally,
 }
 
 /// Writes frames to a pcap file (nanosecond timestamps).
@@ -95,44 +97,95 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoResult> {
     })
 }
 
-/// The role of a frame by its source address.
-fn role_of(frame: &[u8]) -> Option<Role> {
-    let info = classify(frame).ok()?;
-    if !info.is_ip() {
-        return Some(Role::Arp);
-    }
-    let src = IpAddr::from(info.src).to_canonical();
-    let dst = IpAddr::from(info.dst).to_canonical();
-    if src == IpAddr::V4(cast::WORM) || dst == IpAddr::V4(cast::WORM) {
-        Some(Role::Worm)
-    } else {
-        Some(Role::Benign)
+/// Live hosts of the scenario: anything else inside the protected space
+/// that sends is a decoy answering.
+fn is_live_server(ip: IpAddr) -> bool {
+    [
+        IpAddr::V4(cast::WEB),
+        IpAddr::V4(cast::SSH),
+        IpAddr::V4(cast::DNS),
+        IpAddr::V6(cast::WEB6),
+        IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1)),
+    ]
+    .contains(&ip)
+}
+
+fn is_protected(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.octets()[..3] == [198, 51, 100],
+        IpAddr::V6(a) => a.segments()[..4] == [0x2001, 0xdb8, 0x100, 0],
     }
 }
 
-/// Frames in (from the scenario) and forwarded (read back from the output capture), by role.
-fn account(
-    frames: &[scenario::ScenarioFrame],
-    forwarded: &Path,
-) -> anyhow::Result<BTreeMap<Role, (u64, u64)>> {
-    let mut by_role: BTreeMap<Role, (u64, u64)> = Role::ALL.iter().map(|r| (*r, (0, 0))).collect();
+/// What an output frame was: the role it belongs to, and whether it is a
+/// decoy's reply (true) or a forwarded frame (false).
+fn classify_output(frame: &[u8]) -> (Role, bool) {
+    let Ok(info) = classify(frame) else {
+        return (Role::Malformed, false);
+    };
+    if !info.is_ip() {
+        // An ARP reply from a protected address that is not a live host is a decoy's.
+        let sender = frame
+            .get(28..32)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(IpAddr::from);
+        let from_decoy = sender.is_some_and(|ip| is_protected(ip) && !is_live_server(ip));
+        return (Role::Arp, from_decoy);
+    }
+    let src = IpAddr::from(info.src).to_canonical();
+    let dst = IpAddr::from(info.dst).to_canonical();
+    let worm = IpAddr::V4(cast::WORM);
+    if is_protected(src) && !is_live_server(src) {
+        let role = if dst == worm {
+            Role::Worm
+        } else if dst == IpAddr::V4(cast::SPOOFED) {
+            // The real client only talks to live servers: decoy replies to
+            // its address answer the spoofer's forgeries.
+            Role::Spoofer
+        } else {
+            Role::Benign
+        };
+        return (role, true);
+    }
+    let role = if src == worm || dst == worm {
+        Role::Worm
+    } else {
+        Role::Benign
+    };
+    (role, false)
+}
+
+/// Per role: frames in, forwarded, answered by decoys (dropped is the rest).
+pub type Tally = BTreeMap<Role, (u64, u64, u64)>;
+
+/// Counts frames in (from the scenario) and out (read back from the output capture).
+fn account(frames: &[scenario::ScenarioFrame], forwarded: &Path) -> anyhow::Result<Tally> {
+    let mut tally: Tally = Role::ALL.iter().map(|r| (*r, (0, 0, 0))).collect();
     for f in frames {
-        by_role.entry(f.role).or_default().0 += 1;
+        tally.entry(f.role).or_default().0 += 1;
     }
     let file = File::open(forwarded).with_context(|| format!("opening {}", forwarded.display()))?;
     let mut reader = PcapReader::new(std::io::BufReader::new(file))?;
     while let Some(packet) = reader.next_packet() {
         let packet = packet?;
-        // Malformed frames never classify; if one was forwarded it counts as malformed.
-        let role = role_of(&packet.data).unwrap_or(Role::Malformed);
-        by_role.entry(role).or_default().1 += 1;
+        let (role, reply) = classify_output(&packet.data);
+        let entry = tally.entry(role).or_default();
+        if reply {
+            entry.2 += 1;
+        } else {
+            entry.1 += 1;
+        }
     }
-    Ok(by_role)
+    Ok(tally)
+}
+
+fn ip_text(a: [u8; 16]) -> String {
+    IpAddr::from(a).to_canonical().to_string()
 }
 
 fn summarize(
     outcome: &RunOutcome,
-    by_role: &BTreeMap<Role, (u64, u64)>,
+    tally: &Tally,
     frames: &[scenario::ScenarioFrame],
     kept: Option<&Path>,
 ) -> String {
@@ -148,7 +201,7 @@ fn summarize(
     );
     let _ = writeln!(
         s,
-        "  protected: {} and {} with 4 live servers ({} web 80/443, {} ssh, {} dns, {} web); every other address is dark",
+        "  protected: {} and {}; live: {} (web 80/443), {} (ssh), {} (dns), {} (web); every other address is dark",
         cast::PROTECTED_V4,
         cast::PROTECTED_V6,
         cast::WEB,
@@ -158,49 +211,107 @@ fn summarize(
     );
     let _ = writeln!(
         s,
-        "  {} IPv4 and {} IPv6 benign clients, a worm at {}, a sender of malformed frames at {}; {:.0} s of traffic",
+        "  {} IPv4 and {} IPv6 benign clients, a worm at {}, a spoofer forging {}, malformed frames from {}; {:.0} s of traffic",
         cast::CLIENTS_V4,
         cast::CLIENTS_V6,
         cast::WORM,
+        cast::SPOOFED,
         cast::FUZZER,
         span_s
     );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<34} {:>10} {:>10} {:>10}",
-        "what crossed the appliance", "frames in", "forwarded", "dropped"
+        "{:<34} {:>10} {:>10} {:>10} {:>10}",
+        "what crossed the appliance", "frames in", "forwarded", "answered", "dropped"
     );
-    for (role, (inn, out)) in by_role {
+    for (role, (inn, fwd, ans)) in tally {
         let name = match role {
             Role::Benign => "benign clients and their servers",
             Role::Worm => "the worm (and the server it hit)",
+            Role::Spoofer => "the spoofer",
             Role::Malformed => "malformed headers",
             Role::Arp => "ARP",
         };
         let _ = writeln!(
             s,
-            "{:<34} {:>10} {:>10} {:>10}",
+            "{:<34} {:>10} {:>10} {:>10} {:>10}",
             name,
             thousands(*inn),
-            thousands(*out),
-            thousands(inn.saturating_sub(*out))
+            thousands(*fwd),
+            thousands(*ans),
+            thousands(inn.saturating_sub(fwd + ans))
         );
     }
     let _ = writeln!(s);
+    let t = &outcome.dataplane.snapshot.total;
+    let marks: Vec<String> = t.marks.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(
         s,
-        "the worm swept {} on port 80: 254 SYNs, 253 to dark addresses (each retried once, nothing answered),",
-        cast::PROTECTED_V4
+        "marks sent by decoys: {}",
+        if marks.is_empty() {
+            "none".into()
+        } else {
+            marks.join(", ")
+        }
+    );
+    let _ = writeln!(s, "bites and sweeps, in order:");
+    let mut events = outcome.events.clone();
+    events.sort_by_key(|e| e.event.time_ns);
+    for e in &events {
+        let ev = &e.event;
+        let what = match ev.kind {
+            EventKind::Bite {
+                kind,
+                action,
+                allowlisted,
+            } => format!(
+                "{} bite -> {}{}",
+                kind.as_str(),
+                match action {
+                    Action::Block => "LATCHED",
+                    Action::Alert => "alert",
+                    Action::Count => "count",
+                },
+                if allowlisted { " (allowlisted)" } else { "" }
+            ),
+            EventKind::Sweep { decoys } => format!("sweep seen ({decoys}+ decoys; evidence only)"),
+        };
+        let _ = writeln!(
+            s,
+            "  worker {}: {} -> {}:{}  {}",
+            e.worker,
+            ip_text(ev.src),
+            ip_text(ev.dst),
+            ev.dst_port,
+            what
+        );
+    }
+    let latched: Vec<String> = outcome
+        .dataplane
+        .workers
+        .iter()
+        .flat_map(|w| {
+            w.latched
+                .iter()
+                .map(|a| format!("{} (worker {})", ip_text(*a), w.id))
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "latched: {}; dropped from latched sources: {}",
+        if latched.is_empty() {
+            "nobody".to_string()
+        } else {
+            latched.join(", ")
+        },
+        t.drops.get("blocked").copied().unwrap_or(0)
     );
     let _ = writeln!(
         s,
-        "then connected to {}:80 and, 0.4 s later, to port 443: Slapper's pattern.",
-        cast::WEB
-    );
-    let _ = writeln!(
-        s,
-        "This build only forwards and tracks flows: dark addresses get no decoy yet, so the worm is not stopped."
+        "forged ACKs rejected (cookie did not verify): {}; the spoofed client {} was not blocked and its own traffic flowed",
+        t.bad_cookies,
+        cast::SPOOFED
     );
     let _ = writeln!(s);
     s.push_str(&report::render(outcome));
@@ -220,7 +331,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_config_is_valid() {
-        Config::parse(DEMO_CONFIG, "demo.toml").unwrap();
+    fn embedded_config_is_valid_and_shares_the_scenarios_secret() {
+        let c = Config::parse(DEMO_CONFIG, "demo.toml").unwrap();
+        let d = c.deception.unwrap();
+        assert_eq!(d.secret_bytes(), scenario::DEMO_SECRET);
+        assert_eq!(
+            d.cookie_rotation.0.as_millis() as u64,
+            scenario::DEMO_ROTATION_MS
+        );
     }
 }

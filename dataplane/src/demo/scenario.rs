@@ -5,7 +5,51 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::engine::cookie::{CookieJar, CookieTuple};
+use crate::engine::persona::PersonaMaker;
 use crate::synth::{self, Endpoint, Flags};
+
+/// The demo's deployment secret; `demo.toml` carries the same one.
+pub const DEMO_SECRET: [u8; 32] = *b"baitwall demo secret, not secret";
+/// The demo's cookie rotation, as in `demo.toml`.
+pub const DEMO_ROTATION_MS: u64 = 60_000;
+
+/// What the scenario knows of the appliance's marks: the personas and
+/// cookies that the demo's secret gives.
+struct Marks {
+    personas: PersonaMaker,
+}
+
+impl Marks {
+    fn new() -> Self {
+        Marks {
+            personas: PersonaMaker::new(&DEMO_SECRET),
+        }
+    }
+
+    fn open(&self, addr: Ipv4Addr, ports: &[u16]) -> bool {
+        let p = self.personas.persona(&addr.to_ipv6_mapped().octets());
+        ports.iter().all(|port| p.is_open(*port))
+    }
+
+    fn mac(&self, addr: Ipv4Addr) -> [u8; 6] {
+        self.personas.persona(&addr.to_ipv6_mapped().octets()).mac.0
+    }
+
+    /// The ISN of the decoy's SYN-ACK to `c` at `at_ns`.
+    fn isn(&self, c: &Endpoint, d: &Endpoint, at_ns: u64) -> u32 {
+        let v6 = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
+        };
+        CookieJar::new(&DEMO_SECRET, DEMO_ROTATION_MS, at_ns / 1_000_000).isn(&CookieTuple {
+            src: v6(c.ip),
+            dst: v6(d.ip),
+            src_port: c.port,
+            dst_port: d.port,
+        })
+    }
+}
 
 /// Who sent a frame, for the demo's accounting.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,6 +58,8 @@ pub enum Role {
     Benign,
     /// The worm, and the live server's answers to it.
     Worm,
+    /// A sender forging a benign client's address.
+    Spoofer,
     /// Frames whose headers lie.
     Malformed,
     /// ARP.
@@ -22,7 +68,13 @@ pub enum Role {
 
 impl Role {
     /// Every role, in report order.
-    pub const ALL: [Role; 4] = [Role::Benign, Role::Worm, Role::Malformed, Role::Arp];
+    pub const ALL: [Role; 5] = [
+        Role::Benign,
+        Role::Worm,
+        Role::Spoofer,
+        Role::Malformed,
+        Role::Arp,
+    ];
 }
 
 /// One frame of the scenario.
@@ -54,6 +106,8 @@ pub mod cast {
     pub const WEB6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
     /// The worm.
     pub const WORM: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 66);
+    /// The benign client whose address the spoofer forges.
+    pub const SPOOFED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
     /// The sender of malformed frames.
     pub const FUZZER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
     /// Number of IPv4 benign clients (203.0.113.10 and up).
@@ -224,70 +278,179 @@ pub fn build() -> Vec<ScenarioFrame> {
         );
     }
 
-    // The worm: a connect() sweep of port 80 (each unanswered SYN is retried
-    // once after a second, as connect() does), then Slapper's pattern on the
-    // server it found: port 80, then port 443.
+    // The worm, in the manner of Slapper: a SYN sweep of port 80, then a
+    // connection to an HTTP server it found, then port 443 on the same host.
+    // It answers what it receives: its ACKs to decoys carry the cookie from
+    // the decoy's SYN-ACK, computed here from the demo's secret exactly as
+    // the appliance computes it (a replay cannot read replies, so the capture
+    // holds what a live worm would have sent back).
     let worm = Endpoint::new(ROUTER_MAC, cast::WORM, 0);
+    let marks = Marks::new();
     let sweep_ms = 20_000;
+    let mut decoy = None;
     for host in 1..=254u8 {
         let t = sweep_ms + u64::from(host) * 4;
         let port = 32768 + u16::from(host);
-        let target = Endpoint::new(server_mac(host), Ipv4Addr::new(198, 51, 100, host), 80);
+        let addr = Ipv4Addr::new(198, 51, 100, host);
+        let target = Endpoint::new(server_mac(host), addr, 80);
         let isn = 0x7000_0000 + u32::from(host);
+        let probe = worm.port(port);
         s.at(
             t,
             Role::Worm,
-            synth::tcp(&worm.port(port), &target, Flags::SYN, isn, 0, &[]),
+            synth::tcp(&probe, &target, Flags::SYN, isn, 0, &[]),
         );
-        if target.ip == IpAddr::V4(cast::WEB) {
-            s.at(
-                t + 1,
-                Role::Worm,
-                synth::tcp(
-                    &web,
-                    &worm.port(port),
-                    Flags::SYN_ACK,
-                    0x5100_0000,
-                    isn + 1,
-                    &[],
-                ),
-            );
-            s.at(
-                t + 2,
-                Role::Worm,
-                synth::tcp(
-                    &worm.port(port),
-                    &web,
-                    Flags::RST_ACK,
-                    isn + 1,
-                    0x5100_0001,
-                    &[],
-                ),
-            );
-        } else {
-            s.at(
-                t + 1000,
-                Role::Worm,
-                synth::tcp(&worm.port(port), &target, Flags::SYN, isn, 0, &[]),
-            );
+        match host {
+            10 => {
+                s.at(
+                    t + 1,
+                    Role::Worm,
+                    synth::tcp(&web, &probe, Flags::SYN_ACK, 0x5100_0000, isn + 1, &[]),
+                );
+                s.at(
+                    t + 2,
+                    Role::Worm,
+                    synth::tcp(&probe, &web, Flags::RST_ACK, isn + 1, 0x5100_0001, &[]),
+                );
+            }
+            // Live hosts without a web server, and the router, refuse.
+            1 | 11 | 12 => {
+                let host_ep = Endpoint::new(server_mac(host), addr, 80);
+                s.at(
+                    t + 1,
+                    Role::Worm,
+                    synth::tcp(&host_ep, &probe, Flags::RST_ACK, 0, isn + 1, &[]),
+                );
+            }
+            _ if decoy.is_none() && marks.open(addr, &[80, 443]) => decoy = Some(addr),
+            _ => {}
         }
     }
-    let t = s.conversation(
-        sweep_ms + 2_000,
-        Role::Worm,
-        &worm.port(34001),
-        &web,
-        HTTP_GET,
-        HTTP_OK,
-    );
-    s.conversation(
-        t + 400,
-        Role::Worm,
-        &worm.port(34002),
-        &web.port(443),
-        SLAPPER_443,
-        &[],
-    );
+    if let Some(addr) = decoy {
+        let d = Endpoint::new(marks.mac(addr), addr, 80);
+        // Port 80: a completed connect(), then closed (the worm read the banner elsewhere).
+        let c = worm.port(34001);
+        let t = sweep_ms + 2_000;
+        s.at(
+            t,
+            Role::Worm,
+            synth::tcp(&c, &d, Flags::SYN, 0x7100_0000, 0, &[]),
+        );
+        let isn = marks.isn(&c, &d, T0_NS + t * MS);
+        s.at(
+            t + 2,
+            Role::Worm,
+            synth::tcp(&c, &d, Flags::ACK, 0x7100_0001, isn.wrapping_add(1), &[]),
+        );
+        s.at(
+            t + 3,
+            Role::Worm,
+            synth::tcp(
+                &c,
+                &d,
+                Flags::FIN_ACK,
+                0x7100_0001,
+                isn.wrapping_add(1),
+                &[],
+            ),
+        );
+        s.at(
+            t + 5,
+            Role::Worm,
+            synth::tcp(&c, &d, Flags::ACK, 0x7100_0002, isn.wrapping_add(2), &[]),
+        );
+        // 0.4 s later, port 443 on the same host: the port bite.
+        let c = worm.port(34002);
+        let d = d.port(443);
+        let t = t + 400;
+        s.at(
+            t,
+            Role::Worm,
+            synth::tcp(&c, &d, Flags::SYN, 0x7200_0000, 0, &[]),
+        );
+        let isn = marks.isn(&c, &d, T0_NS + t * MS);
+        s.at(
+            t + 2,
+            Role::Worm,
+            synth::tcp(&c, &d, Flags::ACK, 0x7200_0001, isn.wrapping_add(1), &[]),
+        );
+        s.at(
+            t + 3,
+            Role::Worm,
+            synth::tcp(
+                &c,
+                &d,
+                Flags::PSH_ACK,
+                0x7200_0001,
+                isn.wrapping_add(1),
+                SLAPPER_443,
+            ),
+        );
+        // Then the attack on the real web server, which the latch must stop.
+        let c = worm.port(34003);
+        s.at(
+            t + 500,
+            Role::Worm,
+            synth::tcp(&c, &web.port(443), Flags::SYN, 0x7300_0000, 0, &[]),
+        );
+        s.at(
+            t + 1500,
+            Role::Worm,
+            synth::tcp(&c, &web.port(443), Flags::SYN, 0x7300_0000, 0, &[]),
+        );
+        s.at(
+            t + 2500,
+            Role::Worm,
+            synth::tcp(&worm.port(34004), &web, Flags::SYN, 0x7400_0000, 0, &[]),
+        );
+    }
+
+    // A spoofer forges the address of a benign client (203.0.113.10) and
+    // probes 20 decoys on ports 80 and 443, then sends blind ACKs guessing
+    // at the cookies. It never sees a SYN-ACK, so it can never bite; the
+    // client it impersonates must stay untouched.
+    let victim = cast::SPOOFED;
+    let spoof = Endpoint::new(ROUTER_MAC, victim, 0);
+    let mut n = 0u16;
+    for host in 100..=254u8 {
+        let addr = Ipv4Addr::new(198, 51, 100, host);
+        let d = Endpoint::new(marks.mac(addr), addr, 0);
+        for port in [80u16, 443] {
+            let t = 40_000 + u64::from(n) * 10;
+            let c = spoof.port(20_000 + n);
+            s.at(
+                t,
+                Role::Spoofer,
+                synth::tcp(
+                    &c,
+                    &d.port(port),
+                    Flags::SYN,
+                    0x6600_0000 + u32::from(n),
+                    0,
+                    &[],
+                ),
+            );
+            s.at(
+                t + 5,
+                Role::Spoofer,
+                synth::tcp(
+                    &c,
+                    &d.port(port),
+                    Flags::ACK,
+                    0x6600_0001 + u32::from(n),
+                    0x1234_5678 ^ u32::from(n),
+                    &[],
+                ),
+            );
+            n += 1;
+        }
+        if n >= 40 {
+            break;
+        }
+    }
+    // The impersonated client's own traffic afterwards must still flow.
+    let real = Endpoint::new(ROUTER_MAC, victim, 47000);
+    s.conversation(60_000, Role::Benign, &real, &web, HTTP_GET, HTTP_OK);
 
     // Frames whose headers lie: each must be dropped with its reason.
     let fuzzer = Endpoint::new(ROUTER_MAC, cast::FUZZER, 6666);
@@ -354,7 +517,8 @@ mod tests {
             .filter_map(|f| classify(&f.frame).ok())
             .filter(|i| i.tcp_flags.is_some_and(|fl| fl.0 & 0x12 == 0x02))
             .count();
-        // 254 first SYNs, 253 retries to dark addresses, 2 real connections.
-        assert_eq!(syns, 254 + 253 + 2);
+        // 254 sweep SYNs, the two connections to the decoy and three
+        // attempts on the web server.
+        assert_eq!(syns, 254 + 2 + 3);
     }
 }

@@ -396,8 +396,11 @@ impl Deceiver {
                 Err(e) => Verdict::Drop(e.into()),
             };
         };
-        // The sender received our SYN-ACK: this is a bite.
-        let opening = cookie.offset == 0;
+        // The sender received our SYN-ACK. The segment that completes the
+        // handshake (nothing sent by the decoy acknowledged yet, no FIN) and
+        // every segment carrying data are bites; acknowledgements of our own
+        // data and FINs are not new ones.
+        let opening = cookie.offset == 0 && !flags.contains(TcpFlags::FIN);
         let mut kind = if probe.payload_len > 0 {
             BiteKind::Data
         } else {
@@ -433,7 +436,7 @@ impl Deceiver {
             .unwrap_or(&[]);
         let response = if probe.payload_len > 0 {
             service::answer(&persona, probe.dst_port, data, now_ms / 1000)
-        } else if opening && !flags.contains(TcpFlags::FIN) {
+        } else if opening {
             service::banner(&persona, probe.dst_port)
         } else {
             None
@@ -507,6 +510,11 @@ impl Deceiver {
             );
         }
         latched
+    }
+
+    /// Latches `src` on the word of the control side (a bite seen elsewhere).
+    pub fn latch_from_control(&mut self, src: [u8; 16]) {
+        self.latch(src);
     }
 
     fn latch(&mut self, src: [u8; 16]) -> bool {

@@ -19,7 +19,7 @@ pub enum EventKind {
     },
     /// A source received marks from many decoys (recon evidence only).
     Sweep {
-        /// Distinct decoys seen by this worker in the window (a lower bound).
+        /// Distinct decoys seen by this worker in the window (an estimate).
         decoys: u32,
     },
 }

@@ -101,7 +101,7 @@ impl RateLimiter {
 /// When a source counts as sweeping.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SweepConfig {
-    /// Distinct decoys (at most 64) that make a sweep.
+    /// Distinct decoys (at most 64) that make a sweep, as estimated from the sketch.
     pub decoys: u32,
     /// Within this many seconds.
     pub window_s: u32,
@@ -163,13 +163,25 @@ impl SweepTable {
             };
         }
         slot.decoys |= bit;
-        let n = slot.decoys.count_ones();
+        let n = linear_count(slot.decoys);
         if n >= c.decoys.min(64) && !slot.reported {
             slot.reported = true;
             return Some(n);
         }
         None
     }
+}
+
+/// Distinct decoys behind a 64-bit sketch, by linear counting (Whang et
+/// al., 1990): n = -m ln(empty / m). A plain popcount undercounts once
+/// decoys share bits; with every bit set the estimate is capped at 256.
+fn linear_count(sketch: u64) -> u32 {
+    let empty = 64 - sketch.count_ones();
+    if empty == 0 {
+        return 256;
+    }
+    let n = -64.0 * (f64::from(empty) / 64.0).ln();
+    n.round() as u32
 }
 
 #[cfg(test)]
@@ -208,6 +220,15 @@ mod tests {
         let mut l = RateLimiter::new(cfg, 1024, 1);
         let sent = (0..1000).filter(|&i| l.allow(&a(i), 5)).count();
         assert_eq!(sent, 20);
+    }
+
+    #[test]
+    fn linear_counting_estimates_distinct_decoys() {
+        assert_eq!(linear_count(0), 0);
+        assert_eq!(linear_count(1), 1);
+        assert_eq!(linear_count(u64::MAX), 256);
+        // 17 of 64 bits set is about 20 distinct items.
+        assert_eq!(linear_count((1u64 << 17) - 1), 20);
     }
 
     #[test]

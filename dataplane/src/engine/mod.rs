@@ -213,6 +213,13 @@ impl Engine {
         }
     }
 
+    /// Latches a block on `src` (a control decision: no bite, no event).
+    pub fn latch(&mut self, src: [u8; 16]) {
+        if let Some(d) = self.deceiver.as_mut() {
+            d.latch_from_control(src);
+        }
+    }
+
     /// Sources this worker has latched.
     pub fn latched(&self) -> Vec<[u8; 16]> {
         self.deceiver
