@@ -730,6 +730,26 @@ impl Config {
                 }
             }
         }
+        if let Some(d) = &self.deception {
+            let invalid = |message: String| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                message,
+            };
+            if d.protected.is_empty() {
+                return Err(invalid(
+                    "deception.protected: list at least one prefix".into(),
+                ));
+            }
+            if d.live_idle.0 < d.hold_off.0 {
+                return Err(invalid(format!(
+                    "deception.live_idle ({:?}) must be at least deception.hold_off ({:?}): a host that went quiet must stay live for the hold-off",
+                    d.live_idle.0, d.hold_off.0
+                )));
+            }
+            if d.cookie_rotation.0 < Duration::from_secs(1) {
+                return Err(invalid("deception.cookie_rotation: at least 1s".into()));
+            }
+        }
         Ok(())
     }
 
@@ -919,6 +939,67 @@ udp_replied = "90s"
             }
             assert!(e.starts_with("test.toml: "), "{e}");
         }
+    }
+
+    #[test]
+    fn deception_section_parses_and_refuses_what_is_wrong() {
+        let base = "[port]\nbackend = \"pcap\"\nrx = \"x\"\n[deception]\n";
+        let ok = format!(
+            "{base}protected = [\"198.51.100.0/24\", \"2001:db8::/64\"]\nexclude = [\"198.51.100.1\"]\nsecret = \"{}\"\n[deception.policy]\nhandshake = \"block\"\n",
+            "ab".repeat(32)
+        );
+        let c = Config::parse(&ok, "t").unwrap();
+        let d = c.deception.as_ref().unwrap();
+        assert_eq!(d.secret_bytes(), [0xab; 32]);
+        assert_eq!(d.policy.handshake, Action::Block);
+        assert!(c.runtime().engine.deception.is_some());
+        let cases: [(&str, &[&str]); 6] = [
+            (
+                "protected = [\"198.51.100.7/24\"]\n",
+                &["line 5", "host bits set", "198.51.100.0/24"],
+            ),
+            (
+                "protected = [\"not-an-address\"]\n",
+                &["line 5", "not an IPv4/IPv6 address"],
+            ),
+            ("protected = []\n", &["deception.protected"]),
+            (
+                "protected = [\"10.0.0.0/8\"]\nhold_off = \"2h\"\n",
+                &["live_idle", "hold_off"],
+            ),
+            (
+                "protected = [\"10.0.0.0/8\"]\nsecret = \"abc\"\n",
+                &["line 6", "64 hexadecimal digits"],
+            ),
+            (
+                "protected = [\"10.0.0.0/8\"]\n[deception.policy]\nport = \"ban\"\n",
+                &["line 7", "unknown variant `ban`"],
+            ),
+        ];
+        for (tail, needles) in cases {
+            let e = err(&format!("{base}{tail}"));
+            for needle in needles {
+                assert!(e.contains(needle), "{tail:?}: {e:?} lacks {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unset_secret_is_random_but_stable_within_the_process() {
+        let text =
+            "[port]\nbackend = \"pcap\"\nrx = \"x\"\n[deception]\nprotected = [\"10.0.0.0/8\"]\n";
+        let a = Config::parse(text, "t")
+            .unwrap()
+            .deception
+            .unwrap()
+            .secret_bytes();
+        let b = Config::parse(text, "t")
+            .unwrap()
+            .deception
+            .unwrap()
+            .secret_bytes();
+        assert_eq!(a, b);
+        assert_ne!(a, [0; 32]);
     }
 
     #[test]

@@ -255,8 +255,29 @@ fn summarize(
             marks.join(", ")
         }
     );
+    let mut services: Vec<String> = outcome
+        .events
+        .iter()
+        .filter(|e| matches!(e.event.kind, EventKind::Service))
+        .map(|e| match IpAddr::from(e.event.src).to_canonical() {
+            IpAddr::V4(a) => format!("{a}:{}", e.event.src_port),
+            IpAddr::V6(a) => format!("[{a}]:{}", e.event.src_port),
+        })
+        .collect();
+    services.sort();
+    services.dedup();
+    let _ = writeln!(
+        s,
+        "services learned from inside SYN-ACKs: {}",
+        services.join(", ")
+    );
     let _ = writeln!(s, "bites and sweeps, in order:");
-    let mut events = outcome.events.clone();
+    let mut events: Vec<_> = outcome
+        .events
+        .iter()
+        .filter(|e| !matches!(e.event.kind, EventKind::Service))
+        .copied()
+        .collect();
     events.sort_by_key(|e| e.event.time_ns);
     for e in &events {
         let ev = &e.event;
@@ -275,7 +296,8 @@ fn summarize(
                 },
                 if allowlisted { " (allowlisted)" } else { "" }
             ),
-            EventKind::Sweep { decoys } => format!("sweep seen ({decoys}+ decoys; evidence only)"),
+            EventKind::Sweep { decoys } => format!("sweep seen (~{decoys} decoys; evidence only)"),
+            EventKind::Service => continue,
         };
         let _ = writeln!(
             s,

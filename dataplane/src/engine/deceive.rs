@@ -3,6 +3,7 @@
 //! latch. Pure logic over a buffer: no I/O, no locks, no allocation (the
 //! tables are sized at start).
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hashbrown::HashSet;
@@ -128,7 +129,12 @@ pub struct Deceiver {
     sweeps: SweepTable,
     events: EventRing,
     counters: DeceptionCounters,
+    services: foldhash::fast::FixedState,
+    service_seen: Box<[u64]>,
 }
+
+/// Slots of the per-worker cache of reported services.
+const SERVICE_SLOTS: usize = 4096;
 
 /// Bytes a decoy may have sent after its SYN-ACK that an ACK can cover:
 /// a banner or one response, and a FIN.
@@ -156,6 +162,8 @@ impl Deceiver {
             sweeps: SweepTable::new(shared.sweep, 1 << 14, seed ^ 0x5a5a),
             events: EventRing::new(4096),
             counters: DeceptionCounters::default(),
+            services: foldhash::fast::FixedState::with_seed(seed ^ 0x5e5e),
+            service_seen: vec![0; SERVICE_SLOTS].into_boxed_slice(),
             shared,
         }
     }
@@ -207,6 +215,11 @@ impl Deceiver {
             return Some(Verdict::Drop(DropReason::Blocked));
         }
         self.shared.space.learn(&info.src, now_s);
+        if info.tcp_flags == Some(TcpFlags::SYN | TcpFlags::ACK)
+            && self.shared.space.is_inside(&info.src)
+        {
+            self.learn_service(info, now_ns);
+        }
         if info.protocol == protocol::ICMPV6 && info.ip_version == 6 {
             // Neighbour solicitations go to a multicast group, not to the
             // address they ask about, so they are matched on their target.
@@ -227,6 +240,19 @@ impl Deceiver {
             _ => Verdict::Drop(DropReason::ToDecoy),
         };
         Some(verdict)
+    }
+
+    /// Reports an inside host's open port the first time this worker sees it
+    /// (a small direct-mapped cache of what was reported keeps repeats quiet).
+    fn learn_service(&mut self, info: &PacketInfo, now_ns: u64) {
+        let key = self.services.hash_one((info.src, info.src_port));
+        let slot = (key as usize) & (SERVICE_SLOTS - 1);
+        if let Some(seen) = self.service_seen.get_mut(slot)
+            && *seen != key
+        {
+            *seen = key;
+            self.report(info, now_ns, EventKind::Service);
+        }
     }
 
     /// Notes that `info.src` is being marked by `info.dst`; reports a sweep

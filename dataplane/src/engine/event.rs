@@ -17,6 +17,9 @@ pub enum EventKind {
         /// True when the source is allowlisted (reported, never blocked).
         allowlisted: bool,
     },
+    /// An inside host answered a SYN: it offers a service on `dst_port`'s
+    /// counterpart (the event's `src` and `src_port` are the host and port).
+    Service,
     /// A source received marks from many decoys (recon evidence only).
     Sweep {
         /// Distinct decoys seen by this worker in the window (an estimate).
