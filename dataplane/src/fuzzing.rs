@@ -17,19 +17,36 @@ use crate::wire::{
     Icmpv6Repr, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 
+/// The fuzzing engine's configuration: everything is protected and dark at
+/// once, so every frame reaches the decoy code (marks, cookies, services).
+const FUZZ_CONFIG: &str = r#"
+[port]
+backend = "pcap"
+rx = "unused.pcap"
+[flows]
+capacity = 64
+seed = 1
+[deception]
+protected = ["0.0.0.0/0", "::/0"]
+exclude = ["10.0.0.1"]
+allow = ["192.0.2.0/24"]
+learning = "0s"
+hold_off = "0s"
+live_idle = "1s"
+secret = "6261697477616c6c2066757a7a696e67207365637265742c206e6f7420757365"
+live_map_slots = 1024
+latch_capacity = 16
+"#;
+
 thread_local! {
-    /// One small engine per fuzzing thread, reused across inputs so flows
-    /// accumulate, evict and expire as they would in a worker.
-    static ENGINE: RefCell<Engine> = RefCell::new(Engine::new(&EngineConfig {
-        flow_capacity: 64,
-        timeouts: Timeouts::default(),
-        flow_seed: 1,
-        deception: None,
-    }));
+    /// One small engine per fuzzing thread, reused across inputs so flows,
+    /// latches and rate limits accumulate as they would in a worker.
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
 }
 
-/// A frame from the wire: classification and the engine (flow table
-/// included), then the Ethernet view.
+/// A frame from the wire: classification and the engine (flow table, dark
+/// space, decoy replies written in place, cookies, bites, the latch), then
+/// the Ethernet view.
 pub fn frame(data: &[u8]) {
     let _ = black_box(classify(data));
     let mut buf = data.to_vec();
@@ -37,8 +54,18 @@ pub fn frame(data: &[u8]) {
     let now = data.get(..2).map_or(0, |b| {
         u64::from(u16::from_be_bytes([b[0], b[1]])) * 1_000_000_000
     });
-    ENGINE.with(|engine| {
-        black_box(engine.borrow_mut().process(&mut buf, now));
+    ENGINE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let engine = slot.get_or_insert_with(|| match Config::parse(FUZZ_CONFIG, "fuzz") {
+            Ok(config) => Engine::new(&config.runtime().engine),
+            Err(_) => Engine::new(&EngineConfig {
+                flow_capacity: 64,
+                timeouts: Timeouts::default(),
+                flow_seed: 1,
+                deception: None,
+            }),
+        });
+        black_box(engine.process(&mut buf, now));
     });
     ethernet(data);
 }
@@ -149,6 +176,12 @@ mod tests {
         seeds.sort();
         assert!(!seeds.is_empty(), "no seeds in {}", dir.display());
         seeds
+    }
+
+    #[test]
+    fn the_frame_target_runs_with_deception_on() {
+        let config = Config::parse(FUZZ_CONFIG, "fuzz").unwrap();
+        assert!(config.runtime().engine.deception.is_some());
     }
 
     #[test]
