@@ -7,7 +7,11 @@
 //! - `rss`: the software Toeplitz hash of a frame.
 //! - `flow_track`: one packet through the flow table with 1k and 1M live
 //!   flows (1M: the table is far larger than the caches, so most lookups miss).
-//! - `engine`: classify + flow tracking, the whole per-packet engine today.
+//! - `engine`: classify + flow tracking, the forwarding path.
+//! - `marks`: a SYN to a dark address turned into the decoy's SYN-ACK in
+//!   place (cookie, persona, checksums), next to B1 (reflect a frame in
+//!   place and recompute the IPv4 checksum) measured in the same run; and
+//!   the cookie alone (ISN, and verification of an ACK).
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -136,18 +140,114 @@ fn engine_bench(c: &mut Criterion) {
         flow_capacity: 1 << 16,
         ..EngineConfig::default()
     });
+    let now = 1_767_225_600_000_000_000u64;
     let mut bufs = frames.clone();
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(bufs.len() as u64));
     g.bench_function("process_syn_4k_flows", |b| {
         b.iter(|| {
             for f in bufs.iter_mut() {
-                black_box(engine.process(f, 0));
+                black_box(engine.process(f, now));
             }
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, classify_bench, rss_bench, flow_bench, engine_bench);
+const BENCH_DECEPTION: &str = r#"
+[port]
+backend = "pcap"
+rx = "unused.pcap"
+[flows]
+capacity = 65536
+seed = 7
+[deception]
+protected = ["198.51.0.0/16"]
+learning = "0s"
+hold_off = "0s"
+live_idle = "1s"
+secret = "6261697477616c6c2062656e63686d61726b207365637265742c206e6f742075"
+[deception.rate_limit]
+per_decoy = 1000000
+per_decoy_burst = 1000000
+total = 100000000
+total_burst = 100000000
+"#;
+
+/// B1: swap MACs, addresses and ports in place and recompute the IPv4 header checksum.
+fn reflect(f: &mut [u8]) {
+    use baitwall_dataplane::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+    let mut eth = EthernetFrame::new_unchecked(&mut *f);
+    eth.swap_addrs();
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut f[14..]) else {
+        return;
+    };
+    ip.swap_addrs();
+    ip.fill_checksum();
+    let hl = ip.header_len();
+    if let Ok(mut tcp) = TcpPacket::new_checked(&mut f[14 + hl..]) {
+        tcp.swap_ports();
+    }
+}
+
+fn marks_bench(c: &mut Criterion) {
+    use baitwall_dataplane::config::Config;
+    use baitwall_dataplane::engine::cookie::{CookieJar, CookieTuple};
+    let config = Config::parse(BENCH_DECEPTION, "bench").expect("bench config");
+    let mut engine = Engine::new(&config.runtime().engine);
+    // SYNs from many sources to many dark decoys, ports 22/80/443/445.
+    let templates: Vec<Vec<u8>> = (0..4096u32)
+        .map(|i| {
+            let client = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::from(0xcb00_7100 | (i & 0xff)), 1024 + i as u16);
+            let decoy = Endpoint::new([2, 0, 0, 0, 0, 2], Ipv4Addr::from(0xc633_0000 | (i * 7919 & 0xffff)), [22, 80, 443, 445][i as usize % 4]);
+            synth::tcp(&client, &decoy, Flags::SYN, i, 0, &[])
+        })
+        .collect();
+    let mut bufs = templates.clone();
+    let now = 1_767_225_600_000_000_000u64;
+    let mut g = c.benchmark_group("marks");
+    g.throughput(Throughput::Elements(templates.len() as u64));
+    g.bench_function("b1_reflect_in_place", |b| {
+        b.iter(|| {
+            for (buf, t) in bufs.iter_mut().zip(templates.iter()) {
+                buf.copy_from_slice(t);
+                reflect(black_box(buf));
+            }
+        })
+    });
+    g.bench_function("syn_to_syn_ack_with_cookie", |b| {
+        b.iter(|| {
+            for (buf, t) in bufs.iter_mut().zip(templates.iter()) {
+                buf.clear();
+                buf.extend_from_slice(t);
+                black_box(engine.process(buf, now));
+            }
+        })
+    });
+    let jar = CookieJar::new(&[7; 32], 60_000, now / 1_000_000);
+    let tuples: Vec<CookieTuple> = (0..4096u32)
+        .map(|i| CookieTuple {
+            src: Ipv4Addr::from(0xcb00_7100 | i).to_ipv6_mapped().octets(),
+            dst: Ipv4Addr::from(0xc633_0000 | i).to_ipv6_mapped().octets(),
+            src_port: i as u16,
+            dst_port: 80,
+        })
+        .collect();
+    let isns: Vec<u32> = tuples.iter().map(|t| jar.isn(t)).collect();
+    g.bench_function("cookie_isn", |b| {
+        b.iter(|| tuples.iter().fold(0u32, |acc, t| acc ^ jar.isn(black_box(t))))
+    });
+    g.bench_function("cookie_verify_ack", |b| {
+        b.iter(|| {
+            tuples
+                .iter()
+                .zip(isns.iter())
+                .filter(|(t, isn)| jar.verify(black_box(t), isn.wrapping_add(1), 1025).is_some())
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, classify_bench, rss_bench, flow_bench, engine_bench, marks_bench);
 criterion_main!(benches);
