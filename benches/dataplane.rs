@@ -13,6 +13,9 @@
 //!   place and recompute the IPv4 checksum) measured in the same run; and
 //!   the cookie alone (ISN, and verification of an ACK).
 
+// A benchmark aborts on a broken fixture: unwrap/expect are the point there.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
@@ -198,8 +201,16 @@ fn marks_bench(c: &mut Criterion) {
     // SYNs from many sources to many dark decoys, ports 22/80/443/445.
     let templates: Vec<Vec<u8>> = (0..4096u32)
         .map(|i| {
-            let client = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::from(0xcb00_7100 | (i & 0xff)), 1024 + i as u16);
-            let decoy = Endpoint::new([2, 0, 0, 0, 0, 2], Ipv4Addr::from(0xc633_0000 | (i * 7919 & 0xffff)), [22, 80, 443, 445][i as usize % 4]);
+            let client = Endpoint::new(
+                [2, 0, 0, 0, 0, 1],
+                Ipv4Addr::from(0xcb00_7100 | (i & 0xff)),
+                1024 + i as u16,
+            );
+            let decoy = Endpoint::new(
+                [2, 0, 0, 0, 0, 2],
+                Ipv4Addr::from(0xc633_0000 | ((i * 7919) & 0xffff)),
+                [22, 80, 443, 445][i as usize % 4],
+            );
             synth::tcp(&client, &decoy, Flags::SYN, i, 0, &[])
         })
         .collect();
@@ -235,19 +246,33 @@ fn marks_bench(c: &mut Criterion) {
         .collect();
     let isns: Vec<u32> = tuples.iter().map(|t| jar.isn(t)).collect();
     g.bench_function("cookie_isn", |b| {
-        b.iter(|| tuples.iter().fold(0u32, |acc, t| acc ^ jar.isn(black_box(t))))
+        b.iter(|| {
+            tuples
+                .iter()
+                .fold(0u32, |acc, t| acc ^ jar.isn(black_box(t)))
+        })
     });
     g.bench_function("cookie_verify_ack", |b| {
         b.iter(|| {
             tuples
                 .iter()
                 .zip(isns.iter())
-                .filter(|(t, isn)| jar.verify(black_box(t), isn.wrapping_add(1), 1025).is_some())
+                .filter(|(t, isn)| {
+                    jar.verify(black_box(t), isn.wrapping_add(1), 1025)
+                        .is_some()
+                })
                 .count()
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, classify_bench, rss_bench, flow_bench, engine_bench, marks_bench);
+criterion_group!(
+    benches,
+    classify_bench,
+    rss_bench,
+    flow_bench,
+    engine_bench,
+    marks_bench
+);
 criterion_main!(benches);

@@ -76,6 +76,26 @@ pub fn render(outcome: &RunOutcome) -> String {
         let reasons: Vec<String> = t.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
         let _ = writeln!(s, "drops by reason: {}", reasons.join(", "));
     }
+    if !t.marks.is_empty() || !t.bites.is_empty() {
+        let join = |m: &std::collections::BTreeMap<&str, u64>| {
+            m.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "marks: {}; bites: {}; latches held (summed over workers): {}; forged or stale cookies: {}",
+            join(&t.marks),
+            if t.bites.is_empty() {
+                "none".to_string()
+            } else {
+                join(&t.bites)
+            },
+            t.latched,
+            t.bad_cookies
+        );
+    }
     let mut hist = [0u64; STATE_COUNT];
     for w in &d.workers {
         for (h, v) in hist.iter_mut().zip(w.flow_states.iter()) {

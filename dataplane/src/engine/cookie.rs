@@ -6,24 +6,29 @@
 //! The ISN of a decoy's SYN-ACK for the 4-tuple `t` in epoch `e` is
 //!
 //! ```text
-//! isn = H0(k0; t) + ((e mod 4) << 30 | MAC30(K_e; t))     (mod 2^32)
+//! h   = SipHash-2-4(K_e; t)                       (64 bits)
+//! isn = hi32(h) + ((e mod 4) << 30 | lo30(h))     (mod 2^32)
 //! ```
 //!
-//! `H0` is a keyed hash with a fixed key, added so that the top bits vary
+//! `lo30(h)` is the MAC. `hi32(h)` is added so that the top bits vary
 //! between connections (a bare epoch field would stay constant across a
-//! burst of probes, which nmap's ISN analysis would notice). `MAC30` is 30
-//! bits of SipHash-2-4 under the epoch key `K_e = SipHash(master; e)`. Epochs
-//! are `now / rotation`: every worker derives the same key from the same
-//! clock and secret with no coordination, and the previous epoch's key is
-//! still accepted, so a cookie lives between one and two rotation periods.
+//! burst of probes, which nmap's ISN analysis would notice); both halves come
+//! from one SipHash, so an ISN costs one hash. `K_e = SipHash(master; e)`,
+//! and epochs are `now / rotation`: every worker derives the same key from
+//! the same clock and secret with no coordination, and the previous epoch's
+//! key is still accepted, so a cookie lives between one and two rotation
+//! periods.
 //!
 //! An acknowledgement verifies when `ack - 1 - isn` lies in `0..=window`
 //! for the current or the previous epoch's ISN: `window` is how many bytes
 //! the decoy may have sent since its SYN-ACK (banners, responses), so the
-//! same check serves the handshake ACK and every later segment. Linux's
-//! syncookies (`net/ipv4/syncookies.c`) and masscan's (`src/syn-cookie.c`)
-//! follow the same idea; unlike Linux's, ours does not depend on the client's
-//! sequence number, so a segment sent after data still verifies.
+//! same check serves the handshake ACK and every later segment. A blind
+//! guess succeeds with probability `2 (window + 1) / 2^32`; callers that turn
+//! a verified segment into a bite pass a window of zero (or check the exact
+//! offset), keeping a bite 31 bits hard to forge. Linux's syncookies
+//! (`net/ipv4/syncookies.c`) and masscan's (`src/syn-cookie.c`) follow the
+//! same idea; unlike Linux's, ours does not depend on the client's sequence
+//! number, so a segment sent after data still verifies.
 
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
@@ -62,11 +67,10 @@ pub struct CookieMatch {
     pub offset: u32,
 }
 
-/// One worker's cookie state: the fixed key and the two live epoch keys.
+/// One worker's cookie state: the two live epoch keys.
 #[derive(Clone, Debug)]
 pub struct CookieJar {
     master: [u8; 32],
-    k0: (u64, u64),
     rotation_ms: u64,
     epoch: u64,
     current: (u64, u64),
@@ -92,7 +96,6 @@ impl CookieJar {
         let epoch = now_ms / rotation_ms;
         let mut jar = CookieJar {
             master: *master,
-            k0: key_halves(master, 0),
             rotation_ms,
             epoch,
             current: (0, 0),
@@ -103,7 +106,8 @@ impl CookieJar {
         jar
     }
 
-    /// `K_e`: derived from the second half of the secret and the epoch.
+    /// `K_e`: derived from the second half of the secret and the epoch (the
+    /// first half keys other derivations, such as personas).
     fn epoch_key(&self, epoch: u64) -> (u64, u64) {
         let (a, b) = key_halves(&self.master, 16);
         let mut h = SipHasher24::new_with_keys(a, b);
@@ -144,9 +148,9 @@ impl CookieJar {
     }
 
     fn isn_for(&self, t: &CookieTuple, epoch: u64, key: (u64, u64)) -> u32 {
-        let h0 = Self::hash(self.k0, t) as u32;
-        let mac = (Self::hash(key, t) as u32) & 0x3fff_ffff;
-        h0.wrapping_add(((epoch & 3) as u32) << 30 | mac)
+        let h = Self::hash(key, t);
+        let mac = (h as u32) & 0x3fff_ffff;
+        ((h >> 32) as u32).wrapping_add(((epoch & 3) as u32) << 30 | mac)
     }
 
     /// The ISN of the decoy's SYN-ACK for `t`, in the current epoch.

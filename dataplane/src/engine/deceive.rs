@@ -16,7 +16,7 @@ use super::decoy::tcp::{Segment, TcpProbe, reset, syn_ack, write_segment};
 use super::decoy::{icmp, neighbor, udp};
 use super::event::{Event, EventKind, EventRing};
 use super::limit::{RateConfig, RateLimiter, SweepConfig, SweepTable};
-use super::persona::PersonaMaker;
+use super::persona::{Persona, PersonaMaker};
 use super::space::{AddressSpace, Darkness, PrefixSet};
 use super::{DropReason, Verdict};
 use crate::io::PacketBuf;
@@ -131,6 +131,43 @@ pub struct Deceiver {
     counters: DeceptionCounters,
     services: foldhash::fast::FixedState,
     service_seen: Box<[u64]>,
+    personas: PersonaCache,
+}
+
+/// Slots of the per-worker persona cache.
+const PERSONA_SLOTS: usize = 1024;
+
+/// A decoy address and its persona.
+type CachedPersona = ([u8; 16], Persona);
+
+/// A direct-mapped cache of recently used personas: deriving one costs two
+/// SipHash rounds, and a scan or a connection hits the same decoy repeatedly.
+struct PersonaCache {
+    slots: Box<[Option<CachedPersona>]>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl PersonaCache {
+    fn new(seed: u64) -> Self {
+        PersonaCache {
+            slots: vec![None; PERSONA_SLOTS].into_boxed_slice(),
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+        }
+    }
+
+    #[inline]
+    fn get(&mut self, maker: &PersonaMaker, addr: &[u8; 16]) -> Persona {
+        let i = self.hasher.hash_one(addr) as usize & (PERSONA_SLOTS - 1);
+        match self.slots.get_mut(i) {
+            Some(Some((a, p))) if a == addr => *p,
+            Some(slot) => {
+                let p = maker.persona(addr);
+                *slot = Some((*addr, p));
+                p
+            }
+            None => maker.persona(addr),
+        }
+    }
 }
 
 /// Slots of the per-worker cache of reported services.
@@ -164,6 +201,7 @@ impl Deceiver {
             counters: DeceptionCounters::default(),
             services: foldhash::fast::FixedState::with_seed(seed ^ 0x5e5e),
             service_seen: vec![0; SERVICE_SLOTS].into_boxed_slice(),
+            personas: PersonaCache::new(seed ^ 0x7065),
             shared,
         }
     }
@@ -299,7 +337,7 @@ impl Deceiver {
         if let Some(v) = self.limited(&target, now_ms) {
             return Some(v);
         }
-        let persona = self.shared.personas.persona(&target);
+        let persona = self.personas.get(&self.shared.personas, &target);
         Some(match neighbor::arp_reply(buf, &q, &persona) {
             Ok(()) => self.mark(MarkKind::Arp),
             Err(e) => Verdict::Drop(e.into()),
@@ -326,7 +364,7 @@ impl Deceiver {
         if let Some(v) = self.limited(&target, now_ms) {
             return Some(v);
         }
-        let persona = self.shared.personas.persona(&target);
+        let persona = self.personas.get(&self.shared.personas, &target);
         Some(match neighbor::neighbor_advert(buf, &q, &persona) {
             Ok(()) => self.mark(MarkKind::Ndp),
             Err(e) => Verdict::Drop(e.into()),
@@ -346,7 +384,7 @@ impl Deceiver {
             return v;
         }
         self.note_sweep(info, now_ms * 1_000_000);
-        let persona = self.shared.personas.persona(&info.dst);
+        let persona = self.personas.get(&self.shared.personas, &info.dst);
         match icmp::echo_reply(buf, info, &persona, now_ms) {
             Ok(()) => self.mark(MarkKind::Echo),
             Err(e) => Verdict::Drop(e.into()),
@@ -358,7 +396,7 @@ impl Deceiver {
             return v;
         }
         self.note_sweep(info, now_ms * 1_000_000);
-        let persona = self.shared.personas.persona(&info.dst);
+        let persona = self.personas.get(&self.shared.personas, &info.dst);
         if self.shared.udp_services.contains(&info.dst_port) {
             match udp::service_reply(buf, info, &persona, now_ms) {
                 Ok(true) => return self.mark(MarkKind::Udp),
@@ -382,7 +420,7 @@ impl Deceiver {
             // Nothing answers a RST.
             return Verdict::Drop(DropReason::ToDecoy);
         }
-        let persona = self.shared.personas.persona(&info.dst);
+        let persona = self.personas.get(&self.shared.personas, &info.dst);
         let open = persona.is_open(probe.dst_port);
         if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
             if let Some(v) = self.limited(&info.dst, now_ms) {
@@ -444,8 +482,14 @@ impl Deceiver {
                 kind = BiteKind::Port;
             }
         }
-        // Bare ACKs after the opening (acknowledging our data) are not new bites.
-        let is_bite = opening || probe.payload_len > 0;
+        // Bare ACKs after the opening (acknowledging our data) are not new
+        // bites. A bite must acknowledge exactly the SYN-ACK, or the SYN-ACK
+        // and the banner: the verification window is for answering later
+        // segments, and would make a bite ~2^10 times easier to guess.
+        let exact = cookie.offset == 0
+            || service::banner(&persona, probe.dst_port)
+                .is_some_and(|b| b.payload().len() as u32 == cookie.offset);
+        let is_bite = exact && (opening || probe.payload_len > 0);
         if is_bite && self.bite(info, kind, now_ns) {
             return Verdict::Drop(DropReason::Blocked);
         }

@@ -564,6 +564,44 @@ fn cookies_of_the_previous_key_pass_and_older_ones_fail() {
 }
 
 #[test]
+fn data_after_a_banner_bites_but_a_guess_inside_the_window_does_not() {
+    let mut e = engine();
+    let d = decoy_with(&[22]);
+    let c = client(5, 40009);
+    let (_, banner, isn) = handshake(&mut e, &c, &d, T0);
+    let banner_len = tcp_reply(&banner).payload.len() as u32;
+    events(&mut e);
+    // Acknowledging the banner exactly, with data: a data bite.
+    let mut data = synth::tcp(
+        &c,
+        &d,
+        Flags::PSH_ACK,
+        5001,
+        isn.wrapping_add(1 + banner_len),
+        b"SSH-2.0-x\r\n",
+    );
+    assert_eq!(
+        e.process(&mut data, T0 + SEC),
+        Verdict::Drop(DropReason::Blocked)
+    );
+    // Elsewhere inside the window the segment is answered, but is no bite.
+    let mut e = engine();
+    let c = client(6, 40010);
+    let (_, _, isn) = handshake(&mut e, &c, &d, T0);
+    events(&mut e);
+    let mut off = synth::tcp(
+        &c,
+        &d,
+        Flags::PSH_ACK,
+        5001,
+        isn.wrapping_add(1 + 500),
+        b"hello",
+    );
+    assert_eq!(e.process(&mut off, T0 + SEC), Verdict::Reply);
+    assert!(bites(&events(&mut e)).is_empty());
+}
+
+#[test]
 fn fin_on_a_verified_connection_is_answered_with_fin() {
     let mut e = engine();
     let d = decoy_with(&[80]);

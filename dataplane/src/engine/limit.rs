@@ -129,6 +129,8 @@ struct SweepSlot {
 /// slot over (the evidence is lossy by design: sweeps never block).
 pub struct SweepTable {
     config: SweepConfig,
+    /// Bits set in a sketch at which its estimate reaches `config.decoys`.
+    bits_needed: u32,
     slots: Box<[SweepSlot]>,
     mask: usize,
     hasher: FixedState,
@@ -138,8 +140,20 @@ impl SweepTable {
     /// A table of `slots` sources.
     pub fn new(config: SweepConfig, slots: usize, seed: u64) -> Self {
         let n = slots.max(1).next_power_of_two();
+        let goal = config.decoys.min(64);
+        let bits_needed = (0..=64u32)
+            .find(|&bits| {
+                let sketch = if bits == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << bits) - 1
+                };
+                linear_count(sketch) >= goal
+            })
+            .unwrap_or(64);
         SweepTable {
             config,
+            bits_needed,
             slots: vec![SweepSlot::default(); n].into_boxed_slice(),
             mask: n - 1,
             hasher: FixedState::with_seed(seed),
@@ -163,10 +177,10 @@ impl SweepTable {
             };
         }
         slot.decoys |= bit;
-        let n = linear_count(slot.decoys);
-        if n >= c.decoys.min(64) && !slot.reported {
+        // The estimate needs a logarithm; compare bit counts on the way.
+        if slot.decoys.count_ones() >= self.bits_needed && !slot.reported {
             slot.reported = true;
-            return Some(n);
+            return Some(linear_count(slot.decoys));
         }
         None
     }
