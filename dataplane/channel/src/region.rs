@@ -1,0 +1,452 @@
+//! The shared-memory region: a versioned header and, per worker, a ring of
+//! events going up (worker produces, control consumes) and a ring of rules
+//! coming down (control produces, worker consumes).
+//!
+//! The dataplane creates the region at start (a file, normally under
+//! /dev/shm, replaced atomically so control never maps a half-written one)
+//! with a fresh instance id; control attaches, checks the header, and sees
+//! from the instance id whether the dataplane restarted. The byte layout is
+//! in `docs/control.md`.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "BWCHAN01"
+//! 8       4     layout version (1)
+//! 12      4     header size (4096)
+//! 16      4     workers
+//! 20      4     slots per ring (power of two)
+//! 24      4     record size (64)
+//! 28      4     ready (0 while the creator initialises, then 1)
+//! 32      8     instance id (random, new at every dataplane start)
+//! 40      8     created (Unix nanoseconds)
+//! 4096    ...   rings: worker w's events ring, then its rules ring, each a
+//!               192-byte control block (head, tail, dropped on their own
+//!               cache lines) followed by slots x 64 bytes
+//! ```
+
+// This module maps a file shared with another process and hands out
+// pointers into it; the accesses are justified block by block.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memmap2::MmapMut;
+
+use crate::record::RECORD_SIZE;
+use crate::ring::{CONTROL_SIZE, Consumer, KeepAlive, Producer, RawSlots, RingControl};
+
+/// The region's magic bytes.
+pub const MAGIC: [u8; 8] = *b"BWCHAN01";
+/// The layout version this build reads and writes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes reserved for the header.
+pub const HEADER_SIZE: usize = 4096;
+
+/// Errors creating or attaching a region.
+#[derive(Debug, thiserror::Error)]
+pub enum RegionError {
+    /// The file could not be created, opened, sized or mapped.
+    #[error("{path}: {source}")]
+    Io {
+        /// The region file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a baitwall region, or of another layout.
+    #[error("{path}: {what}")]
+    Layout {
+        /// The region file.
+        path: PathBuf,
+        /// What does not match.
+        what: String,
+    },
+    /// The creator has not finished initialising the region.
+    #[error("{0}: the region is not ready yet")]
+    NotReady(PathBuf),
+    /// Sizes out of range.
+    #[error("invalid region sizes: {0}")]
+    Sizes(String),
+}
+
+/// What a region holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Workers (each has an events ring and a rules ring).
+    pub workers: u32,
+    /// Slots per ring (a power of two).
+    pub slots: u32,
+}
+
+impl Geometry {
+    fn ring_bytes(&self) -> usize {
+        CONTROL_SIZE + self.slots as usize * RECORD_SIZE
+    }
+
+    fn total_bytes(&self) -> usize {
+        HEADER_SIZE + 2 * self.workers as usize * self.ring_bytes()
+    }
+
+    fn check(&self) -> Result<(), RegionError> {
+        if self.workers == 0 || self.workers > 1024 {
+            return Err(RegionError::Sizes(format!(
+                "{} workers (1..=1024)",
+                self.workers
+            )));
+        }
+        if !self.slots.is_power_of_two() || !(16..=1 << 24).contains(&self.slots) {
+            return Err(RegionError::Sizes(format!(
+                "{} slots per ring (a power of two in 16..=16777216)",
+                self.slots
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A mapped region; the rings' ends keep it alive.
+pub struct Region {
+    map: MmapMut,
+    path: PathBuf,
+    geometry: Geometry,
+    instance_id: u64,
+}
+
+// SAFETY: the mapping is only accessed through atomics (header `ready`,
+// ring counters) and through ring slots under the SPSC protocol; sharing the
+// handle between threads adds nothing that sharing between processes does
+// not already require.
+unsafe impl Sync for Region {}
+
+/// The ends of one worker's rings, as the dataplane holds them.
+pub struct WorkerEnds {
+    /// Events up: this worker produces.
+    pub events: Producer<RawSlots>,
+    /// Rules down: this worker consumes.
+    pub rules: Consumer<RawSlots>,
+}
+
+/// The ends of one worker's rings, as control holds them.
+pub struct ControlEnds {
+    /// Events up: control consumes.
+    pub events: Consumer<RawSlots>,
+    /// Rules down: control produces.
+    pub rules: Producer<RawSlots>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> RegionError + '_ {
+    move |source| RegionError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Region {
+    /// Creates (or replaces) the region at `path` with `geometry` and a new
+    /// `instance_id`. The file is written under a temporary name and renamed
+    /// into place, so an attaching process sees the old region or the new
+    /// one, never a partial one.
+    pub fn create(
+        path: &Path,
+        geometry: Geometry,
+        instance_id: u64,
+    ) -> Result<Arc<Region>, RegionError> {
+        geometry.check()?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        file.set_len(geometry.total_bytes() as u64)
+            .map_err(io(&tmp))?;
+        let mut map = map(&file, &tmp)?;
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let h = &mut map[..HEADER_SIZE];
+        h[0..8].copy_from_slice(&MAGIC);
+        h[8..12].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
+        h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+        h[16..20].copy_from_slice(&geometry.workers.to_le_bytes());
+        h[20..24].copy_from_slice(&geometry.slots.to_le_bytes());
+        h[24..28].copy_from_slice(&(RECORD_SIZE as u32).to_le_bytes());
+        h[32..40].copy_from_slice(&instance_id.to_le_bytes());
+        h[40..48].copy_from_slice(&created.to_le_bytes());
+        // Ring control blocks and slots start zeroed (a new file is zero-filled).
+        let region = Region {
+            map,
+            path: path.to_owned(),
+            geometry,
+            instance_id,
+        };
+        region.ready().store(1, Ordering::Release);
+        region.map.flush().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io(path))?;
+        Ok(Arc::new(region))
+    }
+
+    /// Attaches to an existing region, checking its header.
+    pub fn attach(path: &Path) -> Result<Arc<Region>, RegionError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
+        let len = file.metadata().map_err(io(path))?.len() as usize;
+        if len < HEADER_SIZE {
+            return Err(RegionError::Layout {
+                path: path.to_owned(),
+                what: format!("{len} bytes is shorter than the {HEADER_SIZE}-byte header"),
+            });
+        }
+        let map = map(&file, path)?;
+        let layout = |what: String| RegionError::Layout {
+            path: path.to_owned(),
+            what,
+        };
+        let u32_at = |o: usize| u32::from_le_bytes([map[o], map[o + 1], map[o + 2], map[o + 3]]);
+        if map[0..8] != MAGIC {
+            return Err(layout("not a baitwall channel region (bad magic)".into()));
+        }
+        let version = u32_at(8);
+        if version != LAYOUT_VERSION {
+            return Err(layout(format!(
+                "layout version {version}, this build reads {LAYOUT_VERSION}"
+            )));
+        }
+        if u32_at(12) as usize != HEADER_SIZE || u32_at(24) as usize != RECORD_SIZE {
+            return Err(layout(
+                "header or record size differs from this build's".into(),
+            ));
+        }
+        let geometry = Geometry {
+            workers: u32_at(16),
+            slots: u32_at(20),
+        };
+        geometry.check().map_err(|e| layout(e.to_string()))?;
+        if len < geometry.total_bytes() {
+            return Err(layout(format!(
+                "{len} bytes, but {} workers x {} slots need {}",
+                geometry.workers,
+                geometry.slots,
+                geometry.total_bytes()
+            )));
+        }
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&map[32..40]);
+        let region = Region {
+            map,
+            path: path.to_owned(),
+            geometry,
+            instance_id: u64::from_le_bytes(id),
+        };
+        if region.ready().load(Ordering::Acquire) != 1 {
+            return Err(RegionError::NotReady(path.to_owned()));
+        }
+        Ok(Arc::new(region))
+    }
+
+    fn ready(&self) -> &AtomicU32 {
+        // SAFETY: offset 28 is 4-byte aligned inside the page-aligned
+        // mapping, which lives as long as `self`; the field is only ever
+        // accessed as an atomic.
+        unsafe { &*(self.map.as_ptr().add(28) as *const AtomicU32) }
+    }
+
+    /// The region's sizes.
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// The dataplane instance that created the region.
+    pub fn instance_id(&self) -> u64 {
+        self.instance_id
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pointers to ring `index` (2w: worker w's events; 2w+1: its rules).
+    fn ring(&self, index: usize) -> (*const RingControl, *mut u8) {
+        let offset = HEADER_SIZE + index * self.geometry.ring_bytes();
+        // SAFETY: `index < 2 * workers` (callers check), so the control
+        // block and its slots lie inside the mapping, whose length was
+        // checked against the geometry; offsets are multiples of 64 in a
+        // page-aligned mapping, so the atomics are aligned.
+        unsafe {
+            let base = self.map.as_ptr().add(offset) as *mut u8;
+            (base as *const RingControl, base.add(CONTROL_SIZE))
+        }
+    }
+
+    fn ends(
+        self: &Arc<Region>,
+        worker: u32,
+        events_produced_here: bool,
+    ) -> Option<(Producer<RawSlots>, Consumer<RawSlots>)> {
+        if worker >= self.geometry.workers {
+            return None;
+        }
+        let slots = u64::from(self.geometry.slots);
+        let (ev_ctl, ev_slots) = self.ring(2 * worker as usize);
+        let (ru_ctl, ru_slots) = self.ring(2 * worker as usize + 1);
+        let keep: KeepAlive = self.clone();
+        let (prod, cons) = if events_produced_here {
+            ((ev_ctl, ev_slots), (ru_ctl, ru_slots))
+        } else {
+            ((ru_ctl, ru_slots), (ev_ctl, ev_slots))
+        };
+        // SAFETY: each ring has one producer and one consumer: the dataplane
+        // takes each worker's ends once (`worker_ends`), control takes the
+        // opposite ends once (`control_ends`), and the mapping stays alive
+        // through `keep`. Slot memory is 64-byte aligned and in bounds.
+        unsafe {
+            Some((
+                Producer::new(prod.0, RawSlots::new(prod.1, slots), keep.clone()),
+                Consumer::new(cons.0, RawSlots::new(cons.1, slots), keep),
+            ))
+        }
+    }
+
+    /// The dataplane's ends for `worker` (take them once per worker).
+    pub fn worker_ends(self: &Arc<Region>, worker: u32) -> Option<WorkerEnds> {
+        self.ends(worker, true)
+            .map(|(events, rules)| WorkerEnds { events, rules })
+    }
+
+    /// Control's ends for `worker` (take them once per worker per attach).
+    pub fn control_ends(self: &Arc<Region>, worker: u32) -> Option<ControlEnds> {
+        self.ends(worker, false)
+            .map(|(rules, events)| ControlEnds { events, rules })
+    }
+}
+
+fn map(file: &File, path: &Path) -> Result<MmapMut, RegionError> {
+    // SAFETY: the region file is only modified through this mapping and the
+    // peer process's mapping of the same file, both of which follow the ring
+    // protocol; nothing truncates it while mapped (a new dataplane renames a
+    // new file over the path, leaving old mappings valid).
+    unsafe { MmapMut::map_mut(file) }.map_err(io(path))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::record::Record;
+
+    const G: Geometry = Geometry {
+        workers: 2,
+        slots: 64,
+    };
+
+    #[test]
+    fn create_attach_and_talk_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bw.region");
+        let dp = Region::create(&path, G, 0xfeed).unwrap();
+        let ctl = Region::attach(&path).unwrap();
+        assert_eq!(ctl.instance_id(), 0xfeed);
+        assert_eq!(ctl.geometry(), G);
+        let mut w1 = dp.worker_ends(1).unwrap();
+        let mut c1 = ctl.control_ends(1).unwrap();
+        let mut ev = Record::new(3);
+        ev.put_u64(8, 42);
+        assert!(w1.events.push(&ev));
+        w1.events.publish();
+        assert_eq!(c1.events.pop().unwrap().get_u64(8), 42);
+        c1.events.release();
+        assert!(c1.rules.push(&Record::new(9)));
+        c1.rules.publish();
+        assert_eq!(w1.rules.pop().unwrap().kind(), 9);
+        // Worker 0's rings are separate.
+        assert!(ctl.control_ends(0).unwrap().events.pop().is_none());
+        assert!(dp.worker_ends(2).is_none());
+    }
+
+    #[test]
+    fn a_restart_replaces_the_region_and_changes_the_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bw.region");
+        let first = Region::create(&path, G, 1).unwrap();
+        let old_view = Region::attach(&path).unwrap();
+        let mut w = first.worker_ends(0).unwrap();
+        w.events.push(&Record::new(1));
+        w.events.publish();
+        let second = Region::create(&path, G, 2).unwrap();
+        let new_view = Region::attach(&path).unwrap();
+        assert_eq!(old_view.instance_id(), 1);
+        assert_eq!(new_view.instance_id(), 2);
+        assert!(
+            new_view.control_ends(0).unwrap().events.pop().is_none(),
+            "new rings start empty"
+        );
+        assert_eq!(
+            old_view
+                .control_ends(0)
+                .unwrap()
+                .events
+                .pop()
+                .unwrap()
+                .kind(),
+            1
+        );
+        drop(second);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.region");
+        std::fs::write(&path, b"short").unwrap();
+        assert!(
+            Region::attach(&path)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("shorter than")
+        );
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        assert!(
+            Region::attach(&path)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("bad magic")
+        );
+        let mut bytes = vec![0u8; 8192];
+        bytes[0..8].copy_from_slice(&MAGIC);
+        bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(
+            Region::attach(&path)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("layout version 7")
+        );
+        assert!(matches!(
+            Region::attach(&dir.path().join("missing")),
+            Err(RegionError::Io { .. })
+        ));
+        assert!(matches!(
+            Region::create(
+                &path,
+                Geometry {
+                    workers: 1,
+                    slots: 100
+                },
+                1
+            ),
+            Err(RegionError::Sizes(_))
+        ));
+    }
+}
