@@ -7,6 +7,7 @@
 //! the flow and forward.
 
 pub mod bite;
+pub mod blocklist;
 pub mod classify;
 pub mod cookie;
 pub mod deceive;

@@ -57,6 +57,26 @@ impl Prefix {
         }
     }
 
+    /// A prefix from its network (host bits are cleared) and length (capped at 128).
+    pub fn from_parts(net: u128, len: u8) -> Prefix {
+        let len = len.min(128);
+        let mask = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(len))
+        };
+        Prefix {
+            net: net & mask,
+            mask,
+            len,
+        }
+    }
+
+    /// The network address (on the 128-bit space).
+    pub fn network(&self) -> u128 {
+        self.net
+    }
+
     /// True when `addr` lies inside.
     #[inline]
     pub fn contains(&self, addr: &[u8; 16]) -> bool {
