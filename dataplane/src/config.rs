@@ -449,9 +449,15 @@ pub struct DeceptionSection {
     /// UDP ports decoys answer with a service reply.
     #[serde(default = "default_udp_services")]
     pub udp_services: Vec<u16>,
-    /// Sources each worker can latch.
+    /// Exact sources each worker can block.
     #[serde(default = "default_latch_capacity")]
     pub latch_capacity: Count<1, { 1 << 24 }>,
+    /// CIDR blocks each worker can hold.
+    #[serde(default = "default_prefix_capacity")]
+    pub prefix_capacity: Count<1, { 1 << 22 }>,
+    /// An IPv6 source is blocked by its prefix of this length (48..=128).
+    #[serde(default = "default_ipv6_block_len")]
+    pub block_ipv6_prefix: Count<48, 128>,
     /// Slots of the shared live-host map.
     #[serde(default = "default_live_slots")]
     pub live_map_slots: Count<1024, { 1 << 28 }>,
@@ -485,7 +491,13 @@ fn default_udp_services() -> Vec<u16> {
     vec![53, 123]
 }
 fn default_latch_capacity() -> Count<1, { 1 << 24 }> {
-    Count(1 << 16)
+    Count(1_000_000)
+}
+fn default_prefix_capacity() -> Count<1, { 1 << 22 }> {
+    Count(100_000)
+}
+fn default_ipv6_block_len() -> Count<48, 128> {
+    Count(64)
 }
 fn default_live_slots() -> Count<1024, { 1 << 28 }> {
     Count(1 << 20)
@@ -631,6 +643,8 @@ impl DeceptionSection {
                 window_s: secs(self.sweep.window).max(1),
             },
             latch_capacity: self.latch_capacity.0,
+            prefix_capacity: self.prefix_capacity.0,
+            ipv6_block_len: self.block_ipv6_prefix.0 as u8,
         }
     }
 

@@ -6,9 +6,8 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::HashSet;
-
 use super::bite::{Action, BiteKind, Policy, ProofTable};
+use super::blocklist::{Blocklist, Standing};
 use super::classify::{L3, PacketInfo};
 use super::cookie::{CookieJar, CookieTuple};
 use super::decoy::service::{self, MAX_RESPONSE};
@@ -17,7 +16,7 @@ use super::decoy::{icmp, neighbor, udp};
 use super::event::{Event, EventKind, EventRing};
 use super::limit::{RateConfig, RateLimiter, SweepConfig, SweepTable};
 use super::persona::{Persona, PersonaMaker};
-use super::space::{AddressSpace, Darkness, PrefixSet};
+use super::space::{AddressSpace, Darkness, Prefix, PrefixSet};
 use super::{DropReason, Verdict};
 use crate::io::PacketBuf;
 use crate::wire::{TcpFlags, protocol};
@@ -117,6 +116,10 @@ pub struct DeceptionShared {
     pub sweep: SweepConfig,
     /// Sources one worker can latch.
     pub latch_capacity: usize,
+    /// CIDR blocks one worker can hold.
+    pub prefix_capacity: usize,
+    /// An IPv6 source is blocked by this prefix length (64: its /64).
+    pub ipv6_block_len: u8,
 }
 
 /// The per-worker deception state.
@@ -124,7 +127,7 @@ pub struct Deceiver {
     shared: Arc<DeceptionShared>,
     cookies: CookieJar,
     start_s: Option<u32>,
-    blocked: HashSet<[u8; 16]>,
+    blocked: Blocklist,
     limiter: RateLimiter,
     sweeps: SweepTable,
     events: EventRing,
@@ -194,7 +197,7 @@ impl Deceiver {
         Deceiver {
             cookies,
             start_s: None,
-            blocked: HashSet::with_capacity(shared.latch_capacity),
+            blocked: Blocklist::new(shared.latch_capacity, shared.prefix_capacity),
             limiter: RateLimiter::new(shared.rates, 1 << 14, seed),
             sweeps: SweepTable::new(shared.sweep, 1 << 14, seed ^ 0x5a5a),
             events: EventRing::new(4096),
@@ -221,12 +224,12 @@ impl Deceiver {
 
     /// True when this worker has latched `src`.
     pub fn is_latched(&self, src: &[u8; 16]) -> bool {
-        self.blocked.contains(src)
+        self.blocked.standing(src, u32::MAX - 1) == Standing::Blocked
     }
 
     /// Latched sources (for reports).
     pub fn latched(&self) -> impl Iterator<Item = &[u8; 16]> {
-        self.blocked.iter()
+        self.blocked.exact_blocks()
     }
 
     /// Handles one classified frame. `None`: not the deceiver's business
@@ -249,7 +252,7 @@ impl Deceiver {
                 _ => None,
             };
         }
-        if self.blocked.contains(&info.src) {
+        if self.blocked.standing(&info.src, now_s) == Standing::Blocked {
             return Some(Verdict::Drop(DropReason::Blocked));
         }
         self.shared.space.learn(&info.src, now_s);
@@ -588,17 +591,26 @@ impl Deceiver {
     }
 
     fn latch(&mut self, src: [u8; 16]) -> bool {
-        if self.blocked.contains(&src) {
+        // IPv4 sources are blocked alone; an IPv6 source by its prefix (its
+        // /64 by default), since one host can rotate through a whole /64.
+        let v4_mapped = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let len = if v4_mapped { 128 } else { self.shared.ipv6_block_len };
+        let prefix = Prefix::from_parts(u128::from_be_bytes(src), len);
+        if self.blocked.standing(&src, u32::MAX - 1) == Standing::Blocked {
             return true;
         }
-        // Below capacity an insert never reallocates; at capacity we refuse and count.
-        if self.blocked.len() >= self.shared.latch_capacity {
-            self.counters.latch_full += 1;
-            return false;
+        // Below capacity an insert never reallocates; at capacity it is
+        // refused and counted.
+        match self.blocked.block(prefix, 0) {
+            Ok(()) => {
+                self.counters.latched += 1;
+                true
+            }
+            Err(_) => {
+                self.counters.latch_full += 1;
+                false
+            }
         }
-        self.blocked.insert(src);
-        self.counters.latched += 1;
-        true
     }
 
     fn report(&mut self, info: &PacketInfo, now_ns: u64, kind: EventKind) {

@@ -56,6 +56,8 @@ fn shared(timing: SpaceTiming, rates: RateConfig) -> Arc<DeceptionShared> {
             window_s: 60,
         },
         latch_capacity: 1024,
+        prefix_capacity: 64,
+        ipv6_block_len: 64,
     })
 }
 
