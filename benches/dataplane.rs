@@ -173,6 +173,8 @@ secret = "6261697477616c6c2062656e63686d61726b207365637265742c206e6f742075"
 [deception.rate_limit]
 per_decoy = 1000000
 per_decoy_burst = 1000000
+per_prober = 10000000
+per_prober_burst = 10000000
 total = 100000000
 total_burst = 100000000
 "#;

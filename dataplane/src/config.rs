@@ -570,6 +570,12 @@ pub struct RateSection {
     /// Burst from one decoy.
     #[serde(default = "default_per_decoy_burst")]
     pub per_decoy_burst: Count<1, 1_000_000>,
+    /// To one prober (its /24 or /64), from all decoys.
+    #[serde(default = "default_per_prober")]
+    pub per_prober: Count<1, 10_000_000>,
+    /// Burst to one prober.
+    #[serde(default = "default_per_prober_burst")]
+    pub per_prober_burst: Count<1, 10_000_000>,
     /// From all decoys.
     #[serde(default = "default_total")]
     pub total: Count<1, 100_000_000>,
@@ -584,6 +590,12 @@ fn default_per_decoy() -> Count<1, 1_000_000> {
 fn default_per_decoy_burst() -> Count<1, 1_000_000> {
     Count(200)
 }
+fn default_per_prober() -> Count<1, 10_000_000> {
+    Count(1000)
+}
+fn default_per_prober_burst() -> Count<1, 10_000_000> {
+    Count(2000)
+}
 fn default_total() -> Count<1, 100_000_000> {
     Count(200_000)
 }
@@ -596,6 +608,8 @@ impl Default for RateSection {
         RateSection {
             per_decoy: default_per_decoy(),
             per_decoy_burst: default_per_decoy_burst(),
+            per_prober: default_per_prober(),
+            per_prober_burst: default_per_prober_burst(),
             total: default_total(),
             total_burst: default_total_burst(),
         }
@@ -611,7 +625,12 @@ impl DeceptionSection {
         DeceptionShared {
             space: AddressSpace {
                 protected: prefixes(&self.protected),
-                excluded: prefixes(&self.exclude),
+                excluded: PrefixSet::new(
+                    self.exclude
+                        .iter()
+                        .map(|p| Prefix::from_net(p.0))
+                        .chain(self.protected.iter().flat_map(|p| reserved_addresses(p.0))),
+                ),
                 static_live: prefixes(&self.live),
                 live: LiveMap::new(self.live_map_slots.0, seed),
                 timing: SpaceTiming {
@@ -635,6 +654,8 @@ impl DeceptionSection {
             rates: RateConfig {
                 per_decoy: self.rate_limit.per_decoy.0 as u64,
                 per_decoy_burst: self.rate_limit.per_decoy_burst.0 as u64,
+                per_prober: self.rate_limit.per_prober.0 as u64,
+                per_prober_burst: self.rate_limit.per_prober_burst.0 as u64,
                 total: self.rate_limit.total.0 as u64,
                 total_burst: self.rate_limit.total_burst.0 as u64,
             },
@@ -654,6 +675,22 @@ impl DeceptionSection {
             Some(Secret(bytes)) => bytes,
             None => *process_secret(),
         }
+    }
+}
+
+/// Addresses of a protected prefix that are never hosts: an IPv4 subnet's
+/// network and broadcast addresses (prefixes up to /30), and an IPv6
+/// subnet's Subnet-Router anycast address (RFC 4291 section 2.6.1).
+fn reserved_addresses(net: ipnet::IpNet) -> Vec<Prefix> {
+    match net {
+        ipnet::IpNet::V4(n) if n.prefix_len() <= 30 => vec![
+            Prefix::from_net(ipnet::IpNet::from(std::net::IpAddr::V4(n.network()))),
+            Prefix::from_net(ipnet::IpNet::from(std::net::IpAddr::V4(n.broadcast()))),
+        ],
+        ipnet::IpNet::V6(n) if n.prefix_len() <= 126 => vec![Prefix::from_net(ipnet::IpNet::from(
+            std::net::IpAddr::V6(n.network()),
+        ))],
+        _ => Vec::new(),
     }
 }
 

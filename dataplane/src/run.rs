@@ -87,7 +87,7 @@ pub fn run(
                 std::thread::sleep(Duration::from_millis(1));
                 let fresh = dataplane.drain_events();
                 spread_latches(&mut dataplane, &fresh);
-                events.extend(fresh);
+                keep_events(&mut events, fresh);
                 if last_progress.elapsed() >= Duration::from_secs(1) {
                     progress(&dataplane.stats());
                     last_progress = Instant::now();
@@ -95,7 +95,7 @@ pub fn run(
             }
             let interrupted = stop.load(Ordering::Relaxed);
             let mut report = dataplane.stop();
-            events.append(&mut report.events);
+            keep_events(&mut events, std::mem::take(&mut report.events));
             let pcap = replay.finish().context("pcap replay")?;
             Ok(RunOutcome {
                 dataplane: report,
@@ -106,6 +106,15 @@ pub fn run(
             })
         }
     }
+}
+
+/// Events a run keeps for its report; later ones are counted, not kept
+/// (the control process will stream and store them instead).
+pub const MAX_KEPT_EVENTS: usize = 100_000;
+
+fn keep_events(kept: &mut Vec<WorkerEvent>, fresh: Vec<WorkerEvent>) {
+    let room = MAX_KEPT_EVENTS.saturating_sub(kept.len());
+    kept.extend(fresh.into_iter().take(room));
 }
 
 /// Spreads each block a worker latched to every worker: the in-process

@@ -83,6 +83,7 @@ pub struct Dataplane {
     generation: u64,
     port: String,
     events: Receiver<WorkerEvent>,
+    undelivered: u64,
 }
 
 /// Final report of a run.
@@ -154,8 +155,11 @@ impl Dataplane {
                 stop: stop.clone(),
                 events: events_tx.clone(),
             };
-            // Each engine allocates its tables here, before the thread starts.
-            let engine = Engine::new(&config.engine);
+            // Each engine allocates its tables here, before the thread
+            // starts, with its own hash seed.
+            let mut engine_config = config.engine.clone();
+            engine_config.flow_seed ^= (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let engine = Engine::new(&engine_config);
             let clock = clock.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("bw-worker-{id}"))
@@ -176,6 +180,7 @@ impl Dataplane {
             generation: 0,
             port: port_name,
             events,
+            undelivered: 0,
         })
     }
 
@@ -193,9 +198,13 @@ impl Dataplane {
     pub fn broadcast(&mut self, msg: ControlMsg) -> u64 {
         self.generation += 1;
         for tx in &self.control {
-            // A full channel means the worker is stuck; the barrier will time out and say so.
-            let _ = tx.try_send(msg);
-            let _ = tx.try_send(ControlMsg::Barrier(self.generation));
+            // A full channel means the worker is stuck: the message is
+            // counted as undelivered, and the barrier will time out.
+            for m in [msg, ControlMsg::Barrier(self.generation)] {
+                if tx.try_send(m).is_err() {
+                    self.undelivered += 1;
+                }
+            }
         }
         self.generation
     }
@@ -216,6 +225,11 @@ impl Dataplane {
             }
             std::thread::sleep(Duration::from_micros(100));
         }
+    }
+
+    /// Control messages that could not be delivered (a worker's channel was full).
+    pub fn undelivered(&self) -> u64 {
+        self.undelivered
     }
 
     /// Takes the events the workers reported so far.

@@ -59,7 +59,7 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 16 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 18 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 impl Counters {
     /// The counters as a flat array of cells, in a fixed order.
@@ -82,6 +82,8 @@ impl Counters {
             d.latch_full,
             d.bad_cookies,
             d.events_dropped,
+            d.suspect_bites,
+            d.events_suppressed,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -120,6 +122,8 @@ impl Counters {
         c.deception.latch_full = next();
         c.deception.bad_cookies = next();
         c.deception.events_dropped = next();
+        c.deception.suspect_bites = next();
+        c.deception.events_suppressed = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -234,6 +238,10 @@ pub struct WorkerStats {
     pub bad_cookies: u64,
     /// Events dropped (engine ring full, or worker channel full).
     pub events_lost: u64,
+    /// Blocking bites downgraded to alerts: their source was under cookie guessing.
+    pub suspect_bites: u64,
+    /// Service and sweep events over their budget, not reported.
+    pub events_suppressed: u64,
 }
 
 fn named<const N: usize>(
@@ -271,6 +279,8 @@ impl From<&Counters> for WorkerStats {
             latch_full: c.deception.latch_full,
             bad_cookies: c.deception.bad_cookies,
             events_lost: c.events_lost + c.deception.events_dropped,
+            suspect_bites: c.deception.suspect_bites,
+            events_suppressed: c.deception.events_suppressed,
         }
     }
 }

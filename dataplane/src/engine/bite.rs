@@ -84,8 +84,11 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// Data and port bites block; handshake bites alert (nmap -sT, or a
-    /// curious person, completes handshakes without attacking anything).
+    /// Data and port bites block; handshake bites alert (one completed
+    /// handshake, a curious person's or a single connect probe's, uses
+    /// nothing it learned). A connect scan of two open ports of one decoy
+    /// is a port bite, and blocks: it is exactly the use of recon the
+    /// latch exists for.
     fn default() -> Self {
         Policy {
             handshake: Action::Alert,

@@ -106,7 +106,9 @@ fn classify_ipv4(l3: &[u8], mut info: PacketInfo) -> Result<PacketInfo, WireErro
     info.protocol = ip.protocol();
     info.src = ip.src_addr().to_ipv6_mapped().octets();
     info.dst = ip.dst_addr().to_ipv6_mapped().octets();
-    info.fragment = ip.frag_offset() != 0;
+    // Any fragment, the first one included (MF set, offset 0): its transport
+    // header may be cut, and the rest of the datagram is elsewhere.
+    info.fragment = ip.is_fragment();
     if info.fragment {
         return Ok(info);
     }
@@ -322,6 +324,14 @@ mod tests {
                 "an unknown EtherType (LLDP) is classified as other",
                 set(syn(), 12, &[0x88, 0xcc]),
                 Ok(|i| assert_eq!(i.l3, L3::Other(0x88cc))),
+            ),
+            (
+                "a first fragment (MF set, offset 0) is a fragment too",
+                set(syn(), 20, &[0x20, 0x00]),
+                Ok(|i| {
+                    assert!(i.fragment);
+                    assert_eq!((i.src_port, i.l4_offset), (0, 0));
+                }),
             ),
             (
                 "a non-first fragment has no ports",

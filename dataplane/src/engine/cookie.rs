@@ -107,7 +107,7 @@ impl CookieJar {
     }
 
     /// `K_e`: derived from the second half of the secret and the epoch (the
-    /// first half keys other derivations, such as personas).
+    /// first half keys the personas).
     fn epoch_key(&self, epoch: u64) -> (u64, u64) {
         let (a, b) = key_halves(&self.master, 16);
         let mut h = SipHasher24::new_with_keys(a, b);

@@ -86,6 +86,11 @@ pub struct DeceptionCounters {
     pub latch_full: u64,
     /// Segments to decoys whose cookie did not verify (forged or stale).
     pub bad_cookies: u64,
+    /// Blocking bites downgraded to alerts because the source was under
+    /// cookie guessing.
+    pub suspect_bites: u64,
+    /// Service and sweep events not reported (over their budget).
+    pub events_suppressed: u64,
     /// Events dropped because the ring was full.
     pub events_dropped: u64,
 }
@@ -135,6 +140,99 @@ pub struct Deceiver {
     services: foldhash::fast::FixedState,
     service_seen: Box<[u64]>,
     personas: PersonaCache,
+    guesses: GuessTable,
+    event_budget: EventBudget,
+}
+
+/// Wrong cookies from one source (its /24 or /64) within the window that
+/// make it a suspect: about one a second is already far more than any real
+/// stack produces, and far fewer than a guesser needs (2^31 tries).
+const GUESS_LIMIT: u32 = 64;
+/// The guessing window, in seconds.
+const GUESS_WINDOW_S: u32 = 600;
+
+/// Per-worker counts of wrong cookies by source prefix (direct-mapped:
+/// a colliding prefix takes the slot over, which can only forget a suspect,
+/// never make one).
+struct GuessTable {
+    slots: Box<[(u128, u32, u32)]>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl GuessTable {
+    const SLOTS: usize = 4096;
+
+    fn new(seed: u64) -> Self {
+        GuessTable {
+            slots: vec![(0, 0, 0); Self::SLOTS].into_boxed_slice(),
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+        }
+    }
+
+    /// The /24 of an IPv4 source, the /64 of an IPv6 one.
+    fn key(src: &[u8; 16]) -> u128 {
+        let a = u128::from_be_bytes(*src);
+        let v4 = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        if v4 {
+            a & !0xff
+        } else {
+            a & !((1u128 << 64) - 1)
+        }
+    }
+
+    fn slot(&mut self, key: u128) -> Option<&mut (u128, u32, u32)> {
+        let i = self.hasher.hash_one(key) as usize & (Self::SLOTS - 1);
+        self.slots.get_mut(i)
+    }
+
+    fn note(&mut self, src: &[u8; 16], now_s: u32) {
+        let key = Self::key(src);
+        if let Some(slot) = self.slot(key) {
+            if slot.0 != key || now_s.saturating_sub(slot.1) > GUESS_WINDOW_S {
+                *slot = (key, now_s, 0);
+            }
+            slot.2 = slot.2.saturating_add(1);
+        }
+    }
+
+    fn suspect(&mut self, src: &[u8; 16], now_s: u32) -> bool {
+        let key = Self::key(src);
+        self.slot(key).is_some_and(|slot| {
+            slot.0 == key && now_s.saturating_sub(slot.1) <= GUESS_WINDOW_S && slot.2 >= GUESS_LIMIT
+        })
+    }
+}
+
+/// A token bucket for non-bite events: 200 a second, bursts of 1,000.
+struct EventBudget {
+    tokens: u64,
+    last_ms: u64,
+}
+
+impl Default for EventBudget {
+    fn default() -> Self {
+        EventBudget {
+            tokens: 1000,
+            last_ms: 0,
+        }
+    }
+}
+
+impl EventBudget {
+    fn take(&mut self, now_ns: u64) -> bool {
+        let now_ms = now_ns / 1_000_000;
+        let refill = now_ms.saturating_sub(self.last_ms) / 5;
+        if refill > 0 {
+            self.tokens = (self.tokens + refill).min(1000);
+            self.last_ms = now_ms;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Slots of the per-worker persona cache.
@@ -187,7 +285,8 @@ fn seconds(now_ns: u64) -> u32 {
 }
 
 impl Deceiver {
-    /// A worker's state over the shared configuration; `seed` varies per worker.
+    /// A worker's state over the shared configuration; `seed` keys its local
+    /// hash tables.
     pub fn new(shared: Arc<DeceptionShared>, seed: u64, now_ns: u64) -> Self {
         let cookies = CookieJar::new(
             &shared.secret,
@@ -205,6 +304,8 @@ impl Deceiver {
             services: foldhash::fast::FixedState::with_seed(seed ^ 0x5e5e),
             service_seen: vec![0; SERVICE_SLOTS].into_boxed_slice(),
             personas: PersonaCache::new(seed ^ 0x7065),
+            guesses: GuessTable::new(seed ^ 0x6775),
+            event_budget: EventBudget::default(),
             shared,
         }
     }
@@ -271,6 +372,12 @@ impl Deceiver {
         if self.shared.space.darkness(&info.dst, now_s, start_s) != Darkness::Dark {
             return None;
         }
+        if !plausible_source(&info.src) {
+            // Broadcast, multicast, unspecified or loopback sources are not
+            // hosts (RFC 1122 3.2.2, RFC 4443 2.4): answering them would
+            // reflect at a whole segment.
+            return Some(Verdict::Drop(DropReason::ToDecoy));
+        }
         if info.fragment {
             return Some(Verdict::Drop(DropReason::ToDecoy));
         }
@@ -314,9 +421,10 @@ impl Deceiver {
         Verdict::Reply
     }
 
-    /// Takes a reply token for `decoy`, or says why not.
-    fn limited(&mut self, decoy: &[u8; 16], now_ms: u64) -> Option<Verdict> {
-        (!self.limiter.allow(decoy, now_ms)).then_some(Verdict::Drop(DropReason::RateLimited))
+    /// Takes a reply token for `decoy` answering `prober`, or says why not.
+    fn limited(&mut self, decoy: &[u8; 16], prober: &[u8; 16], now_ms: u64) -> Option<Verdict> {
+        (!self.limiter.allow(decoy, prober, now_ms))
+            .then_some(Verdict::Drop(DropReason::RateLimited))
     }
 
     fn arp<B: PacketBuf>(
@@ -334,10 +442,15 @@ impl Deceiver {
         if !q.sender_ip.is_unspecified() {
             space.learn(&src, now_s);
         }
-        if q.sender_ip == q.target_ip || space.darkness(&target, now_s, start_s) != Darkness::Dark {
+        // An ARP probe (sender 0.0.0.0, RFC 5227) or announcement means a
+        // host is claiming the address: let it have it.
+        if q.sender_ip.is_unspecified()
+            || q.sender_ip == q.target_ip
+            || space.darkness(&target, now_s, start_s) != Darkness::Dark
+        {
             return None;
         }
-        if let Some(v) = self.limited(&target, now_ms) {
+        if let Some(v) = self.limited(&target, &src, now_ms) {
             return Some(v);
         }
         let persona = self.personas.get(&self.shared.personas, &target);
@@ -364,7 +477,7 @@ impl Deceiver {
         if self.shared.space.darkness(&target, now_s, start_s) != Darkness::Dark {
             return None;
         }
-        if let Some(v) = self.limited(&target, now_ms) {
+        if let Some(v) = self.limited(&target, &q.sender_ip.octets(), now_ms) {
             return Some(v);
         }
         let persona = self.personas.get(&self.shared.personas, &target);
@@ -383,7 +496,7 @@ impl Deceiver {
         if !is_request {
             return Verdict::Drop(DropReason::ToDecoy);
         }
-        if let Some(v) = self.limited(&info.dst, now_ms) {
+        if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
             return v;
         }
         self.note_sweep(info, now_ms * 1_000_000);
@@ -395,7 +508,7 @@ impl Deceiver {
     }
 
     fn udp<B: PacketBuf>(&mut self, buf: &mut B, info: &PacketInfo, now_ms: u64) -> Verdict {
-        if let Some(v) = self.limited(&info.dst, now_ms) {
+        if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
             return v;
         }
         self.note_sweep(info, now_ms * 1_000_000);
@@ -426,7 +539,7 @@ impl Deceiver {
         let persona = self.personas.get(&self.shared.personas, &info.dst);
         let open = persona.is_open(probe.dst_port);
         if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
-            if let Some(v) = self.limited(&info.dst, now_ms) {
+            if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
                 return v;
             }
             self.note_sweep(info, now_ns);
@@ -443,7 +556,18 @@ impl Deceiver {
             };
         }
         if !flags.contains(TcpFlags::ACK) {
-            return Verdict::Drop(DropReason::ToDecoy);
+            // FIN, NULL or Xmas probes: a closed port answers RST|ACK (RFC
+            // 9293 section 3.10.7.1), an open (listening) port stays silent.
+            if open {
+                return Verdict::Drop(DropReason::ToDecoy);
+            }
+            if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
+                return v;
+            }
+            return match reset(buf, &probe, &persona, now_ms) {
+                Ok(()) => self.mark(MarkKind::Rst),
+                Err(e) => Verdict::Drop(e.into()),
+            };
         }
         let verified = if open {
             self.cookies.verify(&tuple(info), probe.ack, COOKIE_WINDOW)
@@ -454,8 +578,9 @@ impl Deceiver {
             // A segment of no connection: forged, stale, or to a closed port.
             if open {
                 self.counters.bad_cookies += 1;
+                self.guesses.note(&info.src, seconds(now_ns));
             }
-            if let Some(v) = self.limited(&info.dst, now_ms) {
+            if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
                 return v;
             }
             return match reset(buf, &probe, &persona, now_ms) {
@@ -496,7 +621,7 @@ impl Deceiver {
         if is_bite && self.bite(info, kind, now_ns) {
             return Verdict::Drop(DropReason::Blocked);
         }
-        if let Some(v) = self.limited(&info.dst, now_ms) {
+        if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
             return v;
         }
         // The decoy's answer, computed from this segment alone.
@@ -566,6 +691,13 @@ impl Deceiver {
         if allowlisted && action == Action::Block {
             action = Action::Alert;
         }
+        // A source under cookie guessing (many wrong cookies lately) may be
+        // someone spoofing it to get it blocked by a lucky guess: its bites
+        // are reported, never blocked.
+        if action == Action::Block && self.guesses.suspect(&info.src, seconds(now_ns)) {
+            action = Action::Alert;
+            self.counters.suspect_bites += 1;
+        }
         let latched = action == Action::Block && self.latch(info.src);
         if action != Action::Count {
             self.report(
@@ -594,7 +726,11 @@ impl Deceiver {
         // IPv4 sources are blocked alone; an IPv6 source by its prefix (its
         // /64 by default), since one host can rotate through a whole /64.
         let v4_mapped = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        let len = if v4_mapped { 128 } else { self.shared.ipv6_block_len };
+        let len = if v4_mapped {
+            128
+        } else {
+            self.shared.ipv6_block_len
+        };
         let prefix = Prefix::from_parts(u128::from_be_bytes(src), len);
         if self.blocked.standing(&src, u32::MAX - 1) == Standing::Blocked {
             return true;
@@ -614,6 +750,13 @@ impl Deceiver {
     }
 
     fn report(&mut self, info: &PacketInfo, now_ns: u64, kind: EventKind) {
+        // Bites always go out; the events forged traffic can produce in
+        // bulk (learned services, sweeps) share a budget, so they can never
+        // crowd a bite out of the ring or the channel.
+        if !matches!(kind, EventKind::Bite { .. }) && !self.event_budget.take(now_ns) {
+            self.counters.events_suppressed += 1;
+            return;
+        }
         self.events.push(Event {
             kind,
             src: info.src,
@@ -622,6 +765,17 @@ impl Deceiver {
             dst_port: info.dst_port,
             time_ns: now_ns,
         });
+    }
+}
+
+/// True for an address a real host could send from.
+fn plausible_source(src: &[u8; 16]) -> bool {
+    let ip = std::net::IpAddr::from(*src).to_canonical();
+    match ip {
+        std::net::IpAddr::V4(a) => {
+            !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback())
+        }
+        std::net::IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
     }
 }
 

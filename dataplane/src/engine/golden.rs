@@ -799,6 +799,8 @@ fn replies_are_rate_limited_per_decoy() {
     let rates = RateConfig {
         per_decoy: 10,
         per_decoy_burst: 50,
+        per_prober: 1_000_000,
+        per_prober_burst: 1_000_000,
         total: 1_000_000,
         total_burst: 1_000_000,
     };
@@ -815,4 +817,119 @@ fn replies_are_rate_limited_per_decoy() {
         }
     }
     assert_eq!((replied, limited), (50, 250));
+}
+
+#[test]
+fn a_source_under_cookie_guessing_is_reported_never_blocked() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    let victim = client(10, 0);
+    // A spoofer guesses cookies in the victim's name, 64 times.
+    for i in 0..64u16 {
+        let mut guess = synth::tcp(
+            &victim.port(20000 + i),
+            &d,
+            Flags::PSH_ACK,
+            1,
+            u32::from(i) * 7919,
+            b"x",
+        );
+        e.process(&mut guess, T0);
+    }
+    // Then a bite from the victim's address verifies (a lucky guess, or the
+    // victim itself): it is reported, not blocked.
+    let (_, _, isn) = handshake(&mut e, &victim.port(40011), &d, T0 + SEC);
+    let mut data = synth::tcp(
+        &victim.port(40011),
+        &d,
+        Flags::PSH_ACK,
+        5001,
+        isn.wrapping_add(1),
+        b"GET / HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(e.process(&mut data, T0 + 2 * SEC), Verdict::Reply);
+    assert!(e.latched().is_empty());
+    assert_eq!(e.deception_counters().suspect_bites, 1);
+    assert!(bites(&events(&mut e)).contains(&(BiteKind::Data, Action::Alert)));
+}
+
+#[test]
+fn arp_probes_for_a_dark_address_are_left_to_the_claimant() {
+    let mut e = engine();
+    let target = Ipv4Addr::new(198, 51, 100, 77);
+    let mut probe = synth::arp(
+        [2, 0, 0, 0, 0, 0x33],
+        Ipv4Addr::UNSPECIFIED,
+        [0; 6],
+        target,
+        false,
+    );
+    assert_eq!(e.process(&mut probe, T0), Verdict::Forward);
+}
+
+#[test]
+fn fin_null_and_xmas_probes_get_rst_from_closed_ports_and_silence_from_open_ones() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    let c = client(5, 40012);
+    let fin = Flags {
+        fin: true,
+        ..Flags::default()
+    };
+    let mut closed = synth::tcp(&c, &d.port(12345), fin, 77, 0, &[]);
+    assert_eq!(e.process(&mut closed, T0), Verdict::Reply);
+    let r = tcp_reply(&closed);
+    assert!(r.rst && r.ack_flag);
+    assert_eq!(r.ack, 78, "FIN counts one");
+    let mut open = synth::tcp(&c, &d, fin, 77, 0, &[]);
+    assert_eq!(e.process(&mut open, T0), Verdict::Drop(DropReason::ToDecoy));
+}
+
+#[test]
+fn sources_that_are_not_hosts_get_no_reply() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    for src in [
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::LOCALHOST,
+        Ipv4Addr::UNSPECIFIED,
+    ] {
+        let mut f = synth::tcp(&Endpoint::new(ROUTER, src, 1), &d, Flags::SYN, 1, 0, &[]);
+        assert_eq!(
+            e.process(&mut f, T0),
+            Verdict::Drop(DropReason::ToDecoy),
+            "{src}"
+        );
+    }
+}
+
+#[test]
+fn one_prober_gets_at_most_its_rate_however_many_decoys_it_hits() {
+    let rates = RateConfig {
+        per_decoy: 1000,
+        per_decoy_burst: 1000,
+        per_prober: 10,
+        per_prober_burst: 30,
+        total: 1_000_000,
+        total_burst: 1_000_000,
+    };
+    let mut e = engine_with(no_wait(), rates);
+    let victim = client(10, 0);
+    let mut replied = 0;
+    for last in 20..220u8 {
+        let d = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, last), 80);
+        let mut f = synth::tcp(
+            &victim.port(1000 + u16::from(last)),
+            &d,
+            Flags::SYN,
+            1,
+            0,
+            &[],
+        );
+        if e.process(&mut f, T0) == Verdict::Reply {
+            replied += 1;
+        }
+    }
+    assert_eq!(replied, 30);
 }

@@ -23,7 +23,10 @@ impl Bucket {
         let cap = burst.max(1) * 1000;
         let elapsed = now_ms.saturating_sub(self.last_ms);
         // One token a second is one milli-token a millisecond.
-        self.milli_tokens = (self.milli_tokens + elapsed.saturating_mul(rate_per_s)).min(cap);
+        self.milli_tokens = self
+            .milli_tokens
+            .saturating_add(elapsed.saturating_mul(rate_per_s))
+            .min(cap);
         self.last_ms = now_ms.max(self.last_ms);
         if self.milli_tokens >= 1000 {
             self.milli_tokens -= 1000;
@@ -41,6 +44,10 @@ pub struct RateConfig {
     pub per_decoy: u64,
     /// Burst allowed per decoy.
     pub per_decoy_burst: u64,
+    /// Replies per second to one prober (/24 or /64).
+    pub per_prober: u64,
+    /// Burst allowed per prober.
+    pub per_prober_burst: u64,
     /// Replies per second from this worker in total.
     pub total: u64,
     /// Burst allowed in total.
@@ -52,6 +59,8 @@ impl Default for RateConfig {
         RateConfig {
             per_decoy: 100,
             per_decoy_burst: 200,
+            per_prober: 1000,
+            per_prober_burst: 2000,
             total: 200_000,
             total_burst: 20_000,
         }
@@ -63,6 +72,7 @@ pub struct RateLimiter {
     config: RateConfig,
     total: Bucket,
     per_decoy: Box<[Bucket]>,
+    per_prober: Box<[Bucket]>,
     mask: usize,
     hasher: FixedState,
 }
@@ -79,21 +89,31 @@ impl RateLimiter {
             config,
             total: full(config.total_burst),
             per_decoy: vec![full(config.per_decoy_burst); n].into_boxed_slice(),
+            per_prober: vec![full(config.per_prober_burst); n].into_boxed_slice(),
             mask: n - 1,
             hasher: FixedState::with_seed(seed),
         }
     }
 
-    /// Takes a token for a reply from `decoy`; false means: do not send.
+    /// Takes a token for a reply from `decoy` to `prober`; false means: do
+    /// not send. The prober is counted by its /24 (IPv4) or /64 (IPv6), so a
+    /// spoofed victim gets at most its own rate however many decoys are hit.
     #[inline]
-    pub fn allow(&mut self, decoy: &[u8; 16], now_ms: u64) -> bool {
+    pub fn allow(&mut self, decoy: &[u8; 16], prober: &[u8; 16], now_ms: u64) -> bool {
         let c = self.config;
         let i = self.hasher.hash_one(decoy) as usize & self.mask;
-        let Some(bucket) = self.per_decoy.get_mut(i) else {
+        let v4 = prober[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let p = u128::from_be_bytes(*prober) & if v4 { !0xff } else { !((1u128 << 64) - 1) };
+        let j = self.hasher.hash_one(p ^ 0x7072_6f62) as usize & self.mask;
+        let (Some(decoy_bucket), Some(prober_bucket)) =
+            (self.per_decoy.get_mut(i), self.per_prober.get_mut(j))
+        else {
             return false;
         };
-        // Per decoy first: a flood aimed at one decoy must not drain the total.
-        bucket.take(now_ms, c.per_decoy, c.per_decoy_burst)
+        // Narrowest first: a flood aimed at one decoy or from one prober
+        // must not drain the total.
+        decoy_bucket.take(now_ms, c.per_decoy, c.per_decoy_burst)
+            && prober_bucket.take(now_ms, c.per_prober, c.per_prober_burst)
             && self.total.take(now_ms, c.total, c.total_burst)
     }
 }
@@ -211,15 +231,17 @@ mod tests {
         let cfg = RateConfig {
             per_decoy: 10,
             per_decoy_burst: 5,
+            per_prober: 1000,
+            per_prober_burst: 1000,
             total: 1000,
             total_burst: 1000,
         };
         let mut l = RateLimiter::new(cfg, 1024, 1);
-        let sent = (0..100).filter(|_| l.allow(&a(1), 1000)).count();
+        let sent = (0..100).filter(|_| l.allow(&a(1), &a(9), 1000)).count();
         assert_eq!(sent, 5, "the burst, then nothing in the same millisecond");
-        assert!(l.allow(&a(2), 1000), "another decoy still answers");
+        assert!(l.allow(&a(2), &a(9), 1000), "another decoy still answers");
         // 10 per second: after 500 ms, five more.
-        let later = (0..100).filter(|_| l.allow(&a(1), 1500)).count();
+        let later = (0..100).filter(|_| l.allow(&a(1), &a(9), 1500)).count();
         assert_eq!(later, 5);
     }
 
@@ -228,11 +250,13 @@ mod tests {
         let cfg = RateConfig {
             per_decoy: 1000,
             per_decoy_burst: 1000,
+            per_prober: 1_000_000,
+            per_prober_burst: 1_000_000,
             total: 10,
             total_burst: 20,
         };
         let mut l = RateLimiter::new(cfg, 1024, 1);
-        let sent = (0..1000).filter(|&i| l.allow(&a(i), 5)).count();
+        let sent = (0..1000).filter(|&i| l.allow(&a(i), &a(9), 5)).count();
         assert_eq!(sent, 20);
     }
 

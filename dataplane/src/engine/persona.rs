@@ -194,10 +194,11 @@ impl PersonaMaker {
             }
             u64::from_le_bytes(w)
         };
-        // Personas use different key words than the cookies' fixed hash.
+        // Personas are keyed by the first half of the secret; cookie epoch
+        // keys derive from the second half.
         PersonaMaker {
-            k0: word(8) ^ 0x7065_7273_6f6e_6173,
-            k1: word(24) ^ 0x6261_6974_7761_6c6c,
+            k0: word(0) ^ 0x7065_7273_6f6e_6173,
+            k1: word(8) ^ 0x6261_6974_7761_6c6c,
         }
     }
 

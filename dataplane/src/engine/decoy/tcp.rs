@@ -161,12 +161,10 @@ pub fn write_segment<B: PacketBuf>(
     } else {
         ts_options(probe, persona, now_ms)
     };
-    // After the handshake the window field is scaled, as the real stack sends it.
-    let window = if syn {
-        persona.window
-    } else {
-        persona.window >> persona.window_scale.min(14)
-    };
+    // After the handshake the window is sent unscaled: right for a client
+    // that did not offer window scaling, merely generous for one that did
+    // (a stateless decoy cannot remember which).
+    let window = persona.window;
     let repr = TcpRepr {
         src_port: probe.dst_port,
         dst_port: probe.src_port,

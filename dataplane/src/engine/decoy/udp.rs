@@ -24,10 +24,29 @@ fn reply_payload(
         53 => {
             // DNS (RFC 1035): a query (QR = 0) with one question gets the same
             // message back as a response, recursion refused (RCODE 5).
-            if request.len() < 12 || request.len() > MAX_REPLY || request.get(2)? & 0x80 != 0 {
+            if request.len() < 12 || request.get(2)? & 0x80 != 0 || request.get(4..6)? != [0, 1] {
                 return None;
             }
-            let len = request.len();
+            // The question: a name of labels, then QTYPE and QCLASS. The
+            // reply ends there (additional records such as EDNS are dropped
+            // with ARCOUNT set to 0).
+            let mut at = 12;
+            loop {
+                let label = usize::from(*request.get(at)?);
+                if label == 0 {
+                    at += 1;
+                    break;
+                }
+                if label > 63 {
+                    return None;
+                }
+                at += 1 + label;
+            }
+            let len = at + 4;
+            if len > request.len() || len > MAX_REPLY {
+                return None;
+            }
+            let request = request.get(..len)?;
             out.get_mut(..len)?.copy_from_slice(request);
             let rd = out.get(2)? & 0x01;
             *out.get_mut(2)? = 0x80 | (request.get(2)? & 0x78) | rd;
@@ -53,7 +72,7 @@ fn reply_payload(
             reply[8..12].copy_from_slice(&0x0000_0300u32.to_be_bytes());
             reply[12..16].copy_from_slice(b"\xc0\x00\x02\x01");
             let ntp_s = (now_s + 2_208_988_800) as u32;
-            reply[16..20].copy_from_slice(&(ntp_s - 64).to_be_bytes());
+            reply[16..20].copy_from_slice(&ntp_s.wrapping_sub(64).to_be_bytes());
             reply[24..32].copy_from_slice(&request[40..48]);
             reply[32..36].copy_from_slice(&ntp_s.to_be_bytes());
             reply[40..44].copy_from_slice(&ntp_s.to_be_bytes());
