@@ -14,13 +14,13 @@ use toml::Spanned;
 
 use std::sync::Arc;
 
-use crate::engine::EngineConfig;
 use crate::engine::bite::{Action, Policy, ProofTable};
 use crate::engine::deceive::DeceptionShared;
 use crate::engine::flow::{FlowState, MAX_TIMEOUT_MS, Timeouts};
 use crate::engine::limit::{RateConfig, SweepConfig};
 use crate::engine::persona::PersonaMaker;
 use crate::engine::space::{AddressSpace, LiveMap, Prefix, PrefixSet, SpaceTiming};
+use crate::engine::{BlockConfig, EngineConfig};
 use crate::io::MAX_BURST;
 use crate::io::pcap::Replay;
 use crate::io::soft::SoftNicConfig;
@@ -663,8 +663,6 @@ impl DeceptionSection {
                 decoys: self.sweep.decoys.0 as u32,
                 window_s: secs(self.sweep.window).max(1),
             },
-            latch_capacity: self.latch_capacity.0,
-            prefix_capacity: self.prefix_capacity.0,
             ipv6_block_len: self.block_ipv6_prefix.0 as u8,
         }
     }
@@ -831,6 +829,14 @@ impl Config {
                 timeouts: self.flows.timeouts.resolve(),
                 flow_seed: seed,
                 deception: self.deception.as_ref().map(|d| Arc::new(d.build(seed))),
+                blocks: match &self.deception {
+                    Some(d) => BlockConfig {
+                        exact: d.latch_capacity.0,
+                        prefixes: d.prefix_capacity.0,
+                        ipv6_len: d.block_ipv6_prefix.0 as u8,
+                    },
+                    None => BlockConfig::default(),
+                },
             },
         }
     }

@@ -63,6 +63,7 @@ pub fn frame(data: &[u8]) {
                 timeouts: Timeouts::default(),
                 flow_seed: 1,
                 deception: None,
+                blocks: crate::engine::BlockConfig::default(),
             }),
         });
         black_box(engine.process(&mut buf, now));

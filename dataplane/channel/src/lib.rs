@@ -18,11 +18,13 @@
 //! assert!(consumer.pop().is_none());
 //! ```
 
+pub mod message;
 pub mod record;
 #[cfg(not(loom))]
 pub mod region;
 pub mod ring;
 
+pub use message::{DecodeError, Rule, UpEvent};
 pub use record::{RECORD_SIZE, Record};
 #[cfg(not(loom))]
 pub use region::{Geometry, Region, RegionError};

@@ -119,10 +119,6 @@ pub struct DeceptionShared {
     pub rates: RateConfig,
     /// Sweep detection.
     pub sweep: SweepConfig,
-    /// Sources one worker can latch.
-    pub latch_capacity: usize,
-    /// CIDR blocks one worker can hold.
-    pub prefix_capacity: usize,
     /// An IPv6 source is blocked by this prefix length (64: its /64).
     pub ipv6_block_len: u8,
 }
@@ -132,7 +128,6 @@ pub struct Deceiver {
     shared: Arc<DeceptionShared>,
     cookies: CookieJar,
     start_s: Option<u32>,
-    blocked: Blocklist,
     limiter: RateLimiter,
     sweeps: SweepTable,
     events: EventRing,
@@ -296,7 +291,6 @@ impl Deceiver {
         Deceiver {
             cookies,
             start_s: None,
-            blocked: Blocklist::new(shared.latch_capacity, shared.prefix_capacity),
             limiter: RateLimiter::new(shared.rates, 1 << 14, seed),
             sweeps: SweepTable::new(shared.sweep, 1 << 14, seed ^ 0x5a5a),
             events: EventRing::new(4096),
@@ -323,16 +317,6 @@ impl Deceiver {
         self.events.drain()
     }
 
-    /// True when this worker has latched `src`.
-    pub fn is_latched(&self, src: &[u8; 16]) -> bool {
-        self.blocked.standing(src, u32::MAX - 1) == Standing::Blocked
-    }
-
-    /// Latched sources (for reports).
-    pub fn latched(&self) -> impl Iterator<Item = &[u8; 16]> {
-        self.blocked.exact_blocks()
-    }
-
     /// Handles one classified frame. `None`: not the deceiver's business
     /// (forward it); `Some(verdict)`: a mark was written in place, or the
     /// frame is dropped.
@@ -342,6 +326,7 @@ impl Deceiver {
         buf: &mut B,
         info: &PacketInfo,
         now_ns: u64,
+        blocks: &mut Blocklist,
     ) -> Option<Verdict> {
         let now_s = seconds(now_ns);
         let start_s = *self.start_s.get_or_insert(now_s);
@@ -352,9 +337,6 @@ impl Deceiver {
                 L3::Arp => self.arp(buf, now_s, start_s, now_ms),
                 _ => None,
             };
-        }
-        if self.blocked.standing(&info.src, now_s) == Standing::Blocked {
-            return Some(Verdict::Drop(DropReason::Blocked));
         }
         self.shared.space.learn(&info.src, now_s);
         if info.tcp_flags == Some(TcpFlags::SYN | TcpFlags::ACK)
@@ -382,7 +364,7 @@ impl Deceiver {
             return Some(Verdict::Drop(DropReason::ToDecoy));
         }
         let verdict = match info.protocol {
-            protocol::TCP => self.tcp(buf, info, now_ns),
+            protocol::TCP => self.tcp(buf, info, now_ns, blocks),
             protocol::UDP => self.udp(buf, info, now_ms),
             protocol::ICMP | protocol::ICMPV6 => self.echo(buf, info, now_ms),
             _ => Verdict::Drop(DropReason::ToDecoy),
@@ -526,7 +508,13 @@ impl Deceiver {
         }
     }
 
-    fn tcp<B: PacketBuf>(&mut self, buf: &mut B, info: &PacketInfo, now_ns: u64) -> Verdict {
+    fn tcp<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        info: &PacketInfo,
+        now_ns: u64,
+        blocks: &mut Blocklist,
+    ) -> Verdict {
         let now_ms = now_ns / 1_000_000;
         let Some(probe) = TcpProbe::parse(buf.data(), info) else {
             return Verdict::Drop(DropReason::Truncated);
@@ -618,7 +606,7 @@ impl Deceiver {
             || service::banner(&persona, probe.dst_port)
                 .is_some_and(|b| b.payload().len() as u32 == cookie.offset);
         let is_bite = exact && (opening || probe.payload_len > 0);
-        if is_bite && self.bite(info, kind, now_ns) {
+        if is_bite && self.bite(info, kind, now_ns, blocks) {
             return Verdict::Drop(DropReason::Blocked);
         }
         if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
@@ -682,7 +670,13 @@ impl Deceiver {
 
     /// Counts and reports a bite and applies the policy; true when the
     /// source is now latched.
-    fn bite(&mut self, info: &PacketInfo, kind: BiteKind, now_ns: u64) -> bool {
+    fn bite(
+        &mut self,
+        info: &PacketInfo,
+        kind: BiteKind,
+        now_ns: u64,
+        blocks: &mut Blocklist,
+    ) -> bool {
         if let Some(c) = self.counters.bites.get_mut(kind as usize) {
             *c += 1;
         }
@@ -698,7 +692,7 @@ impl Deceiver {
             action = Action::Alert;
             self.counters.suspect_bites += 1;
         }
-        let latched = action == Action::Block && self.latch(info.src);
+        let latched = action == Action::Block && self.latch(info.src, blocks);
         if action != Action::Count {
             self.report(
                 info,
@@ -717,32 +711,15 @@ impl Deceiver {
         latched
     }
 
-    /// Latches `src` on the word of the control side (a bite seen elsewhere).
-    pub fn latch_from_control(&mut self, src: [u8; 16]) {
-        self.latch(src);
-    }
-
-    fn latch(&mut self, src: [u8; 16]) -> bool {
-        // IPv4 sources are blocked alone; an IPv6 source by its prefix (its
-        // /64 by default), since one host can rotate through a whole /64.
-        let v4_mapped = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        let len = if v4_mapped {
-            128
-        } else {
-            self.shared.ipv6_block_len
-        };
-        let prefix = Prefix::from_parts(u128::from_be_bytes(src), len);
-        if self.blocked.standing(&src, u32::MAX - 1) == Standing::Blocked {
-            return true;
-        }
-        // Below capacity an insert never reallocates; at capacity it is
-        // refused and counted.
-        match self.blocked.block(prefix, 0) {
-            Ok(()) => {
+    /// Latches `src` into `blocks`; true when it is blocked now.
+    pub fn latch(&mut self, src: [u8; 16], blocks: &mut Blocklist) -> bool {
+        match latch_source(src, self.shared.ipv6_block_len, blocks) {
+            Latch::Already => true,
+            Latch::New => {
                 self.counters.latched += 1;
                 true
             }
-            Err(_) => {
+            Latch::Full => {
                 self.counters.latch_full += 1;
                 false
             }
@@ -765,6 +742,33 @@ impl Deceiver {
             dst_port: info.dst_port,
             time_ns: now_ns,
         });
+    }
+}
+
+/// The outcome of a latch.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Latch {
+    /// The source was blocked already.
+    Already,
+    /// The source is blocked now.
+    New,
+    /// The block table is full: not blocked.
+    Full,
+}
+
+/// Blocks `src` in `blocks`, permanently until control says otherwise:
+/// IPv4 sources alone, an IPv6 source by its prefix of `ipv6_len` (its /64
+/// by default, since one host can rotate through a whole /64). Below
+/// capacity an insert never reallocates; at capacity it is refused.
+pub fn latch_source(src: [u8; 16], ipv6_len: u8, blocks: &mut Blocklist) -> Latch {
+    if blocks.standing(&src, u32::MAX - 1) == Standing::Blocked {
+        return Latch::Already;
+    }
+    let v4_mapped = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let len = if v4_mapped { 128 } else { ipv6_len };
+    match blocks.block(Prefix::from_parts(u128::from_be_bytes(src), len), 0) {
+        Ok(()) => Latch::New,
+        Err(_) => Latch::Full,
     }
 }
 

@@ -55,8 +55,6 @@ fn shared(timing: SpaceTiming, rates: RateConfig) -> Arc<DeceptionShared> {
             decoys: 16,
             window_s: 60,
         },
-        latch_capacity: 1024,
-        prefix_capacity: 64,
         ipv6_block_len: 64,
     })
 }

@@ -24,10 +24,12 @@ use std::sync::Arc;
 
 use crate::io::PacketBuf;
 use crate::wire::WireError;
+use blocklist::{Blocklist, BlocklistError, Standing};
 use classify::{PacketInfo, classify};
 use deceive::{Deceiver, DeceptionCounters, DeceptionShared};
 use event::Event;
 use flow::{FlowKey, FlowTable, FlowUpdate, Timeouts};
+use space::Prefix;
 
 /// Why a frame was dropped. Each reason is a counter; names are stable
 /// (they become metric labels and JSON keys).
@@ -137,6 +139,31 @@ pub struct EngineConfig {
     pub flow_seed: u64,
     /// Deception (dark space, marks, bites, latch); `None`: forward only.
     pub deception: Option<Arc<DeceptionShared>>,
+    /// Sizes of the block state.
+    pub blocks: BlockConfig,
+}
+
+/// Sizes of a worker's block state.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct BlockConfig {
+    /// Exact sources.
+    pub exact: usize,
+    /// CIDR prefixes.
+    pub prefixes: usize,
+    /// An IPv6 source is latched by its prefix of this length.
+    pub ipv6_len: u8,
+}
+
+impl Default for BlockConfig {
+    /// Small enough for tests and tools; the configuration file's defaults
+    /// are larger (1,000,000 and 100,000).
+    fn default() -> Self {
+        BlockConfig {
+            exact: 1 << 16,
+            prefixes: 1 << 12,
+            ipv6_len: 64,
+        }
+    }
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -156,6 +183,7 @@ impl Default for EngineConfig {
             timeouts: Timeouts::default(),
             flow_seed: 0x6261_6974_7761_6c6c,
             deception: None,
+            blocks: BlockConfig::default(),
         }
     }
 }
@@ -163,6 +191,8 @@ impl Default for EngineConfig {
 /// One worker's engine and everything it owns.
 pub struct Engine {
     flows: FlowTable,
+    blocks: Blocklist,
+    ipv6_block_len: u8,
     deceiver: Option<Deceiver>,
 }
 
@@ -171,6 +201,8 @@ impl Engine {
     pub fn new(config: &EngineConfig) -> Self {
         Engine {
             flows: FlowTable::new(config.flow_capacity, config.timeouts, config.flow_seed),
+            blocks: Blocklist::new(config.blocks.exact, config.blocks.prefixes),
+            ipv6_block_len: config.blocks.ipv6_len,
             deceiver: config
                 .deception
                 .as_ref()
@@ -186,8 +218,13 @@ impl Engine {
             Ok(info) => info,
             Err(e) => return Verdict::Drop(e.into()),
         };
+        // Unix seconds: block expiries are absolute.
+        let now_s = (now_ns / 1_000_000_000) as u32;
+        if info.is_ip() && self.blocks.standing(&info.src, now_s) == Standing::Blocked {
+            return Verdict::Drop(DropReason::Blocked);
+        }
         if let Some(deceiver) = self.deceiver.as_mut()
-            && let Some(verdict) = deceiver.handle(buf, &info, now_ns)
+            && let Some(verdict) = deceiver.handle(buf, &info, now_ns, &mut self.blocks)
         {
             return verdict;
         }
@@ -214,19 +251,46 @@ impl Engine {
         }
     }
 
-    /// Latches a block on `src` (a control decision: no bite, no event).
+    /// Latches a block on `src` (a bite seen by another worker: no event).
     pub fn latch(&mut self, src: [u8; 16]) {
-        if let Some(d) = self.deceiver.as_mut() {
-            d.latch_from_control(src);
+        match self.deceiver.as_mut() {
+            // Through the deceiver, so the latch is counted like its own.
+            Some(d) => {
+                d.latch(src, &mut self.blocks);
+            }
+            None => {
+                let _ = deceive::latch_source(src, self.ipv6_block_len, &mut self.blocks);
+            }
         }
     }
 
-    /// Sources this worker has latched.
+    /// Applies a rule from the control process.
+    pub fn apply(&mut self, rule: &baitwall_channel::Rule) -> Result<(), BlocklistError> {
+        use baitwall_channel::Rule;
+        let prefix = |net: &[u8; 16], len: u8| Prefix::from_parts(u128::from_be_bytes(*net), len);
+        match rule {
+            Rule::Block { net, len, expiry } => self.blocks.block(prefix(net, *len), *expiry),
+            Rule::Unblock { net, len } => {
+                self.blocks.unblock(prefix(net, *len));
+                Ok(())
+            }
+            Rule::Allow { net, len, expiry } => self.blocks.allow(prefix(net, *len), *expiry),
+            Rule::Disallow { net, len } => {
+                self.blocks.disallow(prefix(net, *len));
+                Ok(())
+            }
+            Rule::Generation(_) => Ok(()),
+        }
+    }
+
+    /// Exact sources blocked here (latched, or pushed by control).
     pub fn latched(&self) -> Vec<[u8; 16]> {
-        self.deceiver
-            .as_ref()
-            .map(|d| d.latched().copied().collect())
-            .unwrap_or_default()
+        self.blocks.exact_blocks().copied().collect()
+    }
+
+    /// The block state (read-only).
+    pub fn blocklist(&self) -> &Blocklist {
+        &self.blocks
     }
 
     /// Updates the flow table for a classified IP packet.
