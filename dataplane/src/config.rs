@@ -24,7 +24,7 @@ use crate::engine::{BlockConfig, EngineConfig};
 use crate::io::MAX_BURST;
 use crate::io::pcap::Replay;
 use crate::io::soft::SoftNicConfig;
-use crate::runtime::RuntimeConfig;
+use crate::runtime::{RegionConfig, RuntimeConfig};
 use crate::worker::IdlePolicy;
 
 /// Why a configuration was refused.
@@ -62,6 +62,44 @@ pub struct Config {
     pub flows: FlowsSection,
     /// Dark space, decoys, bites and the latch (absent: forward only).
     pub deception: Option<DeceptionSection>,
+    /// The shared-memory channel to the control process (absent: no control).
+    pub control: Option<ControlSection>,
+}
+
+/// `[control]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// The region file the dataplane creates for control to attach to.
+    #[serde(default = "default_region")]
+    pub region: PathBuf,
+    /// Slots per ring (a power of two, 16..=16777216).
+    #[serde(default = "default_ring_slots")]
+    pub ring_slots: RingSlots,
+}
+
+fn default_region() -> PathBuf {
+    PathBuf::from("/dev/shm/baitwall.region")
+}
+fn default_ring_slots() -> RingSlots {
+    RingSlots(65_536)
+}
+
+/// A ring size: a power of two in 16..=16777216.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct RingSlots(pub u32);
+
+impl TryFrom<i64> for RingSlots {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(n) if n.is_power_of_two() && (16..=1 << 24).contains(&n) => Ok(RingSlots(n)),
+            _ => Err(format!(
+                "ring_slots {v} is not a power of two in 16..=16777216"
+            )),
+        }
+    }
 }
 
 /// `[workers]`.
@@ -824,6 +862,10 @@ impl Config {
                 .collect(),
             burst: self.workers.burst.0,
             idle: self.workers.idle,
+            region: self.control.as_ref().map(|c| RegionConfig {
+                path: c.region.clone(),
+                slots: c.ring_slots.0,
+            }),
             engine: EngineConfig {
                 flow_capacity: self.flows.capacity.0,
                 timeouts: self.flows.timeouts.resolve(),

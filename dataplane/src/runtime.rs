@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender, bounded};
 use crossbeam::utils::CachePadded;
 
+use baitwall_channel::{Geometry, Region};
+
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineConfig};
 use crate::io::Port;
@@ -38,6 +40,32 @@ pub struct RuntimeConfig {
     pub idle: IdlePolicy,
     /// Engine settings (each worker gets its own engine).
     pub engine: EngineConfig,
+    /// The shared-memory region for the control process (`None`: no control).
+    pub region: Option<RegionConfig>,
+}
+
+/// Where and how large the control region is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionConfig {
+    /// The region file (normally under /dev/shm).
+    pub path: std::path::PathBuf,
+    /// Slots per ring (a power of two).
+    pub slots: u32,
+}
+
+/// A fresh instance id for the region: 8 bytes from /dev/urandom (or the
+/// OS-seeded std hasher when it is missing).
+fn instance_id() -> u64 {
+    let mut b = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    match read {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(std::process::id())
+        }
+    }
 }
 
 /// Errors starting the workers.
@@ -63,6 +91,9 @@ pub enum RuntimeError {
         /// The cores there are.
         available: Vec<usize>,
     },
+    /// The control region could not be created.
+    #[error("control region: {0}")]
+    Region(baitwall_channel::RegionError),
     /// The OS refused a thread.
     #[error("cannot start worker {id}: {source}")]
     Spawn {
@@ -141,6 +172,20 @@ impl Dataplane {
         let mut workers = Vec::with_capacity(n);
         let mut control = Vec::with_capacity(n);
         let (events_tx, events) = bounded(EVENT_DEPTH);
+        let region = match &config.region {
+            Some(rc) => Some(
+                Region::create(
+                    &rc.path,
+                    Geometry {
+                        workers: n as u32,
+                        slots: rc.slots,
+                    },
+                    instance_id(),
+                )
+                .map_err(RuntimeError::Region)?,
+            ),
+            None => None,
+        };
         for (id, (queue, core)) in queues.into_iter().zip(config.cores.iter()).enumerate() {
             let (tx, rx) = bounded(CONTROL_DEPTH);
             let worker_config = WorkerConfig {
@@ -155,6 +200,7 @@ impl Dataplane {
                 stop: stop.clone(),
                 events: events_tx.clone(),
             };
+            let ends = region.as_ref().and_then(|r| r.worker_ends(id as u32));
             // Each engine allocates its tables here, before the thread
             // starts, with its own hash seed.
             let mut engine_config = config.engine.clone();
@@ -163,7 +209,7 @@ impl Dataplane {
             let clock = clock.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("bw-worker-{id}"))
-                .spawn(move || worker::run(worker_config, queue, engine, rx, links, clock))
+                .spawn(move || worker::run(worker_config, queue, engine, rx, links, clock, ends))
                 .map_err(|source| {
                     stop.store(true, Ordering::Relaxed);
                     RuntimeError::Spawn { id, source }

@@ -41,6 +41,12 @@ pub struct Counters {
     pub deception: DeceptionCounters,
     /// Events the worker could not hand over (the channel was full).
     pub events_lost: u64,
+    /// Rules from control applied.
+    pub rules_applied: u64,
+    /// Rules from control refused (table full, or undecodable).
+    pub rules_refused: u64,
+    /// The last generation of rules applied.
+    pub generation: u64,
 }
 
 impl Counters {
@@ -59,7 +65,7 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 18 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 21 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 impl Counters {
     /// The counters as a flat array of cells, in a fixed order.
@@ -84,6 +90,9 @@ impl Counters {
             d.events_dropped,
             d.suspect_bites,
             d.events_suppressed,
+            self.rules_applied,
+            self.rules_refused,
+            self.generation,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -124,6 +133,9 @@ impl Counters {
         c.deception.events_dropped = next();
         c.deception.suspect_bites = next();
         c.deception.events_suppressed = next();
+        c.rules_applied = next();
+        c.rules_refused = next();
+        c.generation = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -242,6 +254,12 @@ pub struct WorkerStats {
     pub suspect_bites: u64,
     /// Service and sweep events over their budget, not reported.
     pub events_suppressed: u64,
+    /// Rules from control applied.
+    pub rules_applied: u64,
+    /// Rules from control refused.
+    pub rules_refused: u64,
+    /// Generation of rules in force (per worker; the lowest in the total).
+    pub generation: u64,
 }
 
 fn named<const N: usize>(
@@ -281,6 +299,9 @@ impl From<&Counters> for WorkerStats {
             events_lost: c.events_lost + c.deception.events_dropped,
             suspect_bites: c.deception.suspect_bites,
             events_suppressed: c.deception.events_suppressed,
+            rules_applied: c.rules_applied,
+            rules_refused: c.rules_refused,
+            generation: c.generation,
         }
     }
 }
@@ -301,6 +322,8 @@ impl StatsSnapshot {
         for c in &workers {
             sum.add(c);
         }
+        // Rules are in force everywhere up to the lowest generation.
+        sum.generation = workers.iter().map(|c| c.generation).min().unwrap_or(0);
         StatsSnapshot {
             total: WorkerStats::from(&sum),
             workers: workers.iter().map(WorkerStats::from).collect(),

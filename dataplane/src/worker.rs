@@ -13,7 +13,10 @@ use crossbeam::channel::{Receiver, Sender};
 use crossbeam::utils::CachePadded;
 
 use crate::clock::Clock;
-use crate::engine::event::Event;
+use baitwall_channel::message::{self, Rule, UpEvent};
+use baitwall_channel::region::WorkerEnds;
+
+use crate::engine::event::{Event, EventKind};
 use crate::engine::flow::STATE_COUNT;
 use crate::engine::{DropReason, Engine, Verdict};
 use crate::io::{Burst, MAX_BURST, PacketBuf, Queue, QueueStats};
@@ -107,6 +110,7 @@ pub fn run<Q: Queue>(
     control: Receiver<ControlMsg>,
     links: WorkerLinks,
     clock: Clock,
+    mut ring: Option<WorkerEnds>,
 ) -> WorkerReport {
     let pinned = config
         .core
@@ -133,6 +137,9 @@ pub fn run<Q: Queue>(
                 ControlMsg::Latch(src) => engine.latch(src),
                 ControlMsg::Stop => stopped = true,
             }
+        }
+        if let Some(ends) = ring.as_mut() {
+            apply_rules(ends, &mut engine, config.id, &mut counters);
         }
         if stopped || links.stop.load(Ordering::Relaxed) {
             break;
@@ -184,7 +191,7 @@ pub fn run<Q: Queue>(
             }
         }
         engine.maintain(SWEEP_PER_BURST, now_ms);
-        hand_over_events(&mut engine, &links, config.id, &mut counters);
+        hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
         counters.flows = engine.flows().counters();
         counters.deception = engine.deception_counters();
         links.board.publish(config.id, &counters);
@@ -192,7 +199,7 @@ pub fn run<Q: Queue>(
     // A last full sweep, so the final counters say what has expired by now.
     let now_ms = millis(now_ns);
     engine.maintain(usize::MAX, now_ms);
-    hand_over_events(&mut engine, &links, config.id, &mut counters);
+    hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
     counters.flows = engine.flows().counters();
     counters.deception = engine.deception_counters();
     links.board.publish(config.id, &counters);
@@ -206,14 +213,22 @@ pub fn run<Q: Queue>(
     }
 }
 
-/// Sends the engine's events to the collector; a full channel loses them, counted.
+/// Sends the engine's events to the in-process collector and, when a
+/// control region is attached, up this worker's events ring (published
+/// once). A full channel or ring loses an event, counted, never waits.
 fn hand_over_events(
     engine: &mut Engine,
     links: &WorkerLinks,
     worker: usize,
     counters: &mut Counters,
+    mut ring: Option<&mut WorkerEnds>,
 ) {
     engine.drain_events(|event| {
+        if let Some(ends) = ring.as_deref_mut()
+            && !ends.events.push_or_drop(&up_record(worker, &event))
+        {
+            counters.events_lost += 1;
+        }
         if links
             .events
             .try_send(WorkerEvent { worker, event })
@@ -222,6 +237,84 @@ fn hand_over_events(
             counters.events_lost += 1;
         }
     });
+    if let Some(ends) = ring {
+        ends.events.publish();
+    }
+}
+
+/// Rules a worker applies per turn of its loop, so a flood of rules cannot
+/// hold its packets back for long.
+const RULES_PER_TURN: usize = 256;
+
+/// Applies the rules waiting on this worker's rules ring; a generation
+/// marker is acknowledged up the events ring once everything before it is
+/// in force.
+fn apply_rules(ends: &mut WorkerEnds, engine: &mut Engine, worker: usize, counters: &mut Counters) {
+    for _ in 0..RULES_PER_TURN {
+        let Some(record) = ends.rules.pop() else {
+            break;
+        };
+        match Rule::decode(&record) {
+            Ok(Rule::Generation(generation)) => {
+                let ack = UpEvent {
+                    kind: message::kind::APPLIED,
+                    bite: 0,
+                    action: 0,
+                    allowlisted: false,
+                    worker: worker as u16,
+                    time_ns: generation,
+                    src: [0; 16],
+                    dst: [0; 16],
+                    src_port: 0,
+                    dst_port: 0,
+                    decoys: 0,
+                };
+                // A lost acknowledgement is made good by the next marker.
+                ends.events.push_or_drop(&ack.encode());
+                ends.events.publish();
+                counters.generation = generation;
+            }
+            Ok(rule) => match engine.apply(&rule) {
+                Ok(()) => counters.rules_applied += 1,
+                Err(_) => counters.rules_refused += 1,
+            },
+            Err(_) => counters.rules_refused += 1,
+        }
+    }
+    ends.rules.release();
+}
+
+/// An engine event as a ring record.
+fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
+    let (kind, bite, action, allowlisted, decoys) = match event.kind {
+        EventKind::Bite {
+            kind,
+            action,
+            allowlisted,
+        } => (
+            message::kind::BITE,
+            kind as u8,
+            action as u8,
+            allowlisted,
+            0,
+        ),
+        EventKind::Sweep { decoys } => (message::kind::SWEEP, 0, 0, false, decoys),
+        EventKind::Service => (message::kind::SERVICE, 0, 0, false, 0),
+    };
+    UpEvent {
+        kind,
+        bite,
+        action,
+        allowlisted,
+        worker: worker as u16,
+        time_ns: event.time_ns,
+        src: event.src,
+        dst: event.dst,
+        src_port: event.src_port,
+        dst_port: event.dst_port,
+        decoys,
+    }
+    .encode()
 }
 
 #[inline]

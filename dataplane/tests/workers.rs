@@ -39,6 +39,7 @@ fn runtime(workers: usize, capacity: usize) -> RuntimeConfig {
             flow_capacity: capacity,
             ..EngineConfig::default()
         },
+        region: None,
     }
 }
 

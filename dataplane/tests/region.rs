@@ -1,0 +1,223 @@
+//! The workers on the control region: rules pushed down a worker's ring are
+//! in force after its generation acknowledgement, and bites come up the
+//! events ring as records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use baitwall_channel::message::kind;
+use baitwall_channel::{Region, Rule, UpEvent};
+use baitwall_dataplane::clock::ManualClock;
+use baitwall_dataplane::config::Config;
+use baitwall_dataplane::io::mem::MemPort;
+use baitwall_dataplane::io::soft::{SoftNic, SoftNicConfig};
+use baitwall_dataplane::runtime::{Dataplane, RegionConfig};
+use baitwall_dataplane::synth::{self, Endpoint, Flags};
+
+const T0: u64 = 1_767_226_200 * 1_000_000_000;
+
+fn config(region: &std::path::Path) -> baitwall_dataplane::runtime::RuntimeConfig {
+    let text = r#"
+[workers]
+cores = [0, 1]
+pin = false
+[port]
+backend = "pcap"
+rx = "unused.pcap"
+[flows]
+capacity = 4096
+[deception]
+protected = ["198.51.100.0/24"]
+learning = "0s"
+hold_off = "0s"
+live_idle = "1m"
+secret = "SECRET"
+"#
+    .replace("SECRET", &"cd".repeat(32));
+    let mut rt = Config::parse(&text, "test").unwrap().runtime();
+    rt.region = Some(RegionConfig {
+        path: region.to_owned(),
+        slots: 1024,
+    });
+    rt
+}
+
+fn send_and_collect(nic: &SoftNic, frames: &[Vec<u8>]) -> usize {
+    for f in frames {
+        while nic.inject(f, T0).is_err() {
+            nic.collect(|_, _, _| {});
+            std::thread::yield_now();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = 0;
+    while !nic.is_quiescent() {
+        out += nic.collect(|_, _, _| {});
+        assert!(Instant::now() < deadline);
+        std::thread::yield_now();
+    }
+    out
+}
+
+#[test]
+fn rules_down_the_rings_and_bites_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bw.region");
+    let mut port = MemPort::new(SoftNicConfig {
+        queues: 2,
+        pool_size: 1024,
+        ring_size: 256,
+        lossless_tx: true,
+    });
+    let nic = port.nic();
+    let clock = ManualClock::new(T0);
+    let dp = Dataplane::start(
+        &mut port,
+        &config(&path),
+        clock.clock(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    let control = Region::attach(&path).unwrap();
+    assert_eq!(control.geometry().workers, 2);
+    let mut ends: Vec<_> = (0..2).map(|w| control.control_ends(w).unwrap()).collect();
+
+    // Block 203.0.113.0/24 on every worker, then a generation marker.
+    let net = Ipv4Addr::new(203, 0, 113, 0).to_ipv6_mapped().octets();
+    for e in &mut ends {
+        assert!(
+            e.rules.push(
+                &Rule::Block {
+                    net,
+                    len: 120,
+                    expiry: 0
+                }
+                .encode()
+            )
+        );
+        assert!(e.rules.push(&Rule::Generation(1).encode()));
+        e.rules.publish();
+    }
+    // Wait for both workers to acknowledge generation 1.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut acked = [false; 2];
+    while !acked.iter().all(|a| *a) {
+        for (w, e) in ends.iter_mut().enumerate() {
+            while let Some(r) = e.events.pop() {
+                let ev = UpEvent::decode(&r).unwrap();
+                if ev.kind == kind::APPLIED && ev.time_ns >= 1 {
+                    acked[w] = true;
+                }
+            }
+            e.events.release();
+        }
+        assert!(Instant::now() < deadline, "generation not acknowledged");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // Traffic from the blocked /24 is dropped on every worker; others flow.
+    let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(192, 0, 2, 10), 80);
+    let blocked: Vec<_> = (0..200u16)
+        .map(|i| {
+            synth::tcp(
+                &Endpoint::new([2; 6], Ipv4Addr::new(203, 0, 113, 7), 1000 + i),
+                &live,
+                Flags::SYN,
+                1,
+                0,
+                &[],
+            )
+        })
+        .collect();
+    let clean: Vec<_> = (0..200u16)
+        .map(|i| {
+            synth::tcp(
+                &Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 77), 1000 + i),
+                &live,
+                Flags::SYN,
+                1,
+                0,
+                &[],
+            )
+        })
+        .collect();
+    assert_eq!(send_and_collect(&nic, &blocked), 0);
+    assert_eq!(send_and_collect(&nic, &clean), 200);
+
+    // A bite goes up its worker's events ring.
+    let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, 40), 0);
+    let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 40000);
+    let mut open_port = None;
+    for port in [22u16, 80, 135, 443] {
+        let mut f = synth::tcp(
+            &worm.port(40000 + port),
+            &decoy.port(port),
+            Flags::SYN,
+            9,
+            0,
+            &[],
+        );
+        nic.inject(&f, T0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut reply = None;
+        while reply.is_none() {
+            nic.collect(|_, frame, _| reply = Some(frame.to_vec()));
+            assert!(Instant::now() < deadline);
+        }
+        f = reply.unwrap();
+        let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        if let Some(etherparse::TransportSlice::Tcp(t)) = p.transport
+            && t.syn()
+        {
+            open_port = Some((port, t.sequence_number()));
+            break;
+        }
+    }
+    let (port, isn) = open_port.expect("the decoy has one of these ports open");
+    let ack = synth::tcp(
+        &worm.port(40000 + port),
+        &decoy.port(port),
+        Flags::PSH_ACK,
+        10,
+        isn.wrapping_add(1),
+        b"x",
+    );
+    send_and_collect(&nic, &[ack]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut bite = None;
+    while bite.is_none() {
+        for e in &mut ends {
+            while let Some(r) = e.events.pop() {
+                let ev = UpEvent::decode(&r).unwrap();
+                if ev.kind == kind::BITE {
+                    bite = Some(ev);
+                }
+            }
+            e.events.release();
+        }
+        assert!(Instant::now() < deadline, "no bite came up");
+    }
+    let bite = bite.unwrap();
+    assert_eq!(
+        bite.src,
+        Ipv4Addr::new(192, 0, 2, 66).to_ipv6_mapped().octets()
+    );
+    assert_eq!(bite.dst_port, port);
+    let report = dp.stop();
+    assert_eq!(report.snapshot.total.rules_applied, 2);
+    assert_eq!(report.snapshot.total.generation, 1);
+    assert!(
+        report
+            .snapshot
+            .total
+            .drops
+            .get("blocked")
+            .copied()
+            .unwrap_or(0)
+            >= 200
+    );
+}
