@@ -1,0 +1,5 @@
+//! baitwall's control process: attaches to the dataplane's region, drains
+//! every worker's events, decides and stores blocks, and pushes each block
+//! to every worker.
+
+pub mod store;

@@ -1,0 +1,343 @@
+//! The control process's state in SQLite (the bundled library, so no system
+//! package is needed): blocks with absolute expiry times, the bite history,
+//! and the rule generation counter. WAL mode, so a reader never waits on the
+//! writer and a crash loses at most the transaction in flight; schema
+//! versions are tracked in `PRAGMA user_version` and migrated forward.
+//!
+//! Expiry is stored as an absolute Unix time: restarting control never
+//! resets a ban clock. A refresh can only extend a block, never shorten it
+//! (an echo of an old bite must not cut a newer, longer block short).
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// One block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Network (16 bytes; IPv4-mapped for IPv4).
+    pub net: [u8; 16],
+    /// Prefix length on the 128-bit space.
+    pub len: u8,
+    /// Expiry, Unix seconds; 0 = permanent.
+    pub expires: u32,
+    /// Why (the bite kind, or "manual").
+    pub reason: String,
+}
+
+/// What an upsert did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A new block.
+    New,
+    /// An existing block now lasts longer.
+    Extended,
+    /// An existing block already lasted at least as long.
+    Unchanged,
+}
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+}
+
+/// Store errors.
+pub type Result<T> = std::result::Result<T, rusqlite::Error>;
+
+impl Store {
+    /// Opens (creating and migrating as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < 1 {
+            self.conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS blocks (
+                     net BLOB NOT NULL,
+                     len INTEGER NOT NULL,
+                     expires INTEGER NOT NULL,
+                     reason TEXT NOT NULL,
+                     created INTEGER NOT NULL,
+                     updated INTEGER NOT NULL,
+                     bites INTEGER NOT NULL DEFAULT 1,
+                     PRIMARY KEY (net, len)
+                 );
+                 CREATE TABLE IF NOT EXISTS events (
+                     id INTEGER PRIMARY KEY,
+                     time_ns INTEGER NOT NULL,
+                     kind TEXT NOT NULL,
+                     src BLOB NOT NULL,
+                     dst BLOB NOT NULL,
+                     src_port INTEGER NOT NULL,
+                     dst_port INTEGER NOT NULL,
+                     worker INTEGER NOT NULL,
+                     action TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Adds a block, or extends an existing one (a refresh never shortens).
+    pub fn upsert_block(&self, b: &Block, now_s: u32) -> Result<Change> {
+        let tx = self.conn.unchecked_transaction()?;
+        let old: Option<u32> = tx
+            .query_row(
+                "SELECT expires FROM blocks WHERE net = ?1 AND len = ?2",
+                params![&b.net[..], b.len],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let change = match old {
+            None => {
+                tx.execute(
+                    "INSERT INTO blocks (net, len, expires, reason, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    params![&b.net[..], b.len, b.expires, b.reason, now_s],
+                )?;
+                Change::New
+            }
+            Some(old) => {
+                let longer = old != 0 && (b.expires == 0 || b.expires > old);
+                let expires = if longer { b.expires } else { old };
+                tx.execute(
+                    "UPDATE blocks SET expires = ?3, updated = ?4, bites = bites + 1 WHERE net = ?1 AND len = ?2",
+                    params![&b.net[..], b.len, expires, now_s],
+                )?;
+                if longer {
+                    Change::Extended
+                } else {
+                    Change::Unchanged
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(change)
+    }
+
+    /// Removes a block; false if there was none.
+    pub fn remove_block(&self, net: &[u8; 16], len: u8) -> Result<bool> {
+        Ok(self.conn.execute(
+            "DELETE FROM blocks WHERE net = ?1 AND len = ?2",
+            params![&net[..], len],
+        )? > 0)
+    }
+
+    /// The block on `net/len`, if any.
+    pub fn block(&self, net: &[u8; 16], len: u8) -> Result<Option<Block>> {
+        self.conn
+            .query_row(
+                "SELECT net, len, expires, reason FROM blocks WHERE net = ?1 AND len = ?2",
+                params![&net[..], len],
+                row_to_block,
+            )
+            .optional()
+    }
+
+    /// Blocks in force at `now_s`.
+    pub fn active_blocks(&self, now_s: u32) -> Result<Vec<Block>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT net, len, expires, reason FROM blocks WHERE expires = 0 OR expires > ?1 ORDER BY created",
+        )?;
+        let rows = stmt.query_map(params![now_s], row_to_block)?;
+        rows.collect()
+    }
+
+    /// Deletes the blocks expired at `now_s` and returns them.
+    pub fn take_expired(&self, now_s: u32) -> Result<Vec<Block>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let expired: Vec<Block> = {
+            let mut stmt = tx.prepare(
+                "SELECT net, len, expires, reason FROM blocks WHERE expires != 0 AND expires <= ?1",
+            )?;
+            let rows = stmt.query_map(params![now_s], row_to_block)?;
+            rows.collect::<Result<_>>()?
+        };
+        tx.execute(
+            "DELETE FROM blocks WHERE expires != 0 AND expires <= ?1",
+            params![now_s],
+        )?;
+        tx.commit()?;
+        Ok(expired)
+    }
+
+    /// Appends an event to the history.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_event(
+        &self,
+        time_ns: u64,
+        kind: &str,
+        src: &[u8; 16],
+        dst: &[u8; 16],
+        src_port: u16,
+        dst_port: u16,
+        worker: u16,
+        action: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO events (time_ns, kind, src, dst, src_port, dst_port, worker, action) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![time_ns as i64, kind, &src[..], &dst[..], src_port, dst_port, worker, action],
+        )?;
+        Ok(())
+    }
+
+    /// Events stored.
+    pub fn event_count(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+    }
+
+    /// Takes the next rule generation (persisted, so it only grows across restarts).
+    pub fn next_generation(&self) -> Result<u64> {
+        let tx = self.conn.unchecked_transaction()?;
+        let current: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0);
+        let next = current + 1;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('generation', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
+            params![next],
+        )?;
+        tx.commit()?;
+        Ok(next as u64)
+    }
+}
+
+fn row_to_block(r: &rusqlite::Row<'_>) -> Result<Block> {
+    let net: Vec<u8> = r.get(0)?;
+    let mut n = [0u8; 16];
+    if net.len() == 16 {
+        n.copy_from_slice(&net);
+    }
+    Ok(Block {
+        net: n,
+        len: r.get(1)?,
+        expires: r.get(2)?,
+        reason: r.get(3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn worm() -> [u8; 16] {
+        std::net::Ipv4Addr::new(192, 0, 2, 66)
+            .to_ipv6_mapped()
+            .octets()
+    }
+
+    fn block(expires: u32) -> Block {
+        Block {
+            net: worm(),
+            len: 128,
+            expires,
+            reason: "port".into(),
+        }
+    }
+
+    #[test]
+    fn blocks_survive_a_reopen_with_their_absolute_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.upsert_block(&block(5000), 1000).unwrap(), Change::New);
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.block(&worm(), 128).unwrap(), Some(block(5000)));
+        assert_eq!(s.active_blocks(4999).unwrap().len(), 1);
+        assert_eq!(
+            s.active_blocks(5000).unwrap().len(),
+            0,
+            "expired at its absolute time"
+        );
+        let journal: String = s
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(journal, "wal");
+        let version: i64 = s
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_refresh_extends_and_never_shortens() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.upsert_block(&block(5000), 1).unwrap();
+        assert_eq!(s.upsert_block(&block(9000), 2).unwrap(), Change::Extended);
+        assert_eq!(s.upsert_block(&block(6000), 3).unwrap(), Change::Unchanged);
+        assert_eq!(s.block(&worm(), 128).unwrap().unwrap().expires, 9000);
+        assert_eq!(
+            s.upsert_block(&block(0), 4).unwrap(),
+            Change::Extended,
+            "permanent is longest"
+        );
+        assert_eq!(
+            s.upsert_block(&block(99_999), 5).unwrap(),
+            Change::Unchanged
+        );
+        assert_eq!(s.block(&worm(), 128).unwrap().unwrap().expires, 0);
+    }
+
+    #[test]
+    fn expired_blocks_are_taken_out_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.upsert_block(&block(100), 1).unwrap();
+        let mut other = block(0);
+        other.net[15] ^= 1;
+        s.upsert_block(&other, 1).unwrap();
+        assert_eq!(s.take_expired(99).unwrap().len(), 0);
+        assert_eq!(s.take_expired(100).unwrap(), vec![block(100)]);
+        assert_eq!(
+            s.take_expired(100_000).unwrap().len(),
+            0,
+            "permanent blocks never expire"
+        );
+        assert_eq!(s.active_blocks(100_000).unwrap(), vec![other]);
+    }
+
+    #[test]
+    fn generations_only_grow_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let a = Store::open(&path).unwrap().next_generation().unwrap();
+        let b = Store::open(&path).unwrap().next_generation().unwrap();
+        assert!(b > a);
+    }
+
+    #[test]
+    fn events_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.record_event(1, "port", &worm(), &[0; 16], 40000, 443, 1, "block")
+            .unwrap();
+        assert_eq!(s.event_count().unwrap(), 1);
+    }
+}
