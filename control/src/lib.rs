@@ -2,4 +2,5 @@
 //! every worker's events, decides and stores blocks, and pushes each block
 //! to every worker.
 
+pub mod daemon;
 pub mod store;

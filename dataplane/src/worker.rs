@@ -13,9 +13,10 @@ use crossbeam::channel::{Receiver, Sender};
 use crossbeam::utils::CachePadded;
 
 use crate::clock::Clock;
-use baitwall_channel::message::{self, Rule, UpEvent};
+use baitwall_channel::message::{self, Rule, UpEvent, code};
 use baitwall_channel::region::WorkerEnds;
 
+use crate::engine::bite::{Action, BiteKind};
 use crate::engine::event::{Event, EventKind};
 use crate::engine::flow::STATE_COUNT;
 use crate::engine::{DropReason, Engine, Verdict};
@@ -284,6 +285,25 @@ fn apply_rules(ends: &mut WorkerEnds, engine: &mut Engine, worker: usize, counte
     ends.rules.release();
 }
 
+/// A bite kind's number on the wire.
+fn bite_code(kind: BiteKind) -> u8 {
+    match kind {
+        BiteKind::Handshake => code::BITE_HANDSHAKE,
+        BiteKind::Data => code::BITE_DATA,
+        BiteKind::Port => code::BITE_PORT,
+        BiteKind::Sweep => code::BITE_SWEEP,
+    }
+}
+
+/// An action's number on the wire.
+fn action_code(action: Action) -> u8 {
+    match action {
+        Action::Count => code::ACTION_COUNT,
+        Action::Alert => code::ACTION_ALERT,
+        Action::Block => code::ACTION_BLOCK,
+    }
+}
+
 /// An engine event as a ring record.
 fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
     let (kind, bite, action, allowlisted, decoys) = match event.kind {
@@ -293,8 +313,8 @@ fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
             allowlisted,
         } => (
             message::kind::BITE,
-            kind as u8,
-            action as u8,
+            bite_code(kind),
+            action_code(action),
             allowlisted,
             0,
         ),

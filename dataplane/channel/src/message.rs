@@ -28,6 +28,45 @@ pub mod kind {
     pub const GENERATION: u16 = 110;
 }
 
+/// Numbers of bite kinds and actions in [`UpEvent`] records.
+pub mod code {
+    /// Handshake bite.
+    pub const BITE_HANDSHAKE: u8 = 0;
+    /// Data bite.
+    pub const BITE_DATA: u8 = 1;
+    /// Port bite.
+    pub const BITE_PORT: u8 = 2;
+    /// Sweep.
+    pub const BITE_SWEEP: u8 = 3;
+    /// Counted only.
+    pub const ACTION_COUNT: u8 = 0;
+    /// Reported.
+    pub const ACTION_ALERT: u8 = 1;
+    /// Latched.
+    pub const ACTION_BLOCK: u8 = 2;
+
+    /// The name of a bite kind.
+    pub fn bite_name(code: u8) -> &'static str {
+        match code {
+            BITE_HANDSHAKE => "handshake",
+            BITE_DATA => "data",
+            BITE_PORT => "port",
+            BITE_SWEEP => "sweep",
+            _ => "unknown",
+        }
+    }
+
+    /// The name of an action.
+    pub fn action_name(code: u8) -> &'static str {
+        match code {
+            ACTION_COUNT => "count",
+            ACTION_ALERT => "alert",
+            ACTION_BLOCK => "block",
+            _ => "unknown",
+        }
+    }
+}
+
 /// A record that does not decode.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

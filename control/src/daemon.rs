@@ -1,0 +1,302 @@
+//! The control loop: attach to the dataplane's region, resynchronise every
+//! worker with the stored blocks, then drain events, decide, store and push.
+//!
+//! One session per dataplane instance. At attach, every worker gets the full
+//! block state and a generation marker before anything else; the dataplane
+//! keeps enforcing what it has meanwhile (a block is never lost by a control
+//! restart). A blocking bite from any worker becomes a block with an
+//! absolute expiry, stored first, then pushed to every worker with a new
+//! generation marker, which each worker acknowledges once it is in force.
+//! When the region file is replaced (the dataplane restarted: a new instance
+//! id), the session ends and a new one resynchronises the new workers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use baitwall_channel::message::{code, kind};
+use baitwall_channel::region::ControlEnds;
+use baitwall_channel::{Region, RegionError, Rule, UpEvent};
+
+use crate::store::{Block, Change, Store};
+
+/// How control runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The dataplane's region file.
+    pub region: PathBuf,
+    /// The SQLite database.
+    pub database: PathBuf,
+    /// How long a block lasts after the last bite (0: permanent).
+    pub block_for: Duration,
+    /// An IPv6 source is blocked by its prefix of this length.
+    pub ipv6_prefix: u8,
+}
+
+/// Why a session ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum SessionEnd {
+    /// Stop was requested.
+    Stopped,
+    /// The region was replaced: the dataplane restarted.
+    Replaced,
+}
+
+/// What control reports as it runs (for logs and tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Attached to a dataplane instance and pushed `blocks` blocks.
+    Attached {
+        /// The instance id.
+        instance: u64,
+        /// Workers.
+        workers: u32,
+        /// Blocks pushed at resync.
+        blocks: usize,
+    },
+    /// A source was blocked (or its block extended).
+    Blocked {
+        /// The block.
+        block: Block,
+        /// New or extended.
+        change: Change,
+    },
+    /// Blocks expired and were removed.
+    Expired(usize),
+    /// Every worker acknowledged a generation.
+    Applied(u64),
+}
+
+fn now_s() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+/// Runs until `stop` is set; `notice` hears what happens.
+pub fn run(
+    settings: &Settings,
+    stop: &AtomicBool,
+    mut notice: impl FnMut(Notice),
+) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database)
+        .with_context(|| format!("opening {}", settings.database.display()))?;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(region) = wait_for_region(settings, stop)? else {
+            break;
+        };
+        if session(settings, &store, region, stop, &mut notice)? == SessionEnd::Stopped {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the region exists and is ready (the dataplane may start later).
+fn wait_for_region(settings: &Settings, stop: &AtomicBool) -> anyhow::Result<Option<Arc<Region>>> {
+    loop {
+        match Region::attach(&settings.region) {
+            Ok(region) => return Ok(Some(region)),
+            Err(RegionError::Io { .. } | RegionError::NotReady(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Pushes `rule` on a rules ring, waiting while it is full (control may
+/// wait; workers drain a bounded number of rules per turn). Gives up after
+/// a second, and says so.
+fn push(ends: &mut ControlEnds, rule: &Rule) -> anyhow::Result<()> {
+    let record = rule.encode();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !ends.rules.push(&record) {
+        ends.rules.publish();
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "a worker's rules ring stayed full for 1 s"
+        );
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    Ok(())
+}
+
+fn push_all(all: &mut [ControlEnds], rules: &[Rule], generation: u64) -> anyhow::Result<()> {
+    for ends in all.iter_mut() {
+        for rule in rules {
+            push(ends, rule)?;
+        }
+        push(ends, &Rule::Generation(generation))?;
+        ends.rules.publish();
+    }
+    Ok(())
+}
+
+fn block_rule(b: &Block) -> Rule {
+    Rule::Block {
+        net: b.net,
+        len: b.len,
+        expiry: b.expires,
+    }
+}
+
+fn session(
+    settings: &Settings,
+    store: &Store,
+    region: Arc<Region>,
+    stop: &AtomicBool,
+    notice: &mut impl FnMut(Notice),
+) -> anyhow::Result<SessionEnd> {
+    let workers = region.geometry().workers;
+    let mut ends: Vec<ControlEnds> = (0..workers)
+        .filter_map(|w| region.control_ends(w))
+        .collect();
+    // Resynchronise: the stored state first, before any new decision.
+    let blocks = store.active_blocks(now_s())?;
+    let mut generation = store.next_generation()?;
+    let rules: Vec<Rule> = blocks.iter().map(block_rule).collect();
+    push_all(&mut ends, &rules, generation)?;
+    notice(Notice::Attached {
+        instance: region.instance_id(),
+        workers,
+        blocks: blocks.len(),
+    });
+    let mut acked = vec![0u64; ends.len()];
+    let mut announced = 0u64;
+    let mut last_expiry = Instant::now();
+    let mut last_region_check = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(SessionEnd::Stopped);
+        }
+        let mut pending: Vec<Rule> = Vec::new();
+        let mut busy = false;
+        for (w, e) in ends.iter_mut().enumerate() {
+            while let Some(record) = e.events.pop() {
+                busy = true;
+                let Ok(ev) = UpEvent::decode(&record) else {
+                    continue;
+                };
+                match ev.kind {
+                    kind::APPLIED => {
+                        if let Some(a) = acked.get_mut(w) {
+                            *a = (*a).max(ev.time_ns);
+                        }
+                    }
+                    kind::BITE => {
+                        store.record_event(
+                            ev.time_ns,
+                            code::bite_name(ev.bite),
+                            &ev.src,
+                            &ev.dst,
+                            ev.src_port,
+                            ev.dst_port,
+                            ev.worker,
+                            code::action_name(ev.action),
+                        )?;
+                        if ev.action == code::ACTION_BLOCK {
+                            let block = source_block(settings, &ev);
+                            let change = store.upsert_block(&block, now_s())?;
+                            if change != Change::Unchanged {
+                                let stored = store.block(&block.net, block.len)?.unwrap_or(block);
+                                pending.push(block_rule(&stored));
+                                notice(Notice::Blocked {
+                                    block: stored,
+                                    change,
+                                });
+                            }
+                        }
+                    }
+                    kind::SWEEP | kind::SERVICE => {
+                        let name = if ev.kind == kind::SWEEP {
+                            "sweep"
+                        } else {
+                            "service"
+                        };
+                        store.record_event(
+                            ev.time_ns,
+                            name,
+                            &ev.src,
+                            &ev.dst,
+                            ev.src_port,
+                            ev.dst_port,
+                            ev.worker,
+                            "count",
+                        )?;
+                    }
+                    _ => {}
+                }
+            }
+            e.events.release();
+        }
+        if !pending.is_empty() {
+            generation = store.next_generation()?;
+            push_all(&mut ends, &pending, generation)?;
+        }
+        let all_acked = acked.iter().copied().min().unwrap_or(0);
+        if all_acked > announced {
+            announced = all_acked;
+            notice(Notice::Applied(all_acked));
+        }
+        if last_expiry.elapsed() >= Duration::from_secs(1) {
+            last_expiry = Instant::now();
+            let expired = store.take_expired(now_s())?;
+            if !expired.is_empty() {
+                let rules: Vec<Rule> = expired
+                    .iter()
+                    .map(|b| Rule::Unblock {
+                        net: b.net,
+                        len: b.len,
+                    })
+                    .collect();
+                generation = store.next_generation()?;
+                push_all(&mut ends, &rules, generation)?;
+                notice(Notice::Expired(expired.len()));
+            }
+        }
+        if last_region_check.elapsed() >= Duration::from_millis(100) {
+            last_region_check = Instant::now();
+            if let Ok(current) = Region::attach(&settings.region)
+                && current.instance_id() != region.instance_id()
+            {
+                return Ok(SessionEnd::Replaced);
+            }
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}
+
+/// The block a blocking bite calls for: the source alone for IPv4, its
+/// prefix for IPv6, until now + `block_for` (or permanent).
+fn source_block(settings: &Settings, ev: &UpEvent) -> Block {
+    let v4 = ev.src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let len = if v4 {
+        128
+    } else {
+        settings.ipv6_prefix.min(128)
+    };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    };
+    let net = (u128::from_be_bytes(ev.src) & mask).to_be_bytes();
+    let expires = if settings.block_for.is_zero() {
+        0
+    } else {
+        now_s().saturating_add(u32::try_from(settings.block_for.as_secs()).unwrap_or(u32::MAX))
+    };
+    Block {
+        net,
+        len,
+        expires,
+        reason: code::bite_name(ev.bite).to_string(),
+    }
+}

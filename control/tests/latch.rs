@@ -1,0 +1,213 @@
+//! Control with real workers: a bite seen by one worker becomes a stored
+//! block in force on every worker, and survives a restart of both sides.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use baitwall_control::daemon::{self, Notice, Settings};
+use baitwall_control::store::Store;
+use baitwall_dataplane::clock::ManualClock;
+use baitwall_dataplane::config::Config;
+use baitwall_dataplane::io::mem::MemPort;
+use baitwall_dataplane::io::soft::{SoftNic, SoftNicConfig};
+use baitwall_dataplane::runtime::{Dataplane, RegionConfig};
+use baitwall_dataplane::synth::{self, Endpoint, Flags};
+
+/// Trace time of the packets: "now" for the dataplane's blocklist.
+const T0: u64 = 1_767_226_200 * 1_000_000_000;
+
+fn start_dataplane(region: &Path) -> (Dataplane, SoftNic) {
+    let text = format!(
+        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\n",
+        "ef".repeat(32)
+    );
+    let mut rt = Config::parse(&text, "t").unwrap().runtime();
+    rt.region = Some(RegionConfig {
+        path: region.to_owned(),
+        slots: 1024,
+    });
+    let mut port = MemPort::new(SoftNicConfig {
+        queues: 2,
+        pool_size: 1024,
+        ring_size: 256,
+        lossless_tx: true,
+    });
+    let nic = port.nic();
+    let dp = Dataplane::start(
+        &mut port,
+        &rt,
+        ManualClock::new(T0).clock(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    (dp, nic)
+}
+
+/// Sends `frames` and returns how many came out.
+fn through(nic: &SoftNic, frames: &[Vec<u8>]) -> usize {
+    let mut out = 0;
+    for f in frames {
+        while nic.inject(f, T0).is_err() {
+            out += nic.collect(|_, _, _| {});
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nic.is_quiescent() {
+        out += nic.collect(|_, _, _| {});
+        assert!(Instant::now() < deadline);
+    }
+    out
+}
+
+/// The worm's SYNs to a host outside the protected space from many ports:
+/// RSS spreads them over both workers.
+fn worm_traffic() -> Vec<Vec<u8>> {
+    let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(192, 0, 2, 10), 80);
+    (0..64u16)
+        .map(|i| {
+            let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 20000 + i);
+            synth::tcp(&worm, &live, Flags::SYN, 1, 0, &[])
+        })
+        .collect()
+}
+
+/// Makes the worm bite a decoy: SYN, read the cookie, ACK with data.
+fn bite(nic: &SoftNic) {
+    let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 40000);
+    for last in 20..250u8 {
+        let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, last), 80);
+        nic.inject(&synth::tcp(&worm, &decoy, Flags::SYN, 9, 0, &[]), T0)
+            .unwrap();
+        let mut reply = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reply.is_none() {
+            nic.collect(|_, f, _| reply = Some(f.to_vec()));
+            assert!(Instant::now() < deadline);
+        }
+        let reply = reply.unwrap();
+        let p = etherparse::SlicedPacket::from_ethernet(&reply).unwrap();
+        if let Some(etherparse::TransportSlice::Tcp(t)) = p.transport
+            && t.syn()
+        {
+            let isn = t.sequence_number();
+            let data = synth::tcp(
+                &worm,
+                &decoy,
+                Flags::PSH_ACK,
+                10,
+                isn.wrapping_add(1),
+                b"GET / HTTP/1.0\r\n\r\n",
+            );
+            through(nic, &[data]);
+            return;
+        }
+    }
+    panic!("no decoy with port 80 open");
+}
+
+type Notices = Arc<Mutex<Vec<Notice>>>;
+
+fn run_control(settings: Settings) -> (Arc<AtomicBool>, Notices, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let notices: Notices = Arc::new(Mutex::new(Vec::new()));
+    let handle = {
+        let stop = stop.clone();
+        let notices = notices.clone();
+        std::thread::spawn(move || {
+            daemon::run(&settings, &stop, |n| notices.lock().unwrap().push(n)).unwrap();
+        })
+    };
+    (stop, notices, handle)
+}
+
+fn wait_for(notices: &Mutex<Vec<Notice>>, what: &str, f: impl Fn(&Notice) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !notices.lock().unwrap().iter().any(&f) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            notices.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn worm() -> [u8; 16] {
+    Ipv4Addr::new(192, 0, 2, 66).to_ipv6_mapped().octets()
+}
+
+#[test]
+fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = Settings {
+        region: region.clone(),
+        database: dir.path().join("state.db"),
+        block_for: Duration::from_secs(3600),
+        ipv6_prefix: 64,
+    };
+    // Control first: it waits for the dataplane.
+    let (stop, notices, control) = run_control(settings.clone());
+    let (dp, nic) = start_dataplane(&region);
+    wait_for(&notices, "attach", |n| {
+        matches!(n, Notice::Attached { blocks: 0, .. })
+    });
+    assert_eq!(
+        through(&nic, &worm_traffic()),
+        64,
+        "not blocked before the bite"
+    );
+
+    // This test has no run loop spreading latches in-process: only control
+    // can carry the block to the worker that did not see the bite.
+    bite(&nic);
+    wait_for(&notices, "the block", |n| {
+        matches!(n, Notice::Blocked { .. })
+    });
+    wait_for(
+        &notices,
+        "every worker applying it",
+        |n| matches!(n, Notice::Applied(g) if *g >= 2),
+    );
+    assert_eq!(through(&nic, &worm_traffic()), 0, "blocked on both workers");
+    let expires = Store::open(&settings.database)
+        .unwrap()
+        .block(&worm(), 128)
+        .unwrap()
+        .unwrap()
+        .expires;
+    assert!(expires > 0);
+
+    // Stop both. A new dataplane (new region, new instance) and a new
+    // control: the block is back before any bite, with its original expiry.
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+    let (dp, nic) = start_dataplane(&region);
+    let (stop, notices, control) = run_control(settings.clone());
+    wait_for(&notices, "resync", |n| {
+        matches!(n, Notice::Attached { blocks: 1, .. })
+    });
+    wait_for(&notices, "resync applied", |n| {
+        matches!(n, Notice::Applied(_))
+    });
+    assert_eq!(
+        through(&nic, &worm_traffic()),
+        0,
+        "still blocked after both restarted"
+    );
+    let again = Store::open(&settings.database)
+        .unwrap()
+        .block(&worm(), 128)
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.expires, expires, "the ban clock was not reset");
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+}
