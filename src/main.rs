@@ -1,7 +1,13 @@
-//! `baitwall`: the umbrella command. Today it carries the dataplane's
-//! commands (`demo`, `run`, `check-config`); the control process joins it
-//! when it exists.
+//! `baitwall`: the umbrella command. `baitwall control ...` runs the control
+//! process's commands; everything else is the dataplane's (`demo`, `run`,
+//! `check-config`).
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "control") {
+        let rest = std::iter::once(std::ffi::OsString::from("baitwall control"))
+            .chain(args.into_iter().skip(2));
+        return baitwall_control::cli::main_from(rest);
+    }
     baitwall_dataplane::cli::main()
 }

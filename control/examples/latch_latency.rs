@@ -26,7 +26,10 @@ use baitwall_dataplane::synth::{self, Endpoint, Flags};
 const T0: u64 = 1_767_226_200 * 1_000_000_000;
 
 fn main() {
-    let bites: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let bites: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
     let region = dir.path().join("bw.region");
     let text = format!(
@@ -45,7 +48,13 @@ fn main() {
         lossless_tx: true,
     });
     let nic = port.nic();
-    let dp = Dataplane::start(&mut port, &rt, ManualClock::new(T0).clock(), Arc::new(AtomicBool::new(false))).unwrap();
+    let dp = Dataplane::start(
+        &mut port,
+        &rt,
+        ManualClock::new(T0).clock(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let applied: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
@@ -72,7 +81,8 @@ fn main() {
         .map(|last| Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, last), 80))
         .find(|d| {
             let probe = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 1), 1);
-            nic.inject(&synth::tcp(&probe, d, Flags::SYN, 1, 0, &[]), T0).unwrap();
+            nic.inject(&synth::tcp(&probe, d, Flags::SYN, 1, 0, &[]), T0)
+                .unwrap();
             let mut syn_ack = false;
             while !nic.is_quiescent() {
                 nic.collect(|_, f, _| syn_ack = f.get(47).is_some_and(|b| b & 0x12 == 0x12));
@@ -87,13 +97,25 @@ fn main() {
     let mut latencies = Vec::new();
     for i in 0..bites {
         let worm = Endpoint::new([2; 6], Ipv4Addr::from(0x0a00_0000 + i), 40000);
-        nic.inject(&synth::tcp(&worm, &decoy, Flags::SYN, 9, 0, &[]), T0).unwrap();
+        nic.inject(&synth::tcp(&worm, &decoy, Flags::SYN, 9, 0, &[]), T0)
+            .unwrap();
         let mut isn = None;
         while isn.is_none() {
-            nic.collect(|_, f, _| isn = f.get(38..42).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
+            nic.collect(|_, f, _| {
+                isn = f
+                    .get(38..42)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            });
         }
         let seen = applied.lock().unwrap().len();
-        let biting = synth::tcp(&worm, &decoy, Flags::PSH_ACK, 10, isn.unwrap().wrapping_add(1), b"x");
+        let biting = synth::tcp(
+            &worm,
+            &decoy,
+            Flags::PSH_ACK,
+            10,
+            isn.unwrap().wrapping_add(1),
+            b"x",
+        );
         let t0 = Instant::now();
         nic.inject(&biting, T0).unwrap();
         let done = loop {

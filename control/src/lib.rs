@@ -2,5 +2,6 @@
 //! every worker's events, decides and stores blocks, and pushes each block
 //! to every worker.
 
+pub mod cli;
 pub mod daemon;
 pub mod store;

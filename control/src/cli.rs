@@ -1,0 +1,130 @@
+//! The command line of `baitwall-control` (also `baitwall control ...`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::daemon::{self, Notice, Settings};
+use crate::store::Store;
+use clap::{Parser, Subcommand};
+
+/// baitwall control: spreads, stores and expires the blocks the workers latch.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Attach to the dataplane's region and run until SIGINT/SIGTERM.
+    Run {
+        /// The dataplane's region file (its `[control] region`).
+        #[arg(long, default_value = "/dev/shm/baitwall.region")]
+        region: PathBuf,
+        /// The SQLite database holding blocks and history.
+        #[arg(long, default_value = "/var/lib/baitwall/state.db")]
+        database: PathBuf,
+        /// How long a block lasts after the last bite ("0s": permanent).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        block_for: std::time::Duration,
+        /// An IPv6 source is blocked by its prefix of this length.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(48..=128))]
+        ipv6_prefix: u8,
+    },
+    /// List the blocks in force in a database, as JSON lines.
+    Blocks {
+        /// The SQLite database.
+        #[arg(long, default_value = "/var/lib/baitwall/state.db")]
+        database: PathBuf,
+    },
+}
+
+/// Parses the process's arguments and runs the command.
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// Parses `args` (program name first) and runs the command.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn ip(net: &[u8; 16], len: u8) -> String {
+    let addr = std::net::IpAddr::from(*net).to_canonical();
+    let len = if addr.is_ipv4() {
+        len.saturating_sub(96)
+    } else {
+        len
+    };
+    format!("{addr}/{len}")
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run {
+            region,
+            database,
+            block_for,
+            ipv6_prefix,
+        } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone())?;
+            }
+            let settings = Settings {
+                region,
+                database,
+                block_for,
+                ipv6_prefix,
+            };
+            daemon::run(&settings, &stop, |n| match n {
+                Notice::Attached {
+                    instance,
+                    workers,
+                    blocks,
+                } => eprintln!(
+                    "attached to dataplane instance {instance:016x}: {workers} workers, {blocks} blocks pushed"
+                ),
+                Notice::Blocked { block, change } => eprintln!(
+                    "block {} until {} ({}, {:?})",
+                    ip(&block.net, block.len),
+                    block.expires,
+                    block.reason,
+                    change
+                ),
+                Notice::Expired(n) => eprintln!("{n} block(s) expired"),
+                Notice::Applied(g) => eprintln!("generation {g} in force on every worker"),
+            })
+        }
+        Command::Blocks { database } => {
+            let store = Store::open(&database)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as u32);
+            for b in store.active_blocks(now)? {
+                println!(
+                    "{}",
+                    serde_json::json!({"prefix": ip(&b.net, b.len), "expires": b.expires, "reason": b.reason})
+                );
+            }
+            Ok(())
+        }
+    }
+}
