@@ -40,6 +40,7 @@ fn main() {
     rt.region = Some(RegionConfig {
         path: region.clone(),
         slots: 4096,
+        hold: None,
     });
     let mut port = MemPort::new(SoftNicConfig {
         queues: 2,

@@ -30,6 +30,7 @@ fn start_dataplane(region: &Path) -> (Dataplane, SoftNic) {
     rt.region = Some(RegionConfig {
         path: region.to_owned(),
         slots: 1024,
+        hold: None,
     });
     let mut port = MemPort::new(SoftNicConfig {
         queues: 2,

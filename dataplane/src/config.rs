@@ -76,6 +76,30 @@ pub struct ControlSection {
     /// Slots per ring (a power of two, 16..=16777216).
     #[serde(default = "default_ring_slots")]
     pub ring_slots: RingSlots,
+    /// `"open"`: forward from the first frame; `"closed"`: drop everything
+    /// until control's first resync is in force (at most `hold_for`).
+    #[serde(default = "default_start")]
+    pub start: StartMode,
+    /// How long a fail-closed start waits for control before opening.
+    #[serde(default = "default_hold_for")]
+    pub hold_for: Span,
+}
+
+/// How the dataplane starts when it has a control region.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartMode {
+    /// Forward at once; blocks arrive with control's resync.
+    Open,
+    /// Drop everything until control's resync is in force.
+    Closed,
+}
+
+fn default_start() -> StartMode {
+    StartMode::Open
+}
+fn default_hold_for() -> Span {
+    Span(Duration::from_secs(5))
 }
 
 fn default_region() -> PathBuf {
@@ -865,6 +889,7 @@ impl Config {
             region: self.control.as_ref().map(|c| RegionConfig {
                 path: c.region.clone(),
                 slots: c.ring_slots.0,
+                hold: (c.start == StartMode::Closed).then_some(c.hold_for.0),
             }),
             engine: EngineConfig {
                 flow_capacity: self.flows.capacity.0,

@@ -51,6 +51,8 @@ pub struct RegionConfig {
     pub path: std::path::PathBuf,
     /// Slots per ring (a power of two).
     pub slots: u32,
+    /// Fail-closed start: hold traffic until the first resync, at most this long.
+    pub hold: Option<std::time::Duration>,
 }
 
 /// A fresh instance id for the region: 8 bytes from /dev/urandom (or the
@@ -193,6 +195,7 @@ impl Dataplane {
                 core: *core,
                 burst: config.burst,
                 idle: config.idle,
+                hold: config.region.as_ref().and_then(|r| r.hold),
             };
             let links = WorkerLinks {
                 board: board.clone(),

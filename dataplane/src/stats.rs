@@ -47,6 +47,8 @@ pub struct Counters {
     pub rules_refused: u64,
     /// The last generation of rules applied.
     pub generation: u64,
+    /// Fail-closed starts that gave up waiting for control and opened.
+    pub hold_timeouts: u64,
 }
 
 impl Counters {
@@ -65,7 +67,7 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 21 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 22 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 impl Counters {
     /// The counters as a flat array of cells, in a fixed order.
@@ -93,6 +95,7 @@ impl Counters {
             self.rules_applied,
             self.rules_refused,
             self.generation,
+            self.hold_timeouts,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -136,6 +139,7 @@ impl Counters {
         c.rules_applied = next();
         c.rules_refused = next();
         c.generation = next();
+        c.hold_timeouts = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -260,6 +264,8 @@ pub struct WorkerStats {
     pub rules_refused: u64,
     /// Generation of rules in force (per worker; the lowest in the total).
     pub generation: u64,
+    /// Fail-closed starts that gave up waiting for control and opened.
+    pub hold_timeouts: u64,
 }
 
 fn named<const N: usize>(
@@ -302,6 +308,7 @@ impl From<&Counters> for WorkerStats {
             rules_applied: c.rules_applied,
             rules_refused: c.rules_refused,
             generation: c.generation,
+            hold_timeouts: c.hold_timeouts,
         }
     }
 }

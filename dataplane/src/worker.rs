@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::utils::CachePadded;
@@ -61,6 +62,9 @@ pub struct WorkerConfig {
     pub burst: usize,
     /// Idle behaviour.
     pub idle: IdlePolicy,
+    /// Fail-closed start: drop every frame until control's first resync is
+    /// in force, or until this long has passed (then fail open, counted).
+    pub hold: Option<std::time::Duration>,
 }
 
 /// Shared handles a worker reads or writes without locks.
@@ -123,6 +127,12 @@ pub fn run<Q: Queue>(
     let mut idle = IdleState::default();
     let mut now_ns = clock.now_ns();
     let mut stopped = false;
+    // A fail-closed start holds traffic until the first resync (only with a
+    // control region: without one there is nothing to wait for).
+    let mut holding_until = config
+        .hold
+        .filter(|_| ring.is_some())
+        .map(|d| Instant::now() + d);
     loop {
         while let Ok(msg) = control.try_recv() {
             counters.control_messages += 1;
@@ -163,11 +173,24 @@ pub fn run<Q: Queue>(
         }
         idle.reset();
         counters.bursts += 1;
+        if let Some(until) = holding_until
+            && (counters.generation > 0 || Instant::now() >= until)
+        {
+            if counters.generation == 0 {
+                counters.hold_timeouts += 1;
+            }
+            holding_until = None;
+        }
         for mut buf in rx.drain(..) {
             let len = buf.data().len() as u64;
             counters.rx_packets += 1;
             counters.rx_bytes += len;
-            match engine.process(&mut buf, now_ns) {
+            let verdict = if holding_until.is_some() {
+                Verdict::Drop(DropReason::Holding)
+            } else {
+                engine.process(&mut buf, now_ns)
+            };
+            match verdict {
                 // One port: forwarded frames and replies leave the same way.
                 Verdict::Forward | Verdict::Reply => tx.push(buf),
                 Verdict::Drop(reason) => {

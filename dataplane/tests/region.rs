@@ -42,6 +42,7 @@ secret = "SECRET"
     rt.region = Some(RegionConfig {
         path: region.to_owned(),
         slots: 1024,
+        hold: None,
     });
     rt
 }
@@ -220,4 +221,66 @@ fn rules_down_the_rings_and_bites_up() {
             .unwrap_or(0)
             >= 200
     );
+}
+
+#[test]
+fn a_fail_closed_start_holds_traffic_until_the_first_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bw.region");
+    let mut rt = config(&path);
+    if let Some(r) = rt.region.as_mut() {
+        r.hold = Some(Duration::from_secs(600));
+    }
+    let mut port = MemPort::new(SoftNicConfig {
+        queues: 2,
+        pool_size: 1024,
+        ring_size: 256,
+        lossless_tx: true,
+    });
+    let nic = port.nic();
+    let dp = Dataplane::start(
+        &mut port,
+        &rt,
+        ManualClock::new(T0).clock(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(192, 0, 2, 10), 80);
+    let frames: Vec<_> = (0..100u16)
+        .map(|i| {
+            synth::tcp(
+                &Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 77), 1000 + i),
+                &live,
+                Flags::SYN,
+                1,
+                0,
+                &[],
+            )
+        })
+        .collect();
+    assert_eq!(
+        send_and_collect(&nic, &frames),
+        0,
+        "held before control's resync"
+    );
+    // Control resyncs: an empty state, then the generation marker.
+    let control = Region::attach(&path).unwrap();
+    for w in 0..2 {
+        let mut e = control.control_ends(w).unwrap();
+        assert!(e.rules.push(&Rule::Generation(1).encode()));
+        e.rules.publish();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dp.stats().workers.iter().any(|w| w.generation < 1) {
+        assert!(Instant::now() < deadline, "resync not applied");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        send_and_collect(&nic, &frames),
+        100,
+        "open after the resync"
+    );
+    let report = dp.stop();
+    assert_eq!(report.snapshot.total.drops.get("holding"), Some(&100));
+    assert_eq!(report.snapshot.total.hold_timeouts, 0);
 }

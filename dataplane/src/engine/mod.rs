@@ -60,11 +60,13 @@ pub enum DropReason {
     RateLimited,
     /// Sent to a decoy, which had nothing to answer (a RST, a bare ACK).
     ToDecoy,
+    /// Held: a fail-closed start waiting for control's first resync.
+    Holding,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLen,
@@ -77,6 +79,7 @@ impl DropReason {
         DropReason::Blocked,
         DropReason::RateLimited,
         DropReason::ToDecoy,
+        DropReason::Holding,
     ];
 
     /// Number of reasons.
@@ -97,6 +100,7 @@ impl DropReason {
             DropReason::Blocked => "blocked",
             DropReason::RateLimited => "rate_limited",
             DropReason::ToDecoy => "to_decoy",
+            DropReason::Holding => "holding",
         }
     }
 }
