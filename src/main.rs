@@ -9,5 +9,14 @@ fn main() -> std::process::ExitCode {
             .chain(args.into_iter().skip(2));
         return baitwall_control::cli::main_from(rest);
     }
-    baitwall_dataplane::cli::main()
+    // The demo starts the control process as a child: this very binary,
+    // with `control` first.
+    let control =
+        std::env::current_exe()
+            .ok()
+            .map(|program| baitwall_dataplane::demo::ControlCommand {
+                program,
+                prefix: vec!["control".into()],
+            });
+    baitwall_dataplane::cli::main_with(control)
 }

@@ -89,6 +89,10 @@ fn demo_summarises_and_its_captures_read_in_tcpdump() {
         "latched: 192.0.2.66",
         "the spoofed client 203.0.113.10 was not blocked",
         "702 frames in, 692 out",
+        "[control #1] block 192.0.2.66/32",
+        "[control #2] attached to dataplane instance",
+        "1 block(s) pushed",
+        "\"prefix\":\"192.0.2.66/32\"",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }

@@ -100,7 +100,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     workers,
                     blocks,
                 } => eprintln!(
-                    "attached to dataplane instance {instance:016x}: {workers} workers, {blocks} blocks pushed"
+                    "attached to dataplane instance {instance:016x}: {workers} workers, {blocks} block(s) pushed"
                 ),
                 Notice::Blocked { block, change } => eprintln!(
                     "block {} until {} ({}, {:?})",

@@ -61,8 +61,15 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    main_with(None)
+}
+
+/// Parses the command line and runs the command; `control` is how to start
+/// the control process as a child (the umbrella `baitwall` binary knows how;
+/// without it the demo runs the dataplane alone).
+pub fn main_with(control: Option<crate::demo::ControlCommand>) -> ExitCode {
     let cli = Cli::parse();
-    match execute(cli.command) {
+    match execute(cli.command, control) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -71,7 +78,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command) -> anyhow::Result<ExitCode> {
+fn execute(
+    command: Command,
+    control: Option<crate::demo::ControlCommand>,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(_) => {
@@ -112,6 +122,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 workers,
                 keep,
                 stop,
+                control,
             })?;
             print!("{}", demo.summary);
             if json {

@@ -85,7 +85,7 @@ pub fn render(outcome: &RunOutcome) -> String {
         };
         let _ = writeln!(
             s,
-            "marks: {}; bites: {}; latches held (summed over workers): {}; forged or stale cookies: {}",
+            "marks: {}; bites: {}; latches (summed over workers): {}; forged or stale cookies: {}",
             join(&t.marks),
             if t.bites.is_empty() {
                 "none".to_string()

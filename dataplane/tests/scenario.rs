@@ -23,6 +23,7 @@ fn run(workers: usize) -> demo::DemoResult {
         workers: Some(workers),
         keep: None,
         stop: Arc::new(AtomicBool::new(false)),
+        control: None,
     })
     .unwrap()
 }

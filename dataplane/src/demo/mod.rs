@@ -35,6 +35,66 @@ pub struct DemoOptions {
     pub keep: Option<PathBuf>,
     /// Set to stop early.
     pub stop: Arc<AtomicBool>,
+    /// How to start the control process (`None`: the dataplane alone).
+    pub control: Option<ControlCommand>,
+}
+
+/// How to start the control process: `program prefix... run ...`.
+#[derive(Clone, Debug)]
+pub struct ControlCommand {
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments before the control subcommand (`["control"]` for `baitwall`).
+    pub prefix: Vec<std::ffi::OsString>,
+}
+
+impl ControlCommand {
+    fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.program);
+        c.args(&self.prefix);
+        c
+    }
+
+    fn spawn(&self, dir: &Path, log: &str) -> anyhow::Result<std::process::Child> {
+        let log = File::create(dir.join(log))?;
+        let child = self
+            .command()
+            .arg("run")
+            .arg("--region")
+            .arg(dir.join("baitwall.region"))
+            .arg("--database")
+            .arg(dir.join("state.db"))
+            .args(["--block-for", "1h"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting the control process")?;
+        Ok(child)
+    }
+
+    /// The blocks in force, as control's `blocks` command prints them.
+    fn blocks(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .command()
+            .arg("blocks")
+            .arg("--database")
+            .arg(dir.join("state.db"))
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+/// What the control process did during the demo.
+pub struct ControlStory {
+    /// The first control process's log.
+    pub first: Vec<String>,
+    /// The restarted one's log.
+    pub second: Vec<String>,
+    /// The blocks SQLite holds after the run.
+    pub stored: Vec<String>,
 }
 
 /// What the demo did.
@@ -87,14 +147,114 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoResult> {
     let workers = options.workers.unwrap_or(2).clamp(1, available.max(1));
     config.workers.cores = CoreList((0..workers).collect());
 
-    let outcome = crate::run::run(&config, options.stop.clone(), |_| {})?;
+    let mut story = None;
+    let outcome = match &options.control {
+        None => crate::run::run(&config, options.stop.clone(), |_| {})?,
+        Some(control) => {
+            config.control = Some(crate::config::ControlSection {
+                region: dir.join("baitwall.region"),
+                ring_slots: crate::config::RingSlots(4096),
+                start: crate::config::StartMode::Open,
+                hold_for: crate::config::Span(Duration::from_secs(5)),
+            });
+            let (outcome, s) = run_with_control(&config, &options, control, &dir)?;
+            story = Some(s);
+            outcome
+        }
+    };
     let by_role = account(&frames, &dir.join("forwarded.pcap"))?;
-    let summary = summarize(&outcome, &by_role, &frames, options.keep.as_deref());
+    let mut summary = summarize(&outcome, &by_role, &frames, options.keep.as_deref());
+    if let Some(s) = &story {
+        summary.push_str(&tell_control(s));
+    }
     Ok(DemoResult {
         summary,
         outcome,
         by_role,
     })
+}
+
+/// Runs the replay with the control process beside it: control starts
+/// first, is killed with SIGKILL a second into the replay (after the worm
+/// was latched) and started again, and must resync the block from SQLite.
+fn run_with_control(
+    config: &Config,
+    options: &DemoOptions,
+    control: &ControlCommand,
+    dir: &Path,
+) -> anyhow::Result<(RunOutcome, ControlStory)> {
+    let mut first = control.spawn(dir, "control-1.log")?;
+    let restarter = {
+        let control = control.clone();
+        let dir = dir.to_owned();
+        std::thread::spawn(move || -> anyhow::Result<std::process::Child> {
+            std::thread::sleep(Duration::from_millis(1000));
+            // SIGKILL: control gets no chance to tidy up.
+            first.kill()?;
+            first.wait()?;
+            control.spawn(&dir, "control-2.log")
+        })
+    };
+    let outcome = crate::run::run(config, options.stop.clone(), |_| {})?;
+    let mut second = restarter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the control restarter panicked"))??;
+    // The block must be in SQLite, and the restarted control must have
+    // pushed it back at its attach.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut stored = control.blocks(dir)?;
+    while stored.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        stored = control.blocks(dir)?;
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(second.id().to_string())
+        .status();
+    let _ = second.wait();
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    Ok((
+        outcome,
+        ControlStory {
+            first: read("control-1.log"),
+            second: read("control-2.log"),
+            stored,
+        },
+    ))
+}
+
+fn tell_control(s: &ControlStory) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "the control process (a separate process, over shared-memory rings):"
+    );
+    for line in s.first.iter().filter(|l| !l.starts_with("generation")) {
+        let _ = writeln!(out, "  [control #1] {line}");
+    }
+    let _ = writeln!(
+        out,
+        "  [demo] control #1 killed with SIGKILL one second into the replay, then started again"
+    );
+    for line in s.second.iter().filter(|l| !l.starts_with("generation")) {
+        let _ = writeln!(out, "  [control #2] {line}");
+    }
+    let _ = writeln!(
+        out,
+        "SQLite holds after the run: {}",
+        if s.stored.is_empty() {
+            "no block".to_string()
+        } else {
+            s.stored.join(" ")
+        }
+    );
+    out
 }
 
 /// Live hosts of the scenario: anything else inside the protected space
