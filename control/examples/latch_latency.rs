@@ -65,8 +65,7 @@ fn main() {
         let settings = Settings {
             region,
             database: dir.path().join("state.db"),
-            block_for: Duration::from_secs(3600),
-            ipv6_prefix: 64,
+            policy: baitwall_control::policy::Policy::default(),
         };
         std::thread::spawn(move || {
             daemon::run(&settings, &stop, |n| {

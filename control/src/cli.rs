@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::daemon::{self, Notice, Settings};
+use crate::policy::Policy;
 use crate::store::Store;
 use clap::{Parser, Subcommand};
 
@@ -27,10 +28,14 @@ enum Command {
         /// The SQLite database holding blocks and history.
         #[arg(long, default_value = "/var/lib/baitwall/state.db")]
         database: PathBuf,
-        /// How long a block lasts after the last bite ("0s": permanent).
+        /// The policy file (TOML; see docs/control.md). Without it: data and
+        /// port bites block for `--block-for`, handshakes are recorded.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// How long data and port bites block, without a policy file ("0s": permanent).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         block_for: std::time::Duration,
-        /// An IPv6 source is blocked by its prefix of this length.
+        /// An IPv6 source is blocked by its prefix of this length (without a policy file).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(48..=128))]
         ipv6_prefix: u8,
     },
@@ -81,9 +86,20 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Run {
             region,
             database,
+            policy,
             block_for,
             ipv6_prefix,
         } => {
+            let policy = match policy {
+                Some(path) => Policy::load(&path)?,
+                None => {
+                    let mut p = Policy::default();
+                    p.kinds.data.r#for = block_for;
+                    p.kinds.port.r#for = block_for;
+                    p.ipv6_prefix = ipv6_prefix;
+                    p
+                }
+            };
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())?;
@@ -91,8 +107,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let settings = Settings {
                 region,
                 database,
-                block_for,
-                ipv6_prefix,
+                policy,
             };
             daemon::run(&settings, &stop, |n| match n {
                 Notice::Attached {
@@ -110,6 +125,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     change
                 ),
                 Notice::Expired(n) => eprintln!("{n} block(s) expired"),
+                Notice::Refused(b) => eprintln!(
+                    "block {} refused: the store is full (max_blocks)",
+                    ip(&b.net, b.len)
+                ),
                 Notice::Applied(g) => eprintln!("generation {g} in force on every worker"),
             })
         }

@@ -20,6 +20,7 @@ use baitwall_channel::message::{code, kind};
 use baitwall_channel::region::ControlEnds;
 use baitwall_channel::{Region, RegionError, Rule, UpEvent};
 
+use crate::policy::{Decision, Policy};
 use crate::store::{Block, Change, Store};
 
 /// How control runs.
@@ -29,10 +30,8 @@ pub struct Settings {
     pub region: PathBuf,
     /// The SQLite database.
     pub database: PathBuf,
-    /// How long a block lasts after the last bite (0: permanent).
-    pub block_for: Duration,
-    /// An IPv6 source is blocked by its prefix of this length.
-    pub ipv6_prefix: u8,
+    /// What bites become (kinds, durations, escalation, allowlist, cap).
+    pub policy: Policy,
 }
 
 /// Why a session ended.
@@ -65,6 +64,8 @@ pub enum Notice {
     },
     /// Blocks expired and were removed.
     Expired(usize),
+    /// A block was refused: the store holds `max_blocks` already.
+    Refused(Block),
     /// Every worker acknowledged a generation.
     Applied(u64),
 }
@@ -159,7 +160,18 @@ fn session(
     // Resynchronise: the stored state first, before any new decision.
     let blocks = store.active_blocks(now_s())?;
     let mut generation = store.next_generation()?;
-    let rules: Vec<Rule> = blocks.iter().map(block_rule).collect();
+    // The allowlist first, so no block pushed after it can catch an allowed source.
+    let mut rules: Vec<Rule> = settings
+        .policy
+        .allowlist()
+        .into_iter()
+        .map(|(net, len)| Rule::Allow {
+            net,
+            len,
+            expiry: 0,
+        })
+        .collect();
+    rules.extend(blocks.iter().map(block_rule));
     push_all(&mut ends, &rules, generation)?;
     notice(Notice::Attached {
         instance: region.instance_id(),
@@ -199,16 +211,28 @@ fn session(
                             ev.worker,
                             code::action_name(ev.action),
                         )?;
-                        if ev.action == code::ACTION_BLOCK {
-                            let block = source_block(settings, &ev);
-                            let change = store.upsert_block(&block, now_s())?;
-                            if change != Change::Unchanged {
-                                let stored = store.block(&block.net, block.len)?.unwrap_or(block);
-                                pending.push(block_rule(&stored));
-                                notice(Notice::Blocked {
-                                    block: stored,
-                                    change,
-                                });
+                        let (net, len) = settings.policy.source_net(&ev.src);
+                        let times = store.times_blocked(&net, len)?;
+                        if let Decision::Block { net, r#for } = settings.policy.decide(&ev, times) {
+                            let block = Block {
+                                net: net.0,
+                                len: net.1,
+                                expires: expiry(r#for),
+                                reason: code::bite_name(ev.bite).to_string(),
+                            };
+                            if times == 0 && store.count_blocks()? >= settings.policy.max_blocks {
+                                notice(Notice::Refused(block));
+                            } else {
+                                let change = store.upsert_block(&block, now_s())?;
+                                if change != Change::Unchanged {
+                                    let stored =
+                                        store.block(&block.net, block.len)?.unwrap_or(block);
+                                    pending.push(block_rule(&stored));
+                                    notice(Notice::Blocked {
+                                        block: stored,
+                                        change,
+                                    });
+                                }
                             }
                         }
                     }
@@ -273,30 +297,11 @@ fn session(
     }
 }
 
-/// The block a blocking bite calls for: the source alone for IPv4, its
-/// prefix for IPv6, until now + `block_for` (or permanent).
-fn source_block(settings: &Settings, ev: &UpEvent) -> Block {
-    let v4 = ev.src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-    let len = if v4 {
-        128
-    } else {
-        settings.ipv6_prefix.min(128)
-    };
-    let mask = if len == 0 {
+/// An absolute expiry `for` from now (0: permanent).
+fn expiry(r#for: Duration) -> u32 {
+    if r#for.is_zero() {
         0
     } else {
-        u128::MAX << (128 - u32::from(len))
-    };
-    let net = (u128::from_be_bytes(ev.src) & mask).to_be_bytes();
-    let expires = if settings.block_for.is_zero() {
-        0
-    } else {
-        now_s().saturating_add(u32::try_from(settings.block_for.as_secs()).unwrap_or(u32::MAX))
-    };
-    Block {
-        net,
-        len,
-        expires,
-        reason: code::bite_name(ev.bite).to_string(),
+        now_s().saturating_add(u32::try_from(r#for.as_secs()).unwrap_or(u32::MAX))
     }
 }

@@ -150,6 +150,26 @@ impl Store {
             .optional()
     }
 
+    /// How many times a block on `net/len` was made or refreshed (0: never).
+    pub fn times_blocked(&self, net: &[u8; 16], len: u8) -> Result<u32> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT bites FROM blocks WHERE net = ?1 AND len = ?2",
+                params![&net[..], len],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Blocks stored (expired ones not yet swept included).
+    pub fn count_blocks(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM blocks", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+    }
+
     /// Blocks in force at `now_s`.
     pub fn active_blocks(&self, now_s: u32) -> Result<Vec<Block>> {
         let mut stmt = self.conn.prepare(

@@ -149,8 +149,7 @@ fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts(
     let settings = Settings {
         region: region.clone(),
         database: dir.path().join("state.db"),
-        block_for: Duration::from_secs(3600),
-        ipv6_prefix: 64,
+        policy: baitwall_control::policy::Policy::default(),
     };
     // Control first: it waits for the dataplane.
     let (stop, notices, control) = run_control(settings.clone());
@@ -208,6 +207,42 @@ fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts(
         .unwrap()
         .unwrap();
     assert_eq!(again.expires, expires, "the ban clock was not reset");
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+}
+
+#[test]
+fn controls_allowlist_wins_over_a_workers_latch() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = Settings {
+        region: region.clone(),
+        database: dir.path().join("state.db"),
+        policy: baitwall_control::policy::Policy::parse("allow = [\"192.0.2.64/30\"]\n", "p")
+            .unwrap(),
+    };
+    let (stop, notices, control) = run_control(settings.clone());
+    let (dp, nic) = start_dataplane(&region);
+    wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
+    bite(&nic);
+    // The biting worker latched the source, but the allow entry control
+    // pushed at resync covers it: its traffic flows, and nothing is stored.
+    assert_eq!(through(&nic, &worm_traffic()), 64);
+    assert!(
+        !notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| matches!(n, Notice::Blocked { .. }))
+    );
+    assert!(
+        Store::open(&settings.database)
+            .unwrap()
+            .block(&worm(), 128)
+            .unwrap()
+            .is_none()
+    );
     stop.store(true, Ordering::Relaxed);
     control.join().unwrap();
     dp.stop();
