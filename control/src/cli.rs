@@ -39,6 +39,16 @@ enum Command {
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(48..=128))]
         ipv6_prefix: u8,
     },
+    /// What the history says per source (kinds, decoys, workers, first and
+    /// last seen), most recent first, as JSON lines.
+    Sources {
+        /// The SQLite database.
+        #[arg(long, default_value = "/var/lib/baitwall/state.db")]
+        database: PathBuf,
+        /// At most this many sources.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// List the blocks in force in a database, as JSON lines.
     Blocks {
         /// The SQLite database.
@@ -131,6 +141,13 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 ),
                 Notice::Applied(g) => eprintln!("generation {g} in force on every worker"),
             })
+        }
+        Command::Sources { database, limit } => {
+            let store = Store::open(&database)?;
+            for s in store.sources(limit)? {
+                println!("{}", serde_json::to_string(&s)?);
+            }
+            Ok(())
         }
         Command::Blocks { database } => {
             let store = Store::open(&database)?;

@@ -39,6 +39,28 @@ pub enum Change {
     Unchanged,
 }
 
+/// What the history says about one source.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SourceSummary {
+    /// The source address (16 bytes; IPv4-mapped for IPv4).
+    #[serde(skip)]
+    pub src: [u8; 16],
+    /// The source as text.
+    pub source: String,
+    /// Events recorded.
+    pub events: u64,
+    /// Bite kinds seen (with sweeps and services), comma-separated.
+    pub kinds: String,
+    /// Distinct decoys (destinations) touched.
+    pub decoys: u64,
+    /// Distinct workers that saw it.
+    pub workers: u64,
+    /// First event, Unix ns.
+    pub first_seen_ns: u64,
+    /// Last event, Unix ns.
+    pub last_seen_ns: u64,
+}
+
 /// The store.
 pub struct Store {
     conn: Connection,
@@ -217,6 +239,34 @@ impl Store {
         Ok(())
     }
 
+    /// Per source: bite kinds, decoys touched, workers, first and last seen;
+    /// most recent first, at most `limit`.
+    pub fn sources(&self, limit: u32) -> Result<Vec<SourceSummary>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT src, COUNT(*), GROUP_CONCAT(DISTINCT kind), COUNT(DISTINCT dst), \
+             COUNT(DISTINCT worker), MIN(time_ns), MAX(time_ns) \
+             FROM events WHERE kind != 'service' GROUP BY src ORDER BY MAX(time_ns) DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit], |r| {
+            let raw: Vec<u8> = r.get(0)?;
+            let mut src = [0u8; 16];
+            if raw.len() == 16 {
+                src.copy_from_slice(&raw);
+            }
+            Ok(SourceSummary {
+                src,
+                source: std::net::IpAddr::from(src).to_canonical().to_string(),
+                events: r.get::<_, i64>(1)? as u64,
+                kinds: r.get(2)?,
+                decoys: r.get::<_, i64>(3)? as u64,
+                workers: r.get::<_, i64>(4)? as u64,
+                first_seen_ns: r.get::<_, i64>(5)? as u64,
+                last_seen_ns: r.get::<_, i64>(6)? as u64,
+            })
+        })?;
+        rows.collect()
+    }
+
     /// Events stored.
     pub fn event_count(&self) -> Result<u64> {
         self.conn
@@ -350,6 +400,31 @@ mod tests {
         let a = Store::open(&path).unwrap().next_generation().unwrap();
         let b = Store::open(&path).unwrap().next_generation().unwrap();
         assert!(b > a);
+    }
+
+    #[test]
+    fn sources_aggregate_kinds_decoys_workers_and_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let d1 = [1u8; 16];
+        let d2 = [2u8; 16];
+        s.record_event(10, "handshake", &worm(), &d1, 1, 80, 0, "alert")
+            .unwrap();
+        s.record_event(20, "port", &worm(), &d1, 2, 443, 1, "block")
+            .unwrap();
+        s.record_event(30, "sweep", &worm(), &d2, 3, 80, 1, "count")
+            .unwrap();
+        s.record_event(40, "service", &d1, &worm(), 80, 1, 0, "count")
+            .unwrap();
+        let all = s.sources(10).unwrap();
+        assert_eq!(all.len(), 1, "services are not sources of bites");
+        let w = &all[0];
+        assert_eq!(w.source, "192.0.2.66");
+        assert_eq!((w.events, w.decoys, w.workers), (3, 2, 2));
+        assert_eq!((w.first_seen_ns, w.last_seen_ns), (10, 30));
+        for k in ["handshake", "port", "sweep"] {
+            assert!(w.kinds.contains(k), "{}", w.kinds);
+        }
     }
 
     #[test]
