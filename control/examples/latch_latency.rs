@@ -16,11 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baitwall_control::daemon::{self, Notice, Settings};
-use baitwall_dataplane::clock::ManualClock;
 use baitwall_dataplane::config::Config;
-use baitwall_dataplane::io::mem::MemPort;
-use baitwall_dataplane::io::soft::SoftNicConfig;
-use baitwall_dataplane::runtime::{Dataplane, RegionConfig};
+use baitwall_dataplane::runtime::RegionConfig;
 use baitwall_dataplane::synth::{self, Endpoint, Flags};
 
 const T0: u64 = 1_767_226_200 * 1_000_000_000;
@@ -42,20 +39,7 @@ fn main() {
         slots: 4096,
         hold: None,
     });
-    let mut port = MemPort::new(SoftNicConfig {
-        queues: 2,
-        pool_size: 1024,
-        ring_size: 256,
-        lossless_tx: true,
-    });
-    let nic = port.nic();
-    let dp = Dataplane::start(
-        &mut port,
-        &rt,
-        ManualClock::new(T0).clock(),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .unwrap();
+    let (dp, nic) = baitwall_dataplane::testbed::start_mem(&rt, T0).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let applied: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use baitwall_control::daemon::{self, Notice, Settings};
 use baitwall_control::store::Store;
-use baitwall_dataplane::clock::ManualClock;
 use baitwall_dataplane::config::Config;
-use baitwall_dataplane::io::mem::MemPort;
-use baitwall_dataplane::io::soft::{SoftNic, SoftNicConfig};
+use baitwall_dataplane::io::soft::SoftNic;
 use baitwall_dataplane::runtime::{Dataplane, RegionConfig};
 use baitwall_dataplane::synth::{self, Endpoint, Flags};
 
@@ -32,21 +30,7 @@ fn start_dataplane(region: &Path) -> (Dataplane, SoftNic) {
         slots: 1024,
         hold: None,
     });
-    let mut port = MemPort::new(SoftNicConfig {
-        queues: 2,
-        pool_size: 1024,
-        ring_size: 256,
-        lossless_tx: true,
-    });
-    let nic = port.nic();
-    let dp = Dataplane::start(
-        &mut port,
-        &rt,
-        ManualClock::new(T0).clock(),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .unwrap();
-    (dp, nic)
+    baitwall_dataplane::testbed::start_mem(&rt, T0).unwrap()
 }
 
 /// Sends `frames` and returns how many came out.

@@ -38,5 +38,6 @@ pub mod run;
 pub mod runtime;
 pub mod stats;
 pub mod synth;
+pub mod testbed;
 pub mod wire;
 pub mod worker;

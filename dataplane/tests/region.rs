@@ -5,17 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use baitwall_channel::message::kind;
 use baitwall_channel::{Region, Rule, UpEvent};
-use baitwall_dataplane::clock::ManualClock;
 use baitwall_dataplane::config::Config;
-use baitwall_dataplane::io::mem::MemPort;
-use baitwall_dataplane::io::soft::{SoftNic, SoftNicConfig};
-use baitwall_dataplane::runtime::{Dataplane, RegionConfig};
+use baitwall_dataplane::io::soft::SoftNic;
+use baitwall_dataplane::runtime::RegionConfig;
 use baitwall_dataplane::synth::{self, Endpoint, Flags};
 
 const T0: u64 = 1_767_226_200 * 1_000_000_000;
@@ -68,21 +64,7 @@ fn send_and_collect(nic: &SoftNic, frames: &[Vec<u8>]) -> usize {
 fn rules_down_the_rings_and_bites_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bw.region");
-    let mut port = MemPort::new(SoftNicConfig {
-        queues: 2,
-        pool_size: 1024,
-        ring_size: 256,
-        lossless_tx: true,
-    });
-    let nic = port.nic();
-    let clock = ManualClock::new(T0);
-    let dp = Dataplane::start(
-        &mut port,
-        &config(&path),
-        clock.clock(),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .unwrap();
+    let (dp, nic) = baitwall_dataplane::testbed::start_mem(&config(&path), T0).unwrap();
     let control = Region::attach(&path).unwrap();
     assert_eq!(control.geometry().workers, 2);
     let mut ends: Vec<_> = (0..2).map(|w| control.control_ends(w).unwrap()).collect();
@@ -231,20 +213,7 @@ fn a_fail_closed_start_holds_traffic_until_the_first_resync() {
     if let Some(r) = rt.region.as_mut() {
         r.hold = Some(Duration::from_secs(600));
     }
-    let mut port = MemPort::new(SoftNicConfig {
-        queues: 2,
-        pool_size: 1024,
-        ring_size: 256,
-        lossless_tx: true,
-    });
-    let nic = port.nic();
-    let dp = Dataplane::start(
-        &mut port,
-        &rt,
-        ManualClock::new(T0).clock(),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .unwrap();
+    let (dp, nic) = baitwall_dataplane::testbed::start_mem(&rt, T0).unwrap();
     let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(192, 0, 2, 10), 80);
     let frames: Vec<_> = (0..100u16)
         .map(|i| {
