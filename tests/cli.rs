@@ -91,7 +91,7 @@ fn demo_summarises_and_its_captures_read_in_tcpdump() {
         "702 frames in, 692 out",
         "[control #1] block 192.0.2.66/32",
         "[control #2] attached to dataplane instance",
-        "1 block(s) pushed",
+        "(only the changes since the workers' generation)",
         "\"prefix\":\"192.0.2.66/32\"",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");

@@ -124,8 +124,14 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     instance,
                     workers,
                     blocks,
+                    delta,
                 } => eprintln!(
-                    "attached to dataplane instance {instance:016x}: {workers} workers, {blocks} block(s) pushed"
+                    "attached to dataplane instance {instance:016x}: {workers} workers, {blocks} block(s) pushed{}",
+                    if delta {
+                        " (only the changes since the workers' generation)"
+                    } else {
+                        " (full resync)"
+                    }
                 ),
                 Notice::Blocked { block, change } => eprintln!(
                     "block {} until {} ({}, {:?})",

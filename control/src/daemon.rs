@@ -54,6 +54,8 @@ pub enum Notice {
         workers: u32,
         /// Blocks pushed at resync.
         blocks: usize,
+        /// True when only the changes since the workers' generation were sent.
+        delta: bool,
     },
     /// A source was blocked (or its block extended).
     Blocked {
@@ -157,9 +159,22 @@ fn session(
     let mut ends: Vec<ControlEnds> = (0..workers)
         .filter_map(|w| region.control_ends(w))
         .collect();
-    // Resynchronise: the stored state first, before any new decision.
-    let blocks = store.active_blocks(now_s())?;
+    // Resynchronise: the stored state first, before any new decision. If
+    // this is the dataplane instance the last session served, and every
+    // worker says which generation it has in force, only what changed since
+    // is sent; otherwise everything.
+    let applied = ends.iter().map(|e| e.rules.applied()).min().unwrap_or(0);
+    let delta = applied > 0 && store.last_instance()? == region.instance_id();
+    store.set_instance(region.instance_id())?;
+    let (blocks, removed) = if delta {
+        store.changes_since(applied, now_s())?
+    } else {
+        (store.active_blocks(now_s())?, Vec::new())
+    };
     let mut generation = store.next_generation()?;
+    for b in &blocks {
+        store.stamp_block(&b.net, b.len, generation)?;
+    }
     // The allowlist first, so no block pushed after it can catch an allowed source.
     let mut rules: Vec<Rule> = settings
         .policy
@@ -172,11 +187,13 @@ fn session(
         })
         .collect();
     rules.extend(blocks.iter().map(block_rule));
+    rules.extend(removed.iter().map(|&(net, len)| Rule::Unblock { net, len }));
     push_all(&mut ends, &rules, generation)?;
     notice(Notice::Attached {
         instance: region.instance_id(),
         workers,
         blocks: blocks.len(),
+        delta,
     });
     let mut acked = vec![0u64; ends.len()];
     let mut announced = 0u64;
@@ -187,6 +204,8 @@ fn session(
             return Ok(SessionEnd::Stopped);
         }
         let mut pending: Vec<Rule> = Vec::new();
+        // The generation of this round's blocks, taken at the first one.
+        let mut batch: Option<u64> = None;
         let mut busy = false;
         for (w, e) in ends.iter_mut().enumerate() {
             while let Some(record) = e.events.pop() {
@@ -225,6 +244,11 @@ fn session(
                             } else {
                                 let change = store.upsert_block(&block, now_s())?;
                                 if change != Change::Unchanged {
+                                    let g = match batch {
+                                        Some(g) => g,
+                                        None => *batch.insert(store.next_generation()?),
+                                    };
+                                    store.stamp_block(&block.net, block.len, g)?;
                                     let stored =
                                         store.block(&block.net, block.len)?.unwrap_or(block);
                                     pending.push(block_rule(&stored));
@@ -258,8 +282,8 @@ fn session(
             }
             e.events.release();
         }
-        if !pending.is_empty() {
-            generation = store.next_generation()?;
+        if let Some(g) = batch {
+            generation = g;
             push_all(&mut ends, &pending, generation)?;
         }
         let all_acked = acked.iter().copied().min().unwrap_or(0);
@@ -279,6 +303,9 @@ fn session(
                     })
                     .collect();
                 generation = store.next_generation()?;
+                for b in &expired {
+                    store.stamp_removed(&b.net, b.len, generation)?;
+                }
                 push_all(&mut ends, &rules, generation)?;
                 notice(Notice::Expired(expired.len()));
             }

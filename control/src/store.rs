@@ -13,7 +13,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One block.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +60,9 @@ pub struct SourceSummary {
     /// Last event, Unix ns.
     pub last_seen_ns: u64,
 }
+
+/// Blocks changed since a generation, and prefixes removed since it.
+pub type Changes = (Vec<Block>, Vec<([u8; 16], u8)>);
 
 /// The store.
 pub struct Store {
@@ -114,6 +117,92 @@ impl Store {
                  COMMIT;",
             )?;
         }
+        if version < 2 {
+            // Version 2: every block and every removal carries the rule
+            // generation that last changed it, so a resync can send only
+            // what changed since a worker's last applied generation.
+            self.conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE blocks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+                 CREATE TABLE IF NOT EXISTS removed (
+                     net BLOB NOT NULL,
+                     len INTEGER NOT NULL,
+                     generation INTEGER NOT NULL,
+                     PRIMARY KEY (net, len)
+                 );
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Marks the block on `net/len` (if any) as changed in `generation`.
+    pub fn stamp_block(&self, net: &[u8; 16], len: u8, generation: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE blocks SET generation = ?3 WHERE net = ?1 AND len = ?2",
+            params![&net[..], len, generation as i64],
+        )?;
+        self.conn.execute(
+            "DELETE FROM removed WHERE net = ?1 AND len = ?2",
+            params![&net[..], len],
+        )?;
+        Ok(())
+    }
+
+    /// Records that the block on `net/len` was removed in `generation`.
+    pub fn stamp_removed(&self, net: &[u8; 16], len: u8, generation: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO removed (net, len, generation) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(net, len) DO UPDATE SET generation = ?3",
+            params![&net[..], len, generation as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Blocks in force at `now_s` changed after `generation`, and the
+    /// prefixes removed after it.
+    pub fn changes_since(&self, generation: u64, now_s: u32) -> Result<Changes> {
+        let mut stmt = self.conn.prepare(
+            "SELECT net, len, expires, reason FROM blocks \
+             WHERE generation > ?1 AND (expires = 0 OR expires > ?2) ORDER BY generation",
+        )?;
+        let blocks = stmt
+            .query_map(params![generation as i64, now_s], row_to_block)?
+            .collect::<Result<Vec<_>>>()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT net, len FROM removed WHERE generation > ?1")?;
+        let removed = stmt
+            .query_map(params![generation as i64], |r| {
+                let net: Vec<u8> = r.get(0)?;
+                let mut n = [0u8; 16];
+                if net.len() == 16 {
+                    n.copy_from_slice(&net);
+                }
+                Ok((n, r.get(1)?))
+            })?
+            .collect::<Result<Vec<_>>>()?;
+        Ok((blocks, removed))
+    }
+
+    /// The dataplane instance the last session served (0: none).
+    pub fn last_instance(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map_or(0, |v| v as u64))
+    }
+
+    /// Records the dataplane instance this session serves.
+    pub fn set_instance(&self, instance: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('instance', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
+            params![instance as i64],
+        )?;
         Ok(())
     }
 
@@ -425,6 +514,41 @@ mod tests {
         for k in ["handshake", "port", "sweep"] {
             assert!(w.kinds.contains(k), "{}", w.kinds);
         }
+    }
+
+    #[test]
+    fn changes_since_a_generation_are_exactly_what_a_worker_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.upsert_block(&block(0), 1).unwrap();
+        s.stamp_block(&worm(), 128, 5).unwrap();
+        let mut other = block(0);
+        other.net[15] ^= 1;
+        s.upsert_block(&other, 1).unwrap();
+        s.stamp_block(&other.net, 128, 7).unwrap();
+        s.stamp_removed(&[9; 16], 120, 8).unwrap();
+        let (blocks, removed) = s.changes_since(5, 10).unwrap();
+        assert_eq!(blocks, vec![other.clone()]);
+        assert_eq!(removed, vec![([9; 16], 120)]);
+        let (blocks, removed) = s.changes_since(8, 10).unwrap();
+        assert!(blocks.is_empty() && removed.is_empty());
+        assert_eq!(s.changes_since(0, 10).unwrap().0.len(), 2);
+        // Re-adding a removed prefix forgets the removal.
+        s.upsert_block(
+            &Block {
+                net: [9; 16],
+                len: 120,
+                expires: 0,
+                reason: "x".into(),
+            },
+            1,
+        )
+        .unwrap();
+        s.stamp_block(&[9; 16], 120, 9).unwrap();
+        assert!(s.changes_since(5, 10).unwrap().1.is_empty());
+        assert_eq!(s.last_instance().unwrap(), 0);
+        s.set_instance(0xfeed).unwrap();
+        assert_eq!(s.last_instance().unwrap(), 0xfeed);
     }
 
     #[test]

@@ -231,3 +231,50 @@ fn controls_allowlist_wins_over_a_workers_latch() {
     control.join().unwrap();
     dp.stop();
 }
+
+#[test]
+fn a_control_restart_against_the_same_workers_resends_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = Settings {
+        region: region.clone(),
+        database: dir.path().join("state.db"),
+        policy: baitwall_control::policy::Policy::default(),
+    };
+    let (stop, notices, control) = run_control(settings.clone());
+    let (dp, nic) = start_dataplane(&region);
+    wait_for(&notices, "attach", |n| {
+        matches!(n, Notice::Attached { delta: false, .. })
+    });
+    bite(&nic);
+    wait_for(
+        &notices,
+        "the block applied",
+        |n| matches!(n, Notice::Applied(g) if *g >= 2),
+    );
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    // Same dataplane, new control: the workers hold generation 2 already.
+    let (stop, notices, control) = run_control(settings.clone());
+    wait_for(&notices, "delta resync", |n| {
+        matches!(
+            n,
+            Notice::Attached {
+                delta: true,
+                blocks: 0,
+                ..
+            }
+        )
+    });
+    wait_for(&notices, "resync applied", |n| {
+        matches!(n, Notice::Applied(_))
+    });
+    assert_eq!(
+        through(&nic, &worm_traffic()),
+        0,
+        "still blocked on both workers"
+    );
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+}

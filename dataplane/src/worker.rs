@@ -296,6 +296,9 @@ fn apply_rules(ends: &mut WorkerEnds, engine: &mut Engine, worker: usize, counte
                 // A lost acknowledgement is made good by the next marker.
                 ends.events.push_or_drop(&ack.encode());
                 ends.events.publish();
+                // Also where control can read it at its next attach, to
+                // resend only what changed since.
+                ends.rules.set_applied(generation);
                 counters.generation = generation;
             }
             Ok(rule) => match engine.apply(&rule) {

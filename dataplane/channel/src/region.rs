@@ -11,7 +11,7 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic "BWCHAN01"
-//! 8       4     layout version (1)
+//! 8       4     layout version (2)
 //! 12      4     header size (4096)
 //! 16      4     workers
 //! 20      4     slots per ring (power of two)
@@ -20,8 +20,8 @@
 //! 32      8     instance id (random, new at every dataplane start)
 //! 40      8     created (Unix nanoseconds)
 //! 4096    ...   rings: worker w's events ring, then its rules ring, each a
-//!               192-byte control block (head, tail, dropped on their own
-//!               cache lines) followed by slots x 64 bytes
+//!               256-byte control block (head, tail, dropped, applied on
+//!               their own cache lines) followed by slots x 64 bytes
 //! ```
 
 // This module maps a file shared with another process and hands out
@@ -41,7 +41,7 @@ use crate::ring::{CONTROL_SIZE, Consumer, KeepAlive, Producer, RawSlots, RingCon
 /// The region's magic bytes.
 pub const MAGIC: [u8; 8] = *b"BWCHAN01";
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes reserved for the header.
 pub const HEADER_SIZE: usize = 4096;
 

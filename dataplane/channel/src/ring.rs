@@ -37,6 +37,9 @@ pub struct RingControl {
     pub tail: Padded,
     /// Records the producer dropped because the ring was full.
     pub dropped: Padded,
+    /// A value the consumer publishes for the producer (on a rules ring:
+    /// the last rule generation the worker has in force).
+    pub applied: Padded,
 }
 
 /// An atomic counter alone on a 64-byte cache line.
@@ -62,7 +65,7 @@ impl Default for Padded {
 }
 
 /// Bytes of a ring's control block.
-pub const CONTROL_SIZE: usize = 3 * 64;
+pub const CONTROL_SIZE: usize = 4 * 64;
 
 /// Where a ring's slots live.
 pub trait Slots: Send {
@@ -234,6 +237,11 @@ impl<S: Slots> Producer<S> {
         self.ctl().dropped.value.load(Ordering::Relaxed)
     }
 
+    /// What the consumer last published with [`Consumer::set_applied`].
+    pub fn applied(&self) -> u64 {
+        self.ctl().applied.value.load(Ordering::Acquire)
+    }
+
     /// Free slots as last seen (a lower bound).
     pub fn free(&self) -> u64 {
         self.slots.capacity() - (self.tail - self.cached_head)
@@ -300,6 +308,12 @@ impl<S: Slots> Consumer<S> {
         self.ctl().dropped.value.load(Ordering::Relaxed)
     }
 
+    /// Publishes a value for the producer (a rules ring's consumer: the
+    /// generation now in force), after everything it covers.
+    pub fn set_applied(&self, value: u64) {
+        self.ctl().applied.value.store(value, Ordering::Release);
+    }
+
     /// The memory keeping this ring alive.
     pub fn keep_alive(&self) -> &KeepAlive {
         &self.keep
@@ -350,6 +364,7 @@ pub fn heap_ring(capacity: u64) -> (Producer<HeapSlots>, Consumer<HeapSlots>) {
         head: Padded::new(),
         tail: Padded::new(),
         dropped: Padded::new(),
+        applied: Padded::new(),
     });
     let (slots_p, slots_c, slots_keep) = heap_slots(capacity);
     let ctl: *const RingControl = &*control;

@@ -176,7 +176,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoResult> {
 
 /// Runs the replay with the control process beside it: control starts
 /// first, is killed with SIGKILL a second into the replay (after the worm
-/// was latched) and started again, and must resync the block from SQLite.
+/// was latched) and started again; it resyncs the workers by generation.
 fn run_with_control(
     config: &Config,
     options: &DemoOptions,
