@@ -49,6 +49,15 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// The live hosts and services the workers learned, as JSON lines.
+    Hosts {
+        /// The SQLite database.
+        #[arg(long, default_value = "/var/lib/baitwall/state.db")]
+        database: PathBuf,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// List the blocks in force in a database, as JSON lines.
     Blocks {
         /// The SQLite database.
@@ -152,6 +161,21 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let store = Store::open(&database)?;
             for s in store.sources(limit)? {
                 println!("{}", serde_json::to_string(&s)?);
+            }
+            Ok(())
+        }
+        Command::Hosts { database, limit } => {
+            let store = Store::open(&database)?;
+            for (addr, port, first, last) in store.hosts(limit)? {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "host": std::net::IpAddr::from(addr).to_canonical().to_string(),
+                        "port": port,
+                        "first_seen_ns": first,
+                        "last_seen_ns": last,
+                    })
+                );
             }
             Ok(())
         }

@@ -20,7 +20,7 @@ use baitwall_channel::message::{code, kind};
 use baitwall_channel::region::ControlEnds;
 use baitwall_channel::{Region, RegionError, Rule, UpEvent};
 
-use crate::policy::{Decision, Policy};
+use crate::policy::{Decision, Policy, covers};
 use crate::store::{Block, Change, Store};
 
 /// How control runs.
@@ -175,11 +175,15 @@ fn session(
     for b in &blocks {
         store.stamp_block(&b.net, b.len, generation)?;
     }
-    // The allowlist first, so no block pushed after it can catch an allowed source.
-    let mut rules: Vec<Rule> = settings
-        .policy
-        .allowlist()
-        .into_iter()
+    // The allowlist first (the policy's and the stored one), so no block
+    // pushed after it can catch an allowed source.
+    for (net, len) in settings.policy.allowlist() {
+        store.add_allow(&net, len, "policy", now_s())?;
+    }
+    let allowed = store.allows()?;
+    let mut rules: Vec<Rule> = allowed
+        .iter()
+        .copied()
         .map(|(net, len)| Rule::Allow {
             net,
             len,
@@ -232,7 +236,13 @@ fn session(
                         )?;
                         let (net, len) = settings.policy.source_net(&ev.src);
                         let times = store.times_blocked(&net, len)?;
-                        if let Decision::Block { net, r#for } = settings.policy.decide(&ev, times) {
+                        let stored_allow = allowed.iter().any(|n| covers(n, &ev.src));
+                        let decision = if stored_allow {
+                            Decision::Allowed
+                        } else {
+                            settings.policy.decide(&ev, times)
+                        };
+                        if let Decision::Block { net, r#for } = decision {
                             let block = Block {
                                 net: net.0,
                                 len: net.1,
@@ -260,15 +270,10 @@ fn session(
                             }
                         }
                     }
-                    kind::SWEEP | kind::SERVICE => {
-                        let name = if ev.kind == kind::SWEEP {
-                            "sweep"
-                        } else {
-                            "service"
-                        };
+                    kind::SWEEP => {
                         store.record_event(
                             ev.time_ns,
-                            name,
+                            "sweep",
                             &ev.src,
                             &ev.dst,
                             ev.src_port,
@@ -277,6 +282,8 @@ fn session(
                             "count",
                         )?;
                     }
+                    // An inside host answered a SYN: a live host and service.
+                    kind::SERVICE => store.learn_host(&ev.src, ev.src_port, ev.time_ns)?,
                     _ => {}
                 }
             }

@@ -13,7 +13,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// One block.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +60,9 @@ pub struct SourceSummary {
     /// Last event, Unix ns.
     pub last_seen_ns: u64,
 }
+
+/// A learned service: address, port, first and last seen (Unix ns).
+pub type LearnedHost = ([u8; 16], u16, u64, u64);
 
 /// Blocks changed since a generation, and prefixes removed since it.
 pub type Changes = (Vec<Block>, Vec<([u8; 16], u8)>);
@@ -134,7 +137,95 @@ impl Store {
                  COMMIT;",
             )?;
         }
+        if version < 3 {
+            // Version 3: the allowlist and the live hosts and services the
+            // workers learned.
+            self.conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS allows (
+                     net BLOB NOT NULL,
+                     len INTEGER NOT NULL,
+                     reason TEXT NOT NULL,
+                     created INTEGER NOT NULL,
+                     PRIMARY KEY (net, len)
+                 );
+                 CREATE TABLE IF NOT EXISTS hosts (
+                     addr BLOB NOT NULL,
+                     port INTEGER NOT NULL,
+                     first_seen_ns INTEGER NOT NULL,
+                     last_seen_ns INTEGER NOT NULL,
+                     PRIMARY KEY (addr, port)
+                 );
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )?;
+        }
         Ok(())
+    }
+
+    /// Adds an allow entry (kept until removed).
+    pub fn add_allow(&self, net: &[u8; 16], len: u8, reason: &str, now_s: u32) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO allows (net, len, reason, created) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(net, len) DO UPDATE SET reason = ?3",
+            params![&net[..], len, reason, now_s],
+        )?;
+        Ok(())
+    }
+
+    /// Removes an allow entry; false if there was none.
+    pub fn remove_allow(&self, net: &[u8; 16], len: u8) -> Result<bool> {
+        Ok(self.conn.execute(
+            "DELETE FROM allows WHERE net = ?1 AND len = ?2",
+            params![&net[..], len],
+        )? > 0)
+    }
+
+    /// Every stored allow entry.
+    pub fn allows(&self) -> Result<Vec<([u8; 16], u8)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT net, len FROM allows ORDER BY created")?;
+        let rows = stmt.query_map([], |r| {
+            let net: Vec<u8> = r.get(0)?;
+            let mut n = [0u8; 16];
+            if net.len() == 16 {
+                n.copy_from_slice(&net);
+            }
+            Ok((n, r.get(1)?))
+        })?;
+        rows.collect()
+    }
+
+    /// Records that `addr` offers `port` (a learned service), seen at `time_ns`.
+    pub fn learn_host(&self, addr: &[u8; 16], port: u16, time_ns: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO hosts (addr, port, first_seen_ns, last_seen_ns) VALUES (?1, ?2, ?3, ?3) \
+             ON CONFLICT(addr, port) DO UPDATE SET last_seen_ns = MAX(last_seen_ns, ?3)",
+            params![&addr[..], port, time_ns as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Learned hosts and services: (address, port, first seen, last seen), most recent first.
+    pub fn hosts(&self, limit: u32) -> Result<Vec<LearnedHost>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT addr, port, first_seen_ns, last_seen_ns FROM hosts ORDER BY last_seen_ns DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit], |r| {
+            let a: Vec<u8> = r.get(0)?;
+            let mut addr = [0u8; 16];
+            if a.len() == 16 {
+                addr.copy_from_slice(&a);
+            }
+            Ok((
+                addr,
+                r.get(1)?,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, i64>(3)? as u64,
+            ))
+        })?;
+        rows.collect()
     }
 
     /// Marks the block on `net/len` (if any) as changed in `generation`.
@@ -549,6 +640,24 @@ mod tests {
         assert_eq!(s.last_instance().unwrap(), 0);
         s.set_instance(0xfeed).unwrap();
         assert_eq!(s.last_instance().unwrap(), 0xfeed);
+    }
+
+    #[test]
+    fn allows_and_learned_hosts_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.add_allow(&worm(), 128, "scanner we run", 1).unwrap();
+            s.learn_host(&[7; 16], 443, 100).unwrap();
+            s.learn_host(&[7; 16], 443, 50).unwrap();
+            s.learn_host(&[7; 16], 443, 200).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.allows().unwrap(), vec![(worm(), 128)]);
+        assert_eq!(s.hosts(10).unwrap(), vec![([7; 16], 443, 100, 200)]);
+        assert!(s.remove_allow(&worm(), 128).unwrap());
+        assert!(s.allows().unwrap().is_empty());
     }
 
     #[test]
