@@ -143,6 +143,12 @@ fn dataplane(config: &Path) -> Child {
         .unwrap()
 }
 
+/// A random number of milliseconds in `lo..hi` (std's OS-seeded hasher).
+fn random_ms(lo: u64, hi: u64) -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    lo + RandomState::new().hash_one(std::process::id()) % (hi - lo)
+}
+
 fn kill9(child: &mut Child) {
     let status = Command::new("kill")
         .args(["-9", &child.id().to_string()])
@@ -207,7 +213,14 @@ fn no_block_is_lost_to_kill_9_of_control_or_of_the_dataplane() {
     let config = write_config(dir, "bites.toml", "bites.pcap", "bites-out.pcap");
     let mut ctl = control(dir);
     let mut dp = dataplane(&config);
-    std::thread::sleep(Duration::from_millis(1_000));
+    // Kill at a random moment inside the run of bites (printed, so a failure
+    // can be replayed by hand).
+    let kill_control_at = random_ms(300, 2_000);
+    let kill_dataplane_at = random_ms(200, 1_500);
+    println!(
+        "kill -9 of control at {kill_control_at} ms, of the dataplane at {kill_dataplane_at} ms"
+    );
+    std::thread::sleep(Duration::from_millis(kill_control_at));
     kill9(&mut ctl);
     std::thread::sleep(Duration::from_millis(500));
     let mut ctl = control(dir);
@@ -223,7 +236,7 @@ fn no_block_is_lost_to_kill_9_of_control_or_of_the_dataplane() {
     write_pcap(&dir.join("long.pcap"), &long).unwrap();
     let config = write_config(dir, "long.toml", "long.pcap", "long-out.pcap");
     let mut dp = dataplane(&config);
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(kill_dataplane_at));
     kill9(&mut dp);
     let mut after = vec![padding(0)];
     after.extend(worm_traffic(1_000));
