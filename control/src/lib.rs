@@ -2,6 +2,7 @@
 //! every worker's events, decides and stores blocks, and pushes each block
 //! to every worker.
 
+pub mod api;
 pub mod cli;
 pub mod daemon;
 pub mod policy;

@@ -1,0 +1,504 @@
+//! Requests and replies of the control socket, newline-delimited JSON:
+//!
+//! ```text
+//! -> {"command": "block-add", "arguments": {"target": "192.0.2.7", "for": "1h", "reason": "manual"}}
+//! <- {"return": "OK", "message": {...}}
+//! <- {"return": "NOK", "error": {"code": "host_bits_set", "message": "..."}}
+//! ```
+//!
+//! Parsing is strict and total: every malformed request maps to one stable
+//! error code and changes nothing; no input can panic the parser (it has a
+//! fuzz target). A first line `{"version": "1"}` is a handshake.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::policy::{Net, parse_net};
+
+/// The longest request line accepted, in bytes.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: &str = "1";
+
+/// Longest block duration a request may ask for.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// Stable error codes: a client may match on them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// The line is not JSON.
+    NotJson,
+    /// The JSON is not an object.
+    NotAnObject,
+    /// No `command` field.
+    MissingCommand,
+    /// A command this build does not know.
+    UnknownCommand,
+    /// A required argument is missing.
+    MissingArgument,
+    /// An argument the command does not take.
+    UnexpectedArgument,
+    /// An argument of the wrong JSON type.
+    WrongType,
+    /// Not an IPv4/IPv6 address or prefix.
+    InvalidAddress,
+    /// A prefix with host bits set.
+    HostBitsSet,
+    /// A duration that does not parse or is out of range.
+    BadDuration,
+    /// A number out of its range.
+    OutOfRange,
+    /// The line is longer than [`MAX_LINE`].
+    LineTooLong,
+    /// A protocol version this build does not speak.
+    UnsupportedVersion,
+}
+
+impl Code {
+    /// The code as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::NotJson => "not_json",
+            Code::NotAnObject => "not_an_object",
+            Code::MissingCommand => "missing_command",
+            Code::UnknownCommand => "unknown_command",
+            Code::MissingArgument => "missing_argument",
+            Code::UnexpectedArgument => "unexpected_argument",
+            Code::WrongType => "wrong_type",
+            Code::InvalidAddress => "invalid_address",
+            Code::HostBitsSet => "host_bits_set",
+            Code::BadDuration => "bad_duration",
+            Code::OutOfRange => "out_of_range",
+            Code::LineTooLong => "line_too_long",
+            Code::UnsupportedVersion => "unsupported_version",
+        }
+    }
+}
+
+/// A refused request: a stable code and a human message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// The code.
+    pub code: Code,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(code: Code, message: impl Into<String>) -> ApiError {
+    ApiError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A parsed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `{"version": "1"}`: the handshake.
+    Hello,
+    /// Program and protocol version.
+    Version,
+    /// Uptime, workers, generation, last bite.
+    Status,
+    /// Counters.
+    Stats,
+    /// Blocks, with an optional source filter and paging.
+    BlockList {
+        /// Only blocks covering this address.
+        covering: Option<[u8; 16]>,
+        /// Skip this many.
+        offset: u64,
+        /// At most this many.
+        limit: u64,
+    },
+    /// Block a source or prefix.
+    BlockAdd {
+        /// What to block.
+        target: Net,
+        /// How long (`None`: permanent).
+        duration: Option<Duration>,
+        /// Why.
+        reason: String,
+    },
+    /// Remove a block.
+    BlockRemove {
+        /// The block.
+        target: Net,
+    },
+    /// The allowlist.
+    AllowList,
+    /// Allow a source or prefix.
+    AllowAdd {
+        /// What to allow.
+        target: Net,
+        /// Why.
+        reason: String,
+    },
+    /// Remove an allow entry.
+    AllowRemove {
+        /// The entry.
+        target: Net,
+    },
+    /// Learned hosts and services.
+    Hosts {
+        /// At most this many.
+        limit: u64,
+    },
+    /// Stop the control process.
+    Shutdown,
+}
+
+/// The commands this build knows, for `unknown_command` messages.
+pub const COMMANDS: [&str; 11] = [
+    "version",
+    "status",
+    "stats",
+    "block-list",
+    "block-add",
+    "block-remove",
+    "allow-list",
+    "allow-add",
+    "allow-remove",
+    "hosts",
+    "shutdown",
+];
+
+/// Arguments of one request, consumed as they are read so that anything
+/// left over is an unexpected argument.
+struct Args {
+    map: Map<String, Value>,
+}
+
+impl Args {
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.map.remove(name)
+    }
+
+    fn string(&mut self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.take(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(err(
+                Code::WrongType,
+                format!("argument {name:?} must be a string"),
+            )),
+        }
+    }
+
+    fn required_string(&mut self, name: &str) -> Result<String, ApiError> {
+        self.string(name)?.ok_or_else(|| {
+            err(
+                Code::MissingArgument,
+                format!("argument {name:?} is required"),
+            )
+        })
+    }
+
+    fn number(&mut self, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
+        match self.take(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if v <= max => Ok(v),
+                _ => Err(err(
+                    Code::OutOfRange,
+                    format!("argument {name:?} must be an integer in 0..={max}"),
+                )),
+            },
+            Some(_) => Err(err(
+                Code::WrongType,
+                format!("argument {name:?} must be a number"),
+            )),
+        }
+    }
+
+    fn target(&mut self) -> Result<Net, ApiError> {
+        let text = self.required_string("target")?;
+        parse_net(&text).map_err(|m| {
+            if m.contains("host bits") {
+                err(Code::HostBitsSet, m)
+            } else {
+                err(Code::InvalidAddress, m)
+            }
+        })
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        match self.map.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(err(
+                Code::UnexpectedArgument,
+                format!("unexpected argument {k:?}"),
+            )),
+        }
+    }
+}
+
+fn duration(text: &str) -> Result<Option<Duration>, ApiError> {
+    if text == "permanent" {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(text).map_err(|e| {
+        err(
+            Code::BadDuration,
+            format!("{text:?} is not a duration like \"1h\" or \"permanent\": {e}"),
+        )
+    })?;
+    if d < Duration::from_secs(1) || d > MAX_DURATION {
+        return Err(err(
+            Code::BadDuration,
+            format!("{text:?} is out of range 1s..=366days"),
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// Parses one request line (without its newline).
+pub fn parse(line: &[u8]) -> Result<Request, ApiError> {
+    if line.len() > MAX_LINE {
+        return Err(err(
+            Code::LineTooLong,
+            format!("a request line is at most {MAX_LINE} bytes"),
+        ));
+    }
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| err(Code::NotJson, e.to_string()))?;
+    let Value::Object(mut obj) = value else {
+        return Err(err(Code::NotAnObject, "a request is a JSON object"));
+    };
+    if let Some(v) = obj.remove("version") {
+        if !obj.is_empty() {
+            return Err(err(
+                Code::UnexpectedArgument,
+                "the handshake holds only \"version\"",
+            ));
+        }
+        return match v {
+            Value::String(s) if s == PROTOCOL_VERSION => Ok(Request::Hello),
+            Value::String(s) => Err(err(
+                Code::UnsupportedVersion,
+                format!("protocol {s:?}; this build speaks {PROTOCOL_VERSION:?}"),
+            )),
+            _ => Err(err(Code::WrongType, "\"version\" must be a string")),
+        };
+    }
+    let command = match obj.remove("command") {
+        None => return Err(err(Code::MissingCommand, "a request needs \"command\"")),
+        Some(Value::String(c)) => c,
+        Some(_) => return Err(err(Code::WrongType, "\"command\" must be a string")),
+    };
+    let map = match obj.remove("arguments") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(err(Code::WrongType, "\"arguments\" must be an object")),
+    };
+    if let Some(k) = obj.keys().next() {
+        return Err(err(
+            Code::UnexpectedArgument,
+            format!("unexpected field {k:?} (arguments go in \"arguments\")"),
+        ));
+    }
+    let mut args = Args { map };
+    let request = match command.as_str() {
+        "version" => Request::Version,
+        "status" => Request::Status,
+        "stats" => Request::Stats,
+        "block-list" => {
+            let covering = match args.string("covering")? {
+                None => None,
+                Some(a) => {
+                    let (net, len) = parse_net(&a).map_err(|m| err(Code::InvalidAddress, m))?;
+                    if len != 128 {
+                        return Err(err(
+                            Code::InvalidAddress,
+                            "\"covering\" takes an address, not a prefix",
+                        ));
+                    }
+                    Some(net)
+                }
+            };
+            Request::BlockList {
+                covering,
+                offset: args.number("offset", 0, u64::from(u32::MAX))?,
+                limit: args.number("limit", 100, 10_000)?,
+            }
+        }
+        "block-add" => {
+            let target = args.target()?;
+            let duration = match args.string("for")? {
+                None => Some(Duration::from_secs(3600)),
+                Some(d) => duration(&d)?,
+            };
+            let reason = args.string("reason")?.unwrap_or_else(|| "manual".into());
+            Request::BlockAdd {
+                target,
+                duration,
+                reason,
+            }
+        }
+        "block-remove" => Request::BlockRemove {
+            target: args.target()?,
+        },
+        "allow-list" => Request::AllowList,
+        "allow-add" => Request::AllowAdd {
+            target: args.target()?,
+            reason: args.string("reason")?.unwrap_or_else(|| "manual".into()),
+        },
+        "allow-remove" => Request::AllowRemove {
+            target: args.target()?,
+        },
+        "hosts" => Request::Hosts {
+            limit: args.number("limit", 100, 10_000)?,
+        },
+        "shutdown" => Request::Shutdown,
+        other => {
+            return Err(err(
+                Code::UnknownCommand,
+                format!("unknown command {other:?}; known: {}", COMMANDS.join(", ")),
+            ));
+        }
+    };
+    args.finish()?;
+    Ok(request)
+}
+
+/// A successful reply line.
+pub fn ok(message: Value) -> String {
+    json!({"return": "OK", "message": message}).to_string()
+}
+
+/// A refusal line.
+pub fn nok(e: &ApiError) -> String {
+    json!({"return": "NOK", "error": {"code": e.code.as_str(), "message": e.message}}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn code(line: &str) -> &'static str {
+        parse(line.as_bytes()).unwrap_err().code.as_str()
+    }
+
+    #[test]
+    fn well_formed_requests_parse() {
+        assert_eq!(parse(br#"{"version": "1"}"#).unwrap(), Request::Hello);
+        assert_eq!(parse(br#"{"command": "status"}"#).unwrap(), Request::Status);
+        let r = parse(br#"{"command": "block-add", "arguments": {"target": "192.0.2.7", "for": "1h", "reason": "manual"}}"#).unwrap();
+        let Request::BlockAdd {
+            target,
+            duration,
+            reason,
+        } = r
+        else {
+            panic!()
+        };
+        assert_eq!(target.1, 128);
+        assert_eq!(duration, Some(Duration::from_secs(3600)));
+        assert_eq!(reason, "manual");
+        let r = parse(br#"{"command": "block-add", "arguments": {"target": "2001:db8::/48", "for": "permanent"}}"#).unwrap();
+        assert!(matches!(
+            r,
+            Request::BlockAdd {
+                duration: None,
+                target: (_, 48),
+                ..
+            }
+        ));
+        let r = parse(
+            br#"{"command": "block-list", "arguments": {"covering": "192.0.2.7", "limit": 5}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            r,
+            Request::BlockList {
+                limit: 5,
+                offset: 0,
+                covering: Some(_)
+            }
+        ));
+    }
+
+    /// Every kind of bad input, with its exact code.
+    #[test]
+    fn bad_requests_get_stable_codes() {
+        let cases: [(&str, &str); 16] = [
+            ("not json", "not_json"),
+            ("[1, 2]", "not_an_object"),
+            ("{}", "missing_command"),
+            (r#"{"command": 7}"#, "wrong_type"),
+            (r#"{"command": "reboot"}"#, "unknown_command"),
+            (r#"{"command": "block-add"}"#, "missing_argument"),
+            (
+                r#"{"command": "status", "arguments": {"x": 1}}"#,
+                "unexpected_argument",
+            ),
+            (
+                r#"{"command": "status", "extra": 1}"#,
+                "unexpected_argument",
+            ),
+            (
+                r#"{"command": "block-add", "arguments": {"target": 7}}"#,
+                "wrong_type",
+            ),
+            (
+                r#"{"command": "block-add", "arguments": {"target": "999.1.1.1"}}"#,
+                "invalid_address",
+            ),
+            (
+                r#"{"command": "block-add", "arguments": {"target": "192.0.2.7/24"}}"#,
+                "host_bits_set",
+            ),
+            (
+                r#"{"command": "block-add", "arguments": {"target": "192.0.2.7", "for": "400days"}}"#,
+                "bad_duration",
+            ),
+            (
+                r#"{"command": "block-add", "arguments": {"target": "192.0.2.7", "for": "soon"}}"#,
+                "bad_duration",
+            ),
+            (
+                r#"{"command": "hosts", "arguments": {"limit": -1}}"#,
+                "out_of_range",
+            ),
+            (r#"{"version": "2"}"#, "unsupported_version"),
+            (r#"{"command": "status", "arguments": [1]}"#, "wrong_type"),
+        ];
+        for (line, want) in cases {
+            assert_eq!(code(line), want, "{line}");
+        }
+        let long = vec![b' '; MAX_LINE + 1];
+        assert_eq!(parse(&long).unwrap_err().code, Code::LineTooLong);
+    }
+
+    #[test]
+    fn replies_are_one_line_of_json() {
+        let line = nok(&err(Code::HostBitsSet, "x"));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["return"], "NOK");
+        assert_eq!(v["error"]["code"], "host_bits_set");
+        assert!(!ok(json!({"a": 1})).contains('\n'));
+    }
+
+    #[test]
+    fn the_fuzz_seed_corpus_parses_without_panicking() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/control_request");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let _ = parse(&bytes);
+            n += 1;
+        }
+        assert!(n >= 5);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse(&bytes);
+        }
+    }
+}
