@@ -50,6 +50,7 @@ fn main() {
             region,
             database: dir.path().join("state.db"),
             policy: baitwall_control::policy::Policy::default(),
+            socket: None,
         };
         std::thread::spawn(move || {
             daemon::run(&settings, &stop, |n| {

@@ -35,6 +35,9 @@ enum Command {
         /// How long data and port bites block, without a policy file ("0s": permanent).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         block_for: std::time::Duration,
+        /// Serve the JSON control socket here (see docs/control-socket.md).
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// An IPv6 source is blocked by its prefix of this length (without a policy file).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(48..=128))]
         ipv6_prefix: u8,
@@ -108,6 +111,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             policy,
             block_for,
             ipv6_prefix,
+            socket,
         } => {
             let policy = match policy {
                 Some(path) => Policy::load(&path)?,
@@ -127,6 +131,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 region,
                 database,
                 policy,
+                socket: socket.map(|path| crate::api::server::SocketSettings {
+                    path,
+                    max_clients: 64,
+                    idle_timeout: std::time::Duration::from_secs(10),
+                }),
             };
             daemon::run(&settings, &stop, |n| match n {
                 Notice::Attached {

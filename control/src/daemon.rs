@@ -20,7 +20,13 @@ use baitwall_channel::message::{code, kind};
 use baitwall_channel::region::ControlEnds;
 use baitwall_channel::{Region, RegionError, Rule, UpEvent};
 
-use crate::policy::{Decision, Policy, covers};
+use std::sync::mpsc::Receiver;
+
+use serde_json::json;
+
+use crate::api::protocol::{ApiError, Code, Request, nok, ok};
+use crate::api::server::{Command, SocketSettings};
+use crate::policy::{Decision, Net, Policy, covers};
 use crate::store::{Block, Change, Store};
 
 /// How control runs.
@@ -32,6 +38,8 @@ pub struct Settings {
     pub database: PathBuf,
     /// What bites become (kinds, durations, escalation, allowlist, cap).
     pub policy: Policy,
+    /// The JSON control socket (`None`: not served).
+    pub socket: Option<SocketSettings>,
 }
 
 /// Why a session ended.
@@ -81,25 +89,238 @@ fn now_s() -> u32 {
 /// Runs until `stop` is set; `notice` hears what happens.
 pub fn run(
     settings: &Settings,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     mut notice: impl FnMut(Notice),
 ) -> anyhow::Result<()> {
     let store = Store::open(&settings.database)
         .with_context(|| format!("opening {}", settings.database.display()))?;
-    while !stop.load(Ordering::Relaxed) {
-        let Some(region) = wait_for_region(settings, stop)? else {
-            break;
-        };
-        if session(settings, &store, region, stop, &mut notice)? == SessionEnd::Stopped {
-            break;
+    let (tx, commands) = std::sync::mpsc::sync_channel::<Command>(64);
+    let server = match &settings.socket {
+        Some(s) => Some(
+            crate::api::server::serve(s.clone(), tx, stop.clone())
+                .with_context(|| format!("serving {}", s.path.display()))?,
+        ),
+        None => None,
+    };
+    let started = Instant::now();
+    let result = (|| {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(region) = wait_for_region(settings, &store, stop, &commands, started)? else {
+                break;
+            };
+            let end = session(
+                settings,
+                &store,
+                region,
+                stop,
+                &mut notice,
+                &commands,
+                started,
+            )?;
+            if end == SessionEnd::Stopped {
+                break;
+            }
         }
+        Ok(())
+    })();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(server) = server {
+        let _ = server.join();
     }
-    Ok(())
+    result
+}
+
+/// What a request may act on: the store always, the workers when attached.
+struct Ctx<'a> {
+    store: &'a Store,
+    stop: &'a AtomicBool,
+    started: Instant,
+    attached: Option<(&'a mut Vec<ControlEnds>, u64)>,
+}
+
+/// Answers every waiting request.
+fn answer_all(commands: &Receiver<Command>, ctx: &mut Ctx<'_>) {
+    while let Ok(cmd) = commands.try_recv() {
+        let line = answer(&cmd.request, ctx).unwrap_or_else(|e| {
+            nok(&ApiError {
+                code: Code::Unavailable,
+                message: format!("{e:#}"),
+            })
+        });
+        let _ = cmd.reply.send(line);
+    }
+}
+
+fn text_net(net: &[u8; 16], len: u8) -> String {
+    let addr = std::net::IpAddr::from(*net).to_canonical();
+    let len = if addr.is_ipv4() {
+        len.saturating_sub(96)
+    } else {
+        len
+    };
+    format!("{addr}/{len}")
+}
+
+fn not_found(what: &str, net: &Net) -> String {
+    nok(&ApiError {
+        code: Code::NotFound,
+        message: format!("no {what} on {}", text_net(&net.0, net.1)),
+    })
+}
+
+/// Pushes `rules` to every worker under a new generation, if attached.
+fn push_rules(ctx: &mut Ctx<'_>, rules: &[Rule]) -> anyhow::Result<Option<u64>> {
+    let store = ctx.store;
+    match ctx.attached.as_mut() {
+        Some((ends, _)) => {
+            let g = store.next_generation()?;
+            push_all(ends, rules, g)?;
+            Ok(Some(g))
+        }
+        None => Ok(None),
+    }
+}
+
+fn answer(request: &Request, ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
+    let store = ctx.store;
+    Ok(match request {
+        Request::Hello | Request::Version => ok(json!({
+            "program": env!("CARGO_PKG_VERSION"),
+            "protocol": crate::api::protocol::PROTOCOL_VERSION,
+        })),
+        Request::Status => ok(json!({
+            "uptime_seconds": ctx.started.elapsed().as_secs(),
+            "attached": ctx.attached.is_some(),
+            "instance": ctx.attached.as_ref().map(|(_, id)| format!("{id:016x}")),
+            "workers": ctx.attached.as_ref().map(|(e, _)| e.len()),
+            "blocks": store.count_blocks()?,
+        })),
+        Request::Stats => ok(json!({
+            "events_dropped_per_worker": ctx
+                .attached
+                .as_ref()
+                .map(|(ends, _)| ends.iter().map(|e| e.events.dropped()).collect::<Vec<_>>()),
+            "events": store.event_count()?,
+        })),
+        Request::BlockList {
+            covering,
+            offset,
+            limit,
+        } => {
+            let list: Vec<_> = store
+                .active_blocks(now_s())?
+                .into_iter()
+                .filter(|b| covering.is_none_or(|a| covers(&(b.net, b.len), &a)))
+                .skip(*offset as usize)
+                .take(*limit as usize)
+                .map(|b| json!({"prefix": text_net(&b.net, b.len), "expires": b.expires, "reason": b.reason}))
+                .collect();
+            ok(json!(list))
+        }
+        Request::BlockAdd {
+            target,
+            duration,
+            reason,
+        } => {
+            let block = Block {
+                net: target.0,
+                len: target.1,
+                expires: duration.map_or(0, expiry),
+                reason: reason.clone(),
+            };
+            store.upsert_block(&block, now_s())?;
+            let stored = store.block(&block.net, block.len)?.unwrap_or(block);
+            let generation = push_rules(ctx, &[block_rule(&stored)])?;
+            if let Some(g) = generation {
+                store.stamp_block(&stored.net, stored.len, g)?;
+            }
+            ok(
+                json!({"prefix": text_net(&stored.net, stored.len), "expires": stored.expires, "generation": generation}),
+            )
+        }
+        Request::BlockRemove { target } => {
+            if !store.remove_block(&target.0, target.1)? {
+                return Ok(not_found("block", target));
+            }
+            let generation = push_rules(
+                ctx,
+                &[Rule::Unblock {
+                    net: target.0,
+                    len: target.1,
+                }],
+            )?;
+            store.stamp_removed(&target.0, target.1, generation.unwrap_or(0))?;
+            ok(json!({"removed": text_net(&target.0, target.1), "generation": generation}))
+        }
+        Request::AllowList => ok(json!(
+            store
+                .allows()?
+                .iter()
+                .map(|(n, l)| text_net(n, *l))
+                .collect::<Vec<_>>()
+        )),
+        Request::AllowAdd { target, reason } => {
+            store.add_allow(&target.0, target.1, reason, now_s())?;
+            let generation = push_rules(
+                ctx,
+                &[Rule::Allow {
+                    net: target.0,
+                    len: target.1,
+                    expiry: 0,
+                }],
+            )?;
+            ok(json!({"allowed": text_net(&target.0, target.1), "generation": generation}))
+        }
+        Request::AllowRemove { target } => {
+            if !store.remove_allow(&target.0, target.1)? {
+                return Ok(not_found("allow entry", target));
+            }
+            let generation = push_rules(
+                ctx,
+                &[Rule::Disallow {
+                    net: target.0,
+                    len: target.1,
+                }],
+            )?;
+            ok(json!({"removed": text_net(&target.0, target.1), "generation": generation}))
+        }
+        Request::Hosts { limit } => ok(json!(
+            store
+                .hosts(u32::try_from(*limit).unwrap_or(u32::MAX))?
+                .iter()
+                .map(|(a, p, first, last)| json!({
+                    "host": std::net::IpAddr::from(*a).to_canonical().to_string(),
+                    "port": p,
+                    "first_seen_ns": first,
+                    "last_seen_ns": last,
+                }))
+                .collect::<Vec<_>>()
+        )),
+        Request::Shutdown => {
+            ctx.stop.store(true, Ordering::Relaxed);
+            ok(json!("shutting down"))
+        }
+    })
 }
 
 /// Waits until the region exists and is ready (the dataplane may start later).
-fn wait_for_region(settings: &Settings, stop: &AtomicBool) -> anyhow::Result<Option<Arc<Region>>> {
+fn wait_for_region(
+    settings: &Settings,
+    store: &Store,
+    stop: &AtomicBool,
+    commands: &Receiver<Command>,
+    started: Instant,
+) -> anyhow::Result<Option<Arc<Region>>> {
     loop {
+        answer_all(
+            commands,
+            &mut Ctx {
+                store,
+                stop,
+                started,
+                attached: None,
+            },
+        );
         match Region::attach(&settings.region) {
             Ok(region) => return Ok(Some(region)),
             Err(RegionError::Io { .. } | RegionError::NotReady(_)) => {}
@@ -154,6 +375,8 @@ fn session(
     region: Arc<Region>,
     stop: &AtomicBool,
     notice: &mut impl FnMut(Notice),
+    commands: &Receiver<Command>,
+    started: Instant,
 ) -> anyhow::Result<SessionEnd> {
     let workers = region.geometry().workers;
     let mut ends: Vec<ControlEnds> = (0..workers)
@@ -207,6 +430,15 @@ fn session(
         if stop.load(Ordering::Relaxed) {
             return Ok(SessionEnd::Stopped);
         }
+        answer_all(
+            commands,
+            &mut Ctx {
+                store,
+                stop,
+                started,
+                attached: Some((&mut ends, region.instance_id())),
+            },
+        );
         let mut pending: Vec<Rule> = Vec::new();
         // The generation of this round's blocks, taken at the first one.
         let mut batch: Option<u64> = None;

@@ -134,6 +134,7 @@ fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts(
         region: region.clone(),
         database: dir.path().join("state.db"),
         policy: baitwall_control::policy::Policy::default(),
+        socket: None,
     };
     // Control first: it waits for the dataplane.
     let (stop, notices, control) = run_control(settings.clone());
@@ -205,6 +206,7 @@ fn controls_allowlist_wins_over_a_workers_latch() {
         database: dir.path().join("state.db"),
         policy: baitwall_control::policy::Policy::parse("allow = [\"192.0.2.64/30\"]\n", "p")
             .unwrap(),
+        socket: None,
     };
     let (stop, notices, control) = run_control(settings.clone());
     let (dp, nic) = start_dataplane(&region);
@@ -240,6 +242,7 @@ fn a_control_restart_against_the_same_workers_resends_only_what_changed() {
         region: region.clone(),
         database: dir.path().join("state.db"),
         policy: baitwall_control::policy::Policy::default(),
+        socket: None,
     };
     let (stop, notices, control) = run_control(settings.clone());
     let (dp, nic) = start_dataplane(&region);

@@ -2,3 +2,4 @@
 //! replies with stable error codes (issue 5 builds the socket on it).
 
 pub mod protocol;
+pub mod server;

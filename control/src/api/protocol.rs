@@ -54,6 +54,14 @@ pub enum Code {
     LineTooLong,
     /// A protocol version this build does not speak.
     UnsupportedVersion,
+    /// No complete line within the idle timeout.
+    Timeout,
+    /// The server is at its client limit.
+    TooManyClients,
+    /// The control loop did not answer.
+    Unavailable,
+    /// The block or allow entry does not exist.
+    NotFound,
 }
 
 impl Code {
@@ -73,6 +81,10 @@ impl Code {
             Code::OutOfRange => "out_of_range",
             Code::LineTooLong => "line_too_long",
             Code::UnsupportedVersion => "unsupported_version",
+            Code::Timeout => "timeout",
+            Code::TooManyClients => "too_many_clients",
+            Code::Unavailable => "unavailable",
+            Code::NotFound => "not_found",
         }
     }
 }

@@ -1,0 +1,217 @@
+//! The control socket over a real Unix socket: commands, and every kind of
+//! bad input with its stable code, a stalled client, and the client limit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use baitwall_control::api::server::SocketSettings;
+use baitwall_control::daemon::{self, Settings};
+use serde_json::Value;
+
+fn start(
+    dir: &Path,
+    max_clients: usize,
+    idle: Duration,
+) -> (Arc<AtomicBool>, PathBuf, std::thread::JoinHandle<()>) {
+    let socket = dir.join("control.sock");
+    let settings = Settings {
+        // No dataplane: requests are answered from the store while control waits.
+        region: dir.join("absent.region"),
+        database: dir.join("state.db"),
+        policy: baitwall_control::policy::Policy::default(),
+        socket: Some(SocketSettings {
+            path: socket.clone(),
+            max_clients,
+            idle_timeout: idle,
+        }),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || daemon::run(&settings, &stop, |_| {}).unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "socket not up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (stop, socket, handle)
+}
+
+struct Client {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+}
+
+impl Client {
+    fn new(path: &Path) -> Client {
+        let w = UnixStream::connect(path).unwrap();
+        w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let r = BufReader::new(w.try_clone().unwrap());
+        Client { w, r }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) -> Value {
+        self.w.write_all(bytes).unwrap();
+        self.read()
+    }
+
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
+    fn ask(&mut self, line: &str) -> Value {
+        self.send_raw(format!("{line}\n").as_bytes())
+    }
+}
+
+/// A client that got an answer to `version` (a refused one gets its NOK
+/// line and a closed socket: `None`).
+fn served(path: &Path) -> Option<Client> {
+    let mut c = Client::new(path);
+    c.w.write_all(b"{\"command\": \"version\"}\n").ok()?;
+    let mut line = String::new();
+    c.r.read_line(&mut line).ok()?;
+    line.contains("\"OK\"").then_some(c)
+}
+
+fn code(v: &Value) -> &str {
+    assert_eq!(v["return"], "NOK", "{v}");
+    v["error"]["code"].as_str().unwrap()
+}
+
+#[test]
+fn commands_work_and_bad_input_gets_stable_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, socket, handle) = start(dir.path(), 8, Duration::from_secs(5));
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let mut c = Client::new(&socket);
+    let hello = c.ask(r#"{"version": "1"}"#);
+    assert_eq!(hello["message"]["protocol"], "1");
+    let v = c.ask(r#"{"command": "block-add", "arguments": {"target": "192.0.2.7", "for": "1h", "reason": "manual"}}"#);
+    assert_eq!(v["return"], "OK", "{v}");
+    assert_eq!(v["message"]["prefix"], "192.0.2.7/32");
+    let list = c.ask(r#"{"command": "block-list", "arguments": {"covering": "192.0.2.7"}}"#);
+    assert_eq!(list["message"].as_array().unwrap().len(), 1);
+    assert_eq!(list["message"][0]["reason"], "manual");
+    let v = c.ask(r#"{"command": "allow-add", "arguments": {"target": "203.0.113.0/24"}}"#);
+    assert_eq!(v["return"], "OK", "{v}");
+    assert_eq!(
+        c.ask(r#"{"command": "allow-list"}"#)["message"][0],
+        "203.0.113.0/24"
+    );
+    let status = c.ask(r#"{"command": "status"}"#);
+    assert_eq!(status["message"]["attached"], false);
+    assert_eq!(status["message"]["blocks"], 1);
+    // Bad input: each with its code, and nothing changes.
+    for (line, want) in [
+        ("not json", "not_json"),
+        ("[1]", "not_an_object"),
+        (r#"{"command": "reboot"}"#, "unknown_command"),
+        (r#"{"command": "block-add"}"#, "missing_argument"),
+        (
+            r#"{"command": "status", "arguments": {"x": 1}}"#,
+            "unexpected_argument",
+        ),
+        (
+            r#"{"command": "block-add", "arguments": {"target": 7}}"#,
+            "wrong_type",
+        ),
+        (
+            r#"{"command": "block-add", "arguments": {"target": "300.1.1.1"}}"#,
+            "invalid_address",
+        ),
+        (
+            r#"{"command": "block-add", "arguments": {"target": "192.0.2.7/24"}}"#,
+            "host_bits_set",
+        ),
+        (
+            r#"{"command": "block-add", "arguments": {"target": "192.0.2.8", "for": "999days"}}"#,
+            "bad_duration",
+        ),
+        (
+            r#"{"command": "block-remove", "arguments": {"target": "192.0.2.99"}}"#,
+            "not_found",
+        ),
+    ] {
+        assert_eq!(code(&c.ask(line)), want, "{line}");
+    }
+    let list = c.ask(r#"{"command": "block-list"}"#);
+    assert_eq!(
+        list["message"].as_array().unwrap().len(),
+        1,
+        "bad input changed nothing"
+    );
+    let v = c.ask(r#"{"command": "block-remove", "arguments": {"target": "192.0.2.7"}}"#);
+    assert_eq!(v["return"], "OK", "{v}");
+    assert!(
+        c.ask(r#"{"command": "block-list"}"#)["message"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // A line over 64 KiB is refused and the connection closed.
+    let mut long = vec![b'x'; 70 * 1024];
+    long.push(b'\n');
+    assert_eq!(code(&c.send_raw(&long)), "line_too_long");
+    // Shutdown over the socket.
+    let mut c = Client::new(&socket);
+    assert_eq!(c.ask(r#"{"command": "shutdown"}"#)["return"], "OK");
+    handle.join().unwrap();
+    assert!(stop.load(Ordering::Relaxed));
+}
+
+#[test]
+fn a_stalled_client_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, socket, handle) = start(dir.path(), 3, Duration::from_millis(300));
+    // Half a line, then silence.
+    let mut stalled = Client::new(&socket);
+    stalled.w.write_all(br#"{"command": "sta"#).unwrap();
+    assert_eq!(code(&stalled.read()), "timeout");
+    // The server is still there for others.
+    assert_eq!(
+        Client::new(&socket).ask(r#"{"command": "version"}"#)["return"],
+        "OK"
+    );
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+}
+
+#[test]
+fn clients_past_the_limit_are_refused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, socket, handle) = start(dir.path(), 3, Duration::from_secs(30));
+    // Three clients held open (retrying while start()'s readiness probe
+    // still holds a slot).
+    let mut held: Vec<Client> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held.len() < 3 {
+        if let Some(c) = served(&socket) {
+            held.push(c);
+        }
+        assert!(Instant::now() < deadline, "could not hold three clients");
+    }
+    let mut extra = Client::new(&socket);
+    assert_eq!(code(&extra.read()), "too_many_clients");
+    // When one leaves, a newcomer is served.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served(&socket).is_none() {
+        assert!(Instant::now() < deadline, "the freed slot was never reused");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(held);
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+}
