@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod ctl;
 pub mod daemon;
 pub mod policy;
 pub mod store;

@@ -1,0 +1,5 @@
+//! `baitwallctl`: the command-line client of the control socket (see `--help`).
+
+fn main() -> std::process::ExitCode {
+    baitwall_control::ctl::main()
+}
