@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baitwall_control::daemon::{self, Notice, Settings};
+use baitwall_control::policy::Policy;
 use baitwall_control::store::Store;
 use baitwall_dataplane::config::Config;
 use baitwall_dataplane::io::soft::SoftNic;
@@ -97,6 +98,16 @@ fn bite(nic: &SoftNic) {
 
 type Notices = Arc<Mutex<Vec<Notice>>>;
 
+/// Control for a test folder: its region and database there, no socket.
+fn settings(dir: &Path, policy: Policy) -> Settings {
+    Settings {
+        region: dir.join("bw.region"),
+        database: dir.join("state.db"),
+        policy,
+        socket: None,
+    }
+}
+
 fn run_control(settings: Settings) -> (Arc<AtomicBool>, Notices, std::thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let notices: Notices = Arc::new(Mutex::new(Vec::new()));
@@ -130,12 +141,7 @@ fn worm() -> [u8; 16] {
 fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let region = dir.path().join("bw.region");
-    let settings = Settings {
-        region: region.clone(),
-        database: dir.path().join("state.db"),
-        policy: baitwall_control::policy::Policy::default(),
-        socket: None,
-    };
+    let settings = settings(dir.path(), Policy::default());
     // Control first: it waits for the dataplane.
     let (stop, notices, control) = run_control(settings.clone());
     let (dp, nic) = start_dataplane(&region);
@@ -201,13 +207,10 @@ fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts(
 fn controls_allowlist_wins_over_a_workers_latch() {
     let dir = tempfile::tempdir().unwrap();
     let region = dir.path().join("bw.region");
-    let settings = Settings {
-        region: region.clone(),
-        database: dir.path().join("state.db"),
-        policy: baitwall_control::policy::Policy::parse("allow = [\"192.0.2.64/30\"]\n", "p")
-            .unwrap(),
-        socket: None,
-    };
+    let settings = settings(
+        dir.path(),
+        Policy::parse("allow = [\"192.0.2.64/30\"]\n", "p").unwrap(),
+    );
     let (stop, notices, control) = run_control(settings.clone());
     let (dp, nic) = start_dataplane(&region);
     wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
@@ -238,12 +241,7 @@ fn controls_allowlist_wins_over_a_workers_latch() {
 fn a_control_restart_against_the_same_workers_resends_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let region = dir.path().join("bw.region");
-    let settings = Settings {
-        region: region.clone(),
-        database: dir.path().join("state.db"),
-        policy: baitwall_control::policy::Policy::default(),
-        socket: None,
-    };
+    let settings = settings(dir.path(), Policy::default());
     let (stop, notices, control) = run_control(settings.clone());
     let (dp, nic) = start_dataplane(&region);
     wait_for(&notices, "attach", |n| {
