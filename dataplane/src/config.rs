@@ -523,6 +523,9 @@ pub struct DeceptionSection {
     /// Slots of the shared live-host map.
     #[serde(default = "default_live_slots")]
     pub live_map_slots: Count<1024, { 1 << 28 }>,
+    /// One mark in this many is reported to control as an event (0: none).
+    #[serde(default = "default_mark_sample")]
+    pub mark_sample: Count<0, 1_000_000_000>,
     /// Bite kind -> action.
     #[serde(default)]
     pub policy: PolicySection,
@@ -560,6 +563,9 @@ fn default_prefix_capacity() -> Count<1, { 1 << 22 }> {
 }
 fn default_ipv6_block_len() -> Count<48, 128> {
     Count(64)
+}
+fn default_mark_sample() -> Count<0, 1_000_000_000> {
+    Count(1000)
 }
 fn default_live_slots() -> Count<1024, { 1 << 28 }> {
     Count(1 << 20)
@@ -726,6 +732,7 @@ impl DeceptionSection {
                 window_s: secs(self.sweep.window).max(1),
             },
             ipv6_block_len: self.block_ipv6_prefix.0 as u8,
+            mark_sample: self.mark_sample.0 as u32,
         }
     }
 

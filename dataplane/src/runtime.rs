@@ -176,13 +176,14 @@ impl Dataplane {
         let (events_tx, events) = bounded(EVENT_DEPTH);
         let region = match &config.region {
             Some(rc) => Some(
-                Region::create(
+                Region::create_with_stats(
                     &rc.path,
                     Geometry {
                         workers: n as u32,
                         slots: rc.slots,
                     },
                     instance_id(),
+                    &crate::stats::cell_names(),
                 )
                 .map_err(RuntimeError::Region)?,
             ),

@@ -69,9 +69,60 @@ impl Counters {
 /// Number of `u64` cells in a published slot.
 const CELLS: usize = 22 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
+/// Names of the fixed cells, in [`Counters::as_cells`] order, as the region
+/// publishes them: `"<type> <name>"`.
+const FIXED_NAMES: [&str; 22] = [
+    "counter rx_packets",
+    "counter rx_bytes",
+    "counter tx_packets",
+    "counter tx_bytes",
+    "counter bursts",
+    "counter idle_polls",
+    "counter flows_created",
+    "counter flows_expired",
+    "counter flows_evicted",
+    "gauge flows_active",
+    "counter control_messages",
+    "counter events_lost",
+    "counter latched",
+    "counter latch_full",
+    "counter bad_cookies",
+    "counter events_dropped",
+    "counter suspect_bites",
+    "counter events_suppressed",
+    "counter rules_applied",
+    "counter rules_refused",
+    "gauge generation",
+    "counter hold_timeouts",
+];
+
+/// The name of every cell, in order: what the control region's counter
+/// page is labelled with (`"<type> <name>[ <label>=<value>]"`).
+pub fn cell_names() -> Vec<String> {
+    FIXED_NAMES
+        .iter()
+        .map(|s| (*s).to_string())
+        .chain(
+            DropReason::ALL
+                .iter()
+                .map(|r| format!("counter drops reason={}", r.as_str())),
+        )
+        .chain(
+            MarkKind::ALL
+                .iter()
+                .map(|k| format!("counter marks kind={}", k.as_str())),
+        )
+        .chain(
+            BiteKind::ALL
+                .iter()
+                .map(|k| format!("counter bites kind={}", k.as_str())),
+        )
+        .collect()
+}
+
 impl Counters {
     /// The counters as a flat array of cells, in a fixed order.
-    fn as_cells(&self) -> [u64; CELLS] {
+    pub fn as_cells(&self) -> [u64; CELLS] {
         let d = &self.deception;
         let fixed = [
             self.rx_packets,

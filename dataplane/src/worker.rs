@@ -150,7 +150,7 @@ pub fn run<Q: Queue>(
             }
         }
         if let Some(ends) = ring.as_mut() {
-            apply_rules(ends, &mut engine, config.id, &mut counters);
+            apply_rules(ends, &mut engine, config.id, &mut counters, now_ns);
         }
         if stopped || links.stop.load(Ordering::Relaxed) {
             break;
@@ -167,7 +167,7 @@ pub fn run<Q: Queue>(
             counters.idle_polls += 1;
             engine.maintain(SWEEP_PER_IDLE, now_ms);
             counters.flows = engine.flows().counters();
-            links.board.publish(config.id, &counters);
+            publish(&links, config.id, &counters, ring.as_ref());
             idle.wait(config.idle);
             continue;
         }
@@ -218,7 +218,7 @@ pub fn run<Q: Queue>(
         hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
         counters.flows = engine.flows().counters();
         counters.deception = engine.deception_counters();
-        links.board.publish(config.id, &counters);
+        publish(&links, config.id, &counters, ring.as_ref());
     }
     // A last full sweep, so the final counters say what has expired by now.
     let now_ms = millis(now_ns);
@@ -226,7 +226,7 @@ pub fn run<Q: Queue>(
     hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
     counters.flows = engine.flows().counters();
     counters.deception = engine.deception_counters();
-    links.board.publish(config.id, &counters);
+    publish(&links, config.id, &counters, ring.as_ref());
     WorkerReport {
         id: config.id,
         pinned,
@@ -234,6 +234,16 @@ pub fn run<Q: Queue>(
         flow_states: engine.flows().state_histogram(now_ms),
         queue: queue.stats(),
         latched: engine.latched(),
+    }
+}
+
+/// Publishes the counters on the in-process board and, when a control
+/// region is attached, in this worker's counter cells there.
+#[inline]
+fn publish(links: &WorkerLinks, id: usize, counters: &Counters, ring: Option<&WorkerEnds>) {
+    links.board.publish(id, counters);
+    if let Some(ends) = ring {
+        ends.stats.publish(&counters.as_cells());
     }
 }
 
@@ -273,7 +283,13 @@ const RULES_PER_TURN: usize = 256;
 /// Applies the rules waiting on this worker's rules ring; a generation
 /// marker is acknowledged up the events ring once everything before it is
 /// in force.
-fn apply_rules(ends: &mut WorkerEnds, engine: &mut Engine, worker: usize, counters: &mut Counters) {
+fn apply_rules(
+    ends: &mut WorkerEnds,
+    engine: &mut Engine,
+    worker: usize,
+    counters: &mut Counters,
+    now_ns: u64,
+) {
     for _ in 0..RULES_PER_TURN {
         let Some(record) = ends.rules.pop() else {
             break;
@@ -300,6 +316,14 @@ fn apply_rules(ends: &mut WorkerEnds, engine: &mut Engine, worker: usize, counte
                 // resend only what changed since.
                 ends.rules.set_applied(generation);
                 counters.generation = generation;
+            }
+            Ok(Rule::Query { id, addr, count }) => {
+                // An operator's question: answered at once; an answer lost
+                // to a full ring times out at control (asked again).
+                engine.answer_query(id, addr, count, now_ns, |answer| {
+                    ends.events.push_or_drop(&answer.encode());
+                });
+                ends.events.publish();
             }
             Ok(rule) => match engine.apply(&rule) {
                 Ok(()) => counters.rules_applied += 1,
@@ -346,6 +370,7 @@ fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
         ),
         EventKind::Sweep { decoys } => (message::kind::SWEEP, 0, 0, false, decoys),
         EventKind::Service => (message::kind::SERVICE, 0, 0, false, 0),
+        EventKind::Mark { kind, one_in } => (message::kind::MARK, kind as u8, 0, false, one_in),
     };
     UpEvent {
         kind,

@@ -24,7 +24,7 @@ pub mod record;
 pub mod region;
 pub mod ring;
 
-pub use message::{DecodeError, Rule, UpEvent};
+pub use message::{DecodeError, PersonaAnswer, Rule, UpEvent};
 pub use record::{RECORD_SIZE, Record};
 #[cfg(not(loom))]
 pub use region::{Geometry, Region, RegionError};

@@ -16,6 +16,10 @@ pub mod kind {
     pub const SERVICE: u16 = 3;
     /// A worker applied every rule up to a generation (up).
     pub const APPLIED: u16 = 4;
+    /// A sampled mark (up): `bite` holds the mark kind, `decoys` the sampling rate.
+    pub const MARK: u16 = 5;
+    /// The answer to a [`QUERY`] (up): one decoy address and its persona.
+    pub const PERSONA: u16 = 6;
     /// Block a prefix until an expiry (down).
     pub const BLOCK: u16 = 100;
     /// Remove a block (down).
@@ -24,6 +28,8 @@ pub mod kind {
     pub const ALLOW: u16 = 102;
     /// Remove an allow entry (down).
     pub const DISALLOW: u16 = 103;
+    /// Describe a decoy address, or sample dark addresses (down).
+    pub const QUERY: u16 = 104;
     /// Everything before this record belongs to a generation (down).
     pub const GENERATION: u16 = 110;
 }
@@ -52,6 +58,46 @@ pub mod code {
             BITE_DATA => "data",
             BITE_PORT => "port",
             BITE_SWEEP => "sweep",
+            _ => "unknown",
+        }
+    }
+
+    /// The name of a mark kind (the dataplane's `MarkKind` as a number).
+    pub fn mark_name(code: u8) -> &'static str {
+        match code {
+            0 => "syn_ack",
+            1 => "rst",
+            2 => "service",
+            3 => "echo",
+            4 => "unreachable",
+            5 => "udp",
+            6 => "arp",
+            7 => "ndp",
+            _ => "unknown",
+        }
+    }
+
+    /// The name of a persona family (the dataplane's `PersonaKind` as a number).
+    pub fn persona_name(code: u8) -> &'static str {
+        match code {
+            0 => "linux_web",
+            1 => "linux_ssh",
+            2 => "windows_server",
+            3 => "printer",
+            4 => "router",
+            _ => "unknown",
+        }
+    }
+
+    /// The name of an address's state (the dataplane's `Darkness` as a number).
+    pub fn darkness_name(code: u8) -> &'static str {
+        match code {
+            0 => "dark",
+            1 => "unprotected",
+            2 => "excluded",
+            3 => "static_live",
+            4 => "learning",
+            5 => "live",
             _ => "unknown",
         }
     }
@@ -128,7 +174,7 @@ impl UpEvent {
     /// Decodes an up record.
     pub fn decode(r: &Record) -> Result<UpEvent, DecodeError> {
         let k = r.kind();
-        if !(kind::BITE..=kind::APPLIED).contains(&k) {
+        if !(kind::BITE..=kind::MARK).contains(&k) {
             return Err(DecodeError::UnknownKind(k));
         }
         let flags = r.get::<4>(2);
@@ -189,6 +235,16 @@ pub enum Rule {
         /// Prefix length.
         len: u8,
     },
+    /// Describe `addr` (`count` 0), or sample up to `count` dark addresses
+    /// from `addr` on; answered with [`PersonaAnswer`]s carrying `id`.
+    Query {
+        /// Matches the answers to the question.
+        id: u32,
+        /// The address (IPv4-mapped for IPv4), or where a sample starts.
+        addr: [u8; 16],
+        /// 0: describe `addr`; otherwise the sample's size (at most 64).
+        count: u8,
+    },
     /// Every rule sent before this one belongs to generation `.0` or earlier.
     Generation(u64),
 }
@@ -201,6 +257,7 @@ impl Rule {
             Rule::Unblock { net, len } => (kind::UNBLOCK, net, len, 0, 0),
             Rule::Allow { net, len, expiry } => (kind::ALLOW, net, len, expiry, 0),
             Rule::Disallow { net, len } => (kind::DISALLOW, net, len, 0, 0),
+            Rule::Query { id, addr, count } => (kind::QUERY, addr, count, id, 0),
             Rule::Generation(g) => (kind::GENERATION, [0; 16], 0, 0, g),
         };
         let mut r = Record::new(k);
@@ -233,8 +290,108 @@ impl Rule {
             kind::ALLOW => Rule::Allow { net, len, expiry },
             kind::DISALLOW => Rule::Disallow { net, len },
             kind::GENERATION => Rule::Generation(r.get_u64(8)),
+            kind::QUERY if len > MAX_SAMPLE => {
+                return Err(DecodeError::BadField {
+                    kind: k,
+                    field: "count",
+                });
+            }
+            kind::QUERY => Rule::Query {
+                id: expiry,
+                addr: net,
+                count: len,
+            },
             other => return Err(DecodeError::UnknownKind(other)),
         })
+    }
+}
+
+/// The largest sample a [`Rule::Query`] may ask for.
+pub const MAX_SAMPLE: u8 = 64;
+
+/// Open ports a [`PersonaAnswer`] carries.
+pub const ANSWER_PORTS: usize = 14;
+
+/// A worker's answer to a [`Rule::Query`]: one address, its state, and the
+/// persona it shows when dark.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PersonaAnswer {
+    /// The query's id.
+    pub id: u32,
+    /// True on the query's last answer.
+    pub last: bool,
+    /// The address (IPv4-mapped for IPv4); all zero with `found` false.
+    pub addr: [u8; 16],
+    /// False when a sample found nothing (an empty, last answer).
+    pub found: bool,
+    /// The address's state (`code::darkness_name`).
+    pub darkness: u8,
+    /// The persona family (`code::persona_name`).
+    pub family: u8,
+    /// Initial TTL.
+    pub ttl: u8,
+    /// Don't-fragment bit.
+    pub dont_frag: bool,
+    /// SYN-ACK window.
+    pub window: u16,
+    /// Advertised MSS.
+    pub mss: u16,
+    /// The decoy's MAC.
+    pub mac: [u8; 6],
+    /// Open TCP ports (0-terminated when fewer than [`ANSWER_PORTS`]).
+    pub ports: [u16; ANSWER_PORTS],
+}
+
+impl PersonaAnswer {
+    /// Encodes into a record.
+    pub fn encode(&self) -> Record {
+        let mut r = Record::new(kind::PERSONA);
+        let flags = u8::from(self.last) | u8::from(self.dont_frag) << 1 | u8::from(self.found) << 2;
+        r.put(2, &[self.darkness, self.family]);
+        r.put(4, &self.id.to_le_bytes());
+        r.put(8, &[self.ttl, flags]);
+        r.put(10, &self.window.to_le_bytes());
+        r.put(12, &self.mss.to_le_bytes());
+        r.put(14, &self.mac);
+        r.put(20, &self.addr);
+        for (i, p) in self.ports.iter().enumerate() {
+            r.put(36 + 2 * i, &p.to_le_bytes());
+        }
+        r
+    }
+
+    /// Decodes a [`kind::PERSONA`] record.
+    pub fn decode(r: &Record) -> Result<PersonaAnswer, DecodeError> {
+        if r.kind() != kind::PERSONA {
+            return Err(DecodeError::UnknownKind(r.kind()));
+        }
+        let [darkness, family] = r.get::<2>(2);
+        let [ttl, flags] = r.get::<2>(8);
+        if flags > 7 {
+            return Err(DecodeError::BadField {
+                kind: kind::PERSONA,
+                field: "flags",
+            });
+        }
+        Ok(PersonaAnswer {
+            id: u32::from_le_bytes(r.get(4)),
+            last: flags & 1 != 0,
+            dont_frag: flags & 2 != 0,
+            found: flags & 4 != 0,
+            addr: r.get(20),
+            darkness,
+            family,
+            ttl,
+            window: u16::from_le_bytes(r.get(10)),
+            mss: u16::from_le_bytes(r.get(12)),
+            mac: r.get(14),
+            ports: std::array::from_fn(|i| u16::from_le_bytes(r.get(36 + 2 * i))),
+        })
+    }
+
+    /// The open ports, without the padding.
+    pub fn open_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.iter().copied().take_while(|&p| p != 0)
     }
 }
 
@@ -280,9 +437,48 @@ mod tests {
             },
             Rule::Disallow { net, len: 96 },
             Rule::Generation(u64::MAX - 1),
+            Rule::Query {
+                id: 77,
+                addr: net,
+                count: 16,
+            },
         ] {
             assert_eq!(Rule::decode(&rule.encode()), Ok(rule));
         }
+    }
+
+    #[test]
+    fn persona_answers_round_trip() {
+        let mut ports = [0u16; ANSWER_PORTS];
+        ports[..3].copy_from_slice(&[22, 80, 443]);
+        let a = PersonaAnswer {
+            id: 9,
+            last: true,
+            addr: [7; 16],
+            found: true,
+            darkness: 0,
+            family: 3,
+            ttl: 64,
+            dont_frag: true,
+            window: 29200,
+            mss: 1460,
+            mac: [2, 0, 0, 1, 2, 3],
+            ports,
+        };
+        let back = PersonaAnswer::decode(&a.encode()).unwrap();
+        assert_eq!(back, a);
+        assert_eq!(back.open_ports().collect::<Vec<_>>(), [22, 80, 443]);
+        let mut bad = a.encode();
+        bad.put(9, &[8]);
+        assert!(PersonaAnswer::decode(&bad).is_err());
+        let mut q = Rule::Query {
+            id: 1,
+            addr: [0; 16],
+            count: 1,
+        }
+        .encode();
+        q.put(2, &[MAX_SAMPLE + 1]);
+        assert!(Rule::decode(&q).is_err());
     }
 
     #[test]

@@ -19,7 +19,12 @@
 //! 28      4     ready (0 while the creator initialises, then 1)
 //! 32      8     instance id (random, new at every dataplane start)
 //! 40      8     created (Unix nanoseconds)
-//! 4096    ...   rings: worker w's events ring, then its rules ring, each a
+//! 48      4     counter cells per worker (256)
+//! 4096    4096  counter names: UTF-8 lines "<type> <name>[ <label>=<value>]",
+//!               one per cell in cell order, NUL-padded
+//! 8192    ...   counters: worker w's cells (256 x u64) at 8192 + w x 2048,
+//!               written by the worker with relaxed stores, read by control
+//! then    ...   rings: worker w's events ring, then its rules ring, each a
 //!               256-byte control block (head, tail, dropped, applied on
 //!               their own cache lines) followed by slots x 64 bytes
 //! ```
@@ -31,7 +36,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use memmap2::MmapMut;
 
@@ -41,9 +46,15 @@ use crate::ring::{CONTROL_SIZE, Consumer, KeepAlive, Producer, RawSlots, RingCon
 /// The region's magic bytes.
 pub const MAGIC: [u8; 8] = *b"BWCHAN01";
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes reserved for the header.
 pub const HEADER_SIZE: usize = 4096;
+/// Bytes reserved for the counter names.
+pub const NAMES_SIZE: usize = 4096;
+/// Counter cells per worker.
+pub const STATS_CELLS: usize = 256;
+/// Bytes of one worker's counters.
+const STATS_BYTES: usize = STATS_CELLS * 8;
 
 /// Errors creating or attaching a region.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +97,16 @@ impl Geometry {
         CONTROL_SIZE + self.slots as usize * RECORD_SIZE
     }
 
+    fn stats_offset(&self) -> usize {
+        HEADER_SIZE + NAMES_SIZE
+    }
+
+    fn rings_offset(&self) -> usize {
+        self.stats_offset() + self.workers as usize * STATS_BYTES
+    }
+
     fn total_bytes(&self) -> usize {
-        HEADER_SIZE + 2 * self.workers as usize * self.ring_bytes()
+        self.rings_offset() + 2 * self.workers as usize * self.ring_bytes()
     }
 
     fn check(&self) -> Result<(), RegionError> {
@@ -127,6 +146,29 @@ pub struct WorkerEnds {
     pub events: Producer<RawSlots>,
     /// Rules down: this worker consumes.
     pub rules: Consumer<RawSlots>,
+    /// This worker's counters, for control to read.
+    pub stats: StatsCells,
+}
+
+/// One worker's counter cells in the region.
+pub struct StatsCells {
+    region: Arc<Region>,
+    worker: u32,
+}
+
+impl StatsCells {
+    /// The cells (relaxed stores by the worker; loads by anyone).
+    pub fn cells(&self) -> &[AtomicU64] {
+        self.region.stats_cells(self.worker)
+    }
+
+    /// Publishes `values` into the first cells (the rest keep their value).
+    #[inline]
+    pub fn publish(&self, values: &[u64]) {
+        for (cell, v) in self.cells().iter().zip(values) {
+            cell.store(*v, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The ends of one worker's rings, as control holds them.
@@ -154,7 +196,27 @@ impl Region {
         geometry: Geometry,
         instance_id: u64,
     ) -> Result<Arc<Region>, RegionError> {
+        Self::create_with_stats(path, geometry, instance_id, &[])
+    }
+
+    /// [`Region::create`], naming the workers' counter cells: one line
+    /// `"<type> <name>[ <label>=<value>]"` per cell (type `counter` or
+    /// `gauge`), at most [`STATS_CELLS`] of them.
+    pub fn create_with_stats(
+        path: &Path,
+        geometry: Geometry,
+        instance_id: u64,
+        stat_names: &[String],
+    ) -> Result<Arc<Region>, RegionError> {
         geometry.check()?;
+        let names = stat_names.join("\n");
+        if stat_names.len() > STATS_CELLS || names.len() >= NAMES_SIZE {
+            return Err(RegionError::Sizes(format!(
+                "{} counter names in {} bytes (at most {STATS_CELLS} in {NAMES_SIZE})",
+                stat_names.len(),
+                names.len()
+            )));
+        }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let file = OpenOptions::new()
             .read(true)
@@ -178,6 +240,8 @@ impl Region {
         h[24..28].copy_from_slice(&(RECORD_SIZE as u32).to_le_bytes());
         h[32..40].copy_from_slice(&instance_id.to_le_bytes());
         h[40..48].copy_from_slice(&created.to_le_bytes());
+        h[48..52].copy_from_slice(&(STATS_CELLS as u32).to_le_bytes());
+        map[HEADER_SIZE..HEADER_SIZE + names.len()].copy_from_slice(names.as_bytes());
         // Ring control blocks and slots start zeroed (a new file is zero-filled).
         let region = Region {
             map,
@@ -220,7 +284,10 @@ impl Region {
                 "layout version {version}, this build reads {LAYOUT_VERSION}"
             )));
         }
-        if u32_at(12) as usize != HEADER_SIZE || u32_at(24) as usize != RECORD_SIZE {
+        if u32_at(12) as usize != HEADER_SIZE
+            || u32_at(24) as usize != RECORD_SIZE
+            || u32_at(48) as usize != STATS_CELLS
+        {
             return Err(layout(
                 "header or record size differs from this build's".into(),
             ));
@@ -259,6 +326,46 @@ impl Region {
         unsafe { &*(self.map.as_ptr().add(28) as *const AtomicU32) }
     }
 
+    /// Worker `worker`'s counter cells (empty for a worker out of range).
+    pub fn stats_cells(&self, worker: u32) -> &[AtomicU64] {
+        if worker >= self.geometry.workers {
+            return &[];
+        }
+        let offset = self.geometry.stats_offset() + worker as usize * STATS_BYTES;
+        // SAFETY: `worker < workers`, so the STATS_CELLS cells at `offset`
+        // lie inside the mapping (its length was checked against the
+        // geometry) and are 8-byte aligned (offsets are multiples of 2048 in
+        // a page-aligned mapping); they are only accessed as atomics, and
+        // the slice borrows `self`, which keeps the mapping alive.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(offset) as *const AtomicU64,
+                STATS_CELLS,
+            )
+        }
+    }
+
+    /// Worker `worker`'s counters now (relaxed loads; empty out of range).
+    pub fn read_stats(&self, worker: u32) -> Vec<u64> {
+        self.stats_cells(worker)
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The counter names the creator wrote, one per cell in use.
+    pub fn stat_names(&self) -> Vec<String> {
+        let page = self
+            .map
+            .get(HEADER_SIZE..HEADER_SIZE + NAMES_SIZE)
+            .unwrap_or(&[]);
+        let end = page.iter().position(|&b| b == 0).unwrap_or(page.len());
+        String::from_utf8_lossy(&page[..end])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The region's sizes.
     pub fn geometry(&self) -> Geometry {
         self.geometry
@@ -276,7 +383,7 @@ impl Region {
 
     /// Pointers to ring `index` (2w: worker w's events; 2w+1: its rules).
     fn ring(&self, index: usize) -> (*const RingControl, *mut u8) {
-        let offset = HEADER_SIZE + index * self.geometry.ring_bytes();
+        let offset = self.geometry.rings_offset() + index * self.geometry.ring_bytes();
         // SAFETY: `index < 2 * workers` (callers check), so the control
         // block and its slots lie inside the mapping, whose length was
         // checked against the geometry; offsets are multiples of 64 in a
@@ -318,8 +425,14 @@ impl Region {
 
     /// The dataplane's ends for `worker` (take them once per worker).
     pub fn worker_ends(self: &Arc<Region>, worker: u32) -> Option<WorkerEnds> {
-        self.ends(worker, true)
-            .map(|(events, rules)| WorkerEnds { events, rules })
+        self.ends(worker, true).map(|(events, rules)| WorkerEnds {
+            events,
+            rules,
+            stats: StatsCells {
+                region: self.clone(),
+                worker,
+            },
+        })
     }
 
     /// Control's ends for `worker` (take them once per worker per attach).
@@ -370,6 +483,28 @@ mod tests {
         // Worker 0's rings are separate.
         assert!(ctl.control_ends(0).unwrap().events.pop().is_none());
         assert!(dp.worker_ends(2).is_none());
+    }
+
+    #[test]
+    fn counters_and_their_names_cross_the_region() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bw.region");
+        let names = vec![
+            "counter rx_packets".to_string(),
+            "counter drops reason=ttl".to_string(),
+        ];
+        let dp = Region::create_with_stats(&path, G, 7, &names).unwrap();
+        let ctl = Region::attach(&path).unwrap();
+        assert_eq!(ctl.stat_names(), names);
+        dp.worker_ends(1).unwrap().stats.publish(&[5, 6]);
+        assert_eq!(&ctl.read_stats(1)[..3], &[5, 6, 0]);
+        assert_eq!(ctl.read_stats(0)[..2], [0, 0]);
+        assert!(ctl.read_stats(2).is_empty());
+        let too_many = vec!["counter x".to_string(); STATS_CELLS + 1];
+        assert!(matches!(
+            Region::create_with_stats(&path, G, 8, &too_many),
+            Err(RegionError::Sizes(_))
+        ));
     }
 
     #[test]

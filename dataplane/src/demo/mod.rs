@@ -457,7 +457,7 @@ fn summarize(
                 if allowlisted { " (allowlisted)" } else { "" }
             ),
             EventKind::Sweep { decoys } => format!("sweep seen (~{decoys} decoys; evidence only)"),
-            EventKind::Service => continue,
+            EventKind::Service | EventKind::Mark { .. } => continue,
         };
         let _ = writeln!(
             s,

@@ -22,7 +22,8 @@ use crate::io::PacketBuf;
 use crate::wire::{TcpFlags, protocol};
 
 /// The kinds of mark, for counters.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum MarkKind {
     /// SYN-ACK with a cookie.
@@ -121,6 +122,8 @@ pub struct DeceptionShared {
     pub sweep: SweepConfig,
     /// An IPv6 source is blocked by this prefix length (64: its /64).
     pub ipv6_block_len: u8,
+    /// One mark in this many is reported as an event (0: none).
+    pub mark_sample: u32,
 }
 
 /// The per-worker deception state.
@@ -137,6 +140,10 @@ pub struct Deceiver {
     personas: PersonaCache,
     guesses: GuessTable,
     event_budget: EventBudget,
+    /// Marks since the last sampled one.
+    mark_seq: u32,
+    /// The mark of the frame in hand, when it is the sampled one.
+    sampled: Option<MarkKind>,
 }
 
 /// Wrong cookies from one source (its /24 or /64) within the window that
@@ -300,6 +307,8 @@ impl Deceiver {
             personas: PersonaCache::new(seed ^ 0x7065),
             guesses: GuessTable::new(seed ^ 0x6775),
             event_budget: EventBudget::default(),
+            mark_seq: 0,
+            sampled: None,
             shared,
         }
     }
@@ -312,6 +321,21 @@ impl Deceiver {
         }
     }
 
+    /// An address's state at `now_ns` and the persona it shows when dark.
+    pub fn describe(&self, addr: &[u8; 16], now_ns: u64) -> (Darkness, Persona) {
+        let now_s = seconds(now_ns);
+        let start_s = self.start_s.unwrap_or(now_s);
+        (
+            self.shared.space.darkness(addr, now_s, start_s),
+            self.shared.personas.persona(addr),
+        )
+    }
+
+    /// The protected prefixes.
+    pub fn protected(&self) -> &PrefixSet {
+        &self.shared.space.protected
+    }
+
     /// Takes the events reported since the last drain.
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
         self.events.drain()
@@ -322,6 +346,22 @@ impl Deceiver {
     /// frame is dropped.
     #[inline]
     pub fn handle<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        info: &PacketInfo,
+        now_ns: u64,
+        blocks: &mut Blocklist,
+    ) -> Option<Verdict> {
+        let verdict = self.decide(buf, info, now_ns, blocks);
+        if let Some(kind) = self.sampled.take() {
+            let one_in = self.shared.mark_sample;
+            self.report(info, now_ns, EventKind::Mark { kind, one_in });
+        }
+        verdict
+    }
+
+    #[inline]
+    fn decide<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         info: &PacketInfo,
@@ -399,6 +439,13 @@ impl Deceiver {
     fn mark(&mut self, kind: MarkKind) -> Verdict {
         if let Some(c) = self.counters.marks.get_mut(kind as usize) {
             *c += 1;
+        }
+        if self.shared.mark_sample != 0 {
+            self.mark_seq += 1;
+            if self.mark_seq >= self.shared.mark_sample {
+                self.mark_seq = 0;
+                self.sampled = Some(kind);
+            }
         }
         Verdict::Reply
     }

@@ -20,6 +20,13 @@ pub enum EventKind {
     /// An inside host answered a SYN: it offers a service on `dst_port`'s
     /// counterpart (the event's `src` and `src_port` are the host and port).
     Service,
+    /// A sampled mark: one in `one_in` marks is reported.
+    Mark {
+        /// Which kind.
+        kind: super::deceive::MarkKind,
+        /// The sampling rate.
+        one_in: u32,
+    },
     /// A source received marks from many decoys (recon evidence only).
     Sweep {
         /// Distinct decoys seen by this worker in the window (an estimate).

@@ -34,6 +34,14 @@ fn net(s: &str) -> Prefix {
 }
 
 fn shared(timing: SpaceTiming, rates: RateConfig) -> Arc<DeceptionShared> {
+    shared_sampling(timing, rates, 0)
+}
+
+fn shared_sampling(
+    timing: SpaceTiming,
+    rates: RateConfig,
+    mark_sample: u32,
+) -> Arc<DeceptionShared> {
     Arc::new(DeceptionShared {
         space: AddressSpace {
             protected: PrefixSet::new([net("198.51.100.0/24"), net("2001:db8:100::/64")]),
@@ -56,6 +64,7 @@ fn shared(timing: SpaceTiming, rates: RateConfig) -> Arc<DeceptionShared> {
             window_s: 60,
         },
         ipv6_block_len: 64,
+        mark_sample,
     })
 }
 
@@ -930,4 +939,115 @@ fn one_prober_gets_at_most_its_rate_however_many_decoys_it_hits() {
         }
     }
     assert_eq!(replied, 30);
+}
+
+#[test]
+fn one_mark_in_n_is_reported_as_a_sampled_mark() {
+    let mut e = Engine::new(&EngineConfig {
+        flow_capacity: 4096,
+        deception: Some(shared_sampling(no_wait(), RateConfig::default(), 3)),
+        ..EngineConfig::default()
+    });
+    let d = decoy_with(&[80]);
+    for i in 0..9u16 {
+        let mut f = synth::tcp(&client(5, 40000 + i), &d, Flags::SYN, 1000, 0, &[]);
+        assert_eq!(e.process(&mut f, T0 + u64::from(i)), Verdict::Reply);
+    }
+    let sampled: Vec<_> = events(&mut e)
+        .into_iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Mark { kind, one_in } => Some((kind, one_in, ev.src_port)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sampled,
+        [
+            (MarkKind::SynAck, 3, 40002),
+            (MarkKind::SynAck, 3, 40005),
+            (MarkKind::SynAck, 3, 40008)
+        ]
+    );
+    // Off (0): marks are counted, never reported.
+    let mut quiet = engine();
+    let mut f = synth::tcp(&client(5, 40000), &d, Flags::SYN, 1000, 0, &[]);
+    quiet.process(&mut f, T0);
+    assert!(events(&mut quiet).is_empty());
+}
+
+fn answers(e: &Engine, addr: [u8; 16], count: u8, at: u64) -> Vec<baitwall_channel::PersonaAnswer> {
+    let mut v = Vec::new();
+    e.answer_query(7, addr, count, at, |a| v.push(a));
+    v
+}
+
+#[test]
+fn queries_describe_an_address_as_the_outside_sees_it() {
+    use baitwall_channel::message::code;
+    let mut e = engine();
+    // The engine's clock starts at the first frame it sees.
+    let mut f = synth::tcp(&client(5, 40000), &decoy_with(&[80]), Flags::SYN, 1, 0, &[]);
+    e.process(&mut f, T0);
+    let dark = v4("198.51.100.77");
+    let [a] = answers(&e, dark, 0, T0)[..] else {
+        panic!("one answer")
+    };
+    let p = persona(dark);
+    assert!(a.last && a.found);
+    assert_eq!((a.id, a.addr), (7, dark));
+    assert_eq!(code::darkness_name(a.darkness), "dark");
+    assert_eq!(code::persona_name(a.family), p.kind.as_str());
+    assert_eq!(
+        (a.ttl, a.window, a.mss, a.mac),
+        (p.ttl, p.window, p.mss, p.mac.0)
+    );
+    assert_eq!(a.open_ports().collect::<Vec<_>>(), p.open_ports);
+    for (addr, state) in [
+        ("198.51.100.1", "excluded"),
+        ("198.51.100.10", "static_live"),
+        ("192.0.2.1", "unprotected"),
+    ] {
+        let got = answers(&e, v4(addr), 0, T0);
+        assert_eq!(code::darkness_name(got[0].darkness), state, "{addr}");
+    }
+}
+
+#[test]
+fn a_sample_lists_dark_addresses_in_order_and_flags_the_last() {
+    use baitwall_channel::message::code;
+    let mut e = engine();
+    let mut f = synth::tcp(&client(5, 40000), &decoy_with(&[80]), Flags::SYN, 1, 0, &[]);
+    e.process(&mut f, T0);
+    let got = answers(&e, v4("198.51.100.0"), 12, T0);
+    assert_eq!(got.len(), 12);
+    assert!(
+        got.iter()
+            .all(|a| code::darkness_name(a.darkness) == "dark" && a.found)
+    );
+    assert!(got[..11].iter().all(|a| !a.last) && got[11].last);
+    let addrs: Vec<_> = got.iter().map(|a| ip(a.addr).to_string()).collect();
+    for skipped in ["198.51.100.1", "198.51.100.10"] {
+        assert!(
+            !addrs.contains(&skipped.to_string()),
+            "{skipped} is not dark"
+        );
+    }
+    // This table excludes only .1 (the configuration also excludes the
+    // network and broadcast addresses).
+    assert_eq!(addrs[..3], ["198.51.100.0", "198.51.100.2", "198.51.100.3"]);
+    assert!(got.windows(2).all(|w| w[0].addr < w[1].addr));
+    // Past the end of the protected space: one empty, last answer.
+    let none = answers(&e, v4("203.0.113.0"), 4, T0);
+    assert_eq!(none.len(), 1);
+    assert!(none[0].last && !none[0].found);
+}
+
+#[test]
+fn wire_names_match_the_engines_names() {
+    use baitwall_channel::message::code;
+    for k in MarkKind::ALL {
+        assert_eq!(code::mark_name(k as u8), k.as_str());
+    }
+    let dark = answers(&engine(), v4("192.0.2.1"), 0, T0);
+    assert_eq!(code::darkness_name(dark[0].darkness), "unprotected");
 }

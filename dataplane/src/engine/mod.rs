@@ -18,6 +18,7 @@ pub mod flow;
 mod golden;
 pub mod limit;
 pub mod persona;
+pub mod query;
 pub mod space;
 
 use std::sync::Arc;
@@ -283,7 +284,37 @@ impl Engine {
                 self.blocks.disallow(prefix(net, *len));
                 Ok(())
             }
-            Rule::Generation(_) => Ok(()),
+            // Questions are answered by the worker (`answer_query`).
+            Rule::Generation(_) | Rule::Query { .. } => Ok(()),
+        }
+    }
+
+    /// Answers a `decoys` question (see [`query`]); without deception,
+    /// nothing is dark: one empty answer.
+    pub fn answer_query(
+        &self,
+        id: u32,
+        addr: [u8; 16],
+        count: u8,
+        now_ns: u64,
+        mut out: impl FnMut(baitwall_channel::PersonaAnswer),
+    ) {
+        match &self.deceiver {
+            Some(d) => query::answer(d, id, addr, count, now_ns, out),
+            None => out(baitwall_channel::PersonaAnswer {
+                id,
+                last: true,
+                addr,
+                found: false,
+                darkness: 1,
+                family: 0,
+                ttl: 0,
+                dont_frag: false,
+                window: 0,
+                mss: 0,
+                mac: [0; 6],
+                ports: [0; baitwall_channel::message::ANSWER_PORTS],
+            }),
         }
     }
 

@@ -119,6 +119,10 @@ impl PrefixSet {
     pub fn is_empty(&self) -> bool {
         self.prefixes.is_empty()
     }
+    /// The prefixes, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Prefix> {
+        self.prefixes.iter()
+    }
 }
 
 /// Learned liveness shared by every worker (see the module doc).
