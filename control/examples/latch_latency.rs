@@ -46,12 +46,15 @@ fn main() {
     let control = {
         let stop = stop.clone();
         let applied = applied.clone();
-        let settings = Settings {
+        let settings = Settings::new(baitwall_control::config::ControlConfig {
             region,
             database: dir.path().join("state.db"),
-            policy: baitwall_control::policy::Policy::default(),
-            socket: None,
-        };
+            socket: baitwall_control::config::SocketSection {
+                path: std::path::PathBuf::new(),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
         std::thread::spawn(move || {
             daemon::run(&settings, &stop, |n| {
                 if let Notice::Applied(g) = n {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use crate::config::ControlConfig;
 use crate::daemon::{self, Notice, Settings};
 use crate::policy::Policy;
 use crate::store::Store;
@@ -20,27 +21,43 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Attach to the dataplane's region and run until SIGINT/SIGTERM.
+    /// Attach to the dataplane's region and run until SIGINT/SIGTERM
+    /// (SIGHUP reopens the event log).
     Run {
+        /// The configuration file (TOML; see docs/configuration.md). The
+        /// options below override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The dataplane's region file (its `[control] region`).
-        #[arg(long, default_value = "/dev/shm/baitwall.region")]
-        region: PathBuf,
+        #[arg(long)]
+        region: Option<PathBuf>,
         /// The SQLite database holding blocks and history.
-        #[arg(long, default_value = "/var/lib/baitwall/state.db")]
-        database: PathBuf,
-        /// The policy file (TOML; see docs/control.md). Without it: data and
-        /// port bites block for `--block-for`, handshakes are recorded.
+        #[arg(long)]
+        database: Option<PathBuf>,
+        /// A policy file (TOML; the `[policy]` table of docs/configuration.md).
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// How long data and port bites block, without a policy file ("0s": permanent).
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        block_for: std::time::Duration,
-        /// Serve the JSON control socket here (see docs/control-socket.md).
+        /// How long data and port bites block ("0s": permanent).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        block_for: Option<std::time::Duration>,
+        /// Serve the JSON control socket here (see docs/control-socket.md);
+        /// without --config, no socket unless this is given.
         #[arg(long)]
         socket: Option<PathBuf>,
-        /// An IPv6 source is blocked by its prefix of this length (without a policy file).
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(48..=128))]
-        ipv6_prefix: u8,
+        /// An IPv6 source is blocked by its prefix of this length.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(48..=128))]
+        ipv6_prefix: Option<u8>,
+        /// Write the EVE JSON event log here.
+        #[arg(long)]
+        eve: Option<PathBuf>,
+        /// Serve Prometheus metrics on this address (like 127.0.0.1:9477).
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+    },
+    /// Validate a configuration file and print it with every default filled in.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
     },
     /// What the history says per source (kinds, decoys, workers, first and
     /// last seen), most recent first, as JSON lines.
@@ -105,37 +122,63 @@ fn ip(net: &[u8; 16], len: u8) -> String {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::CheckConfig { file } => {
+            let config = ControlConfig::load(&file)?;
+            println!("{}", toml::to_string_pretty(&config)?);
+            eprintln!("{}: OK", file.display());
+            Ok(())
+        }
         Command::Run {
+            config: config_path,
             region,
             database,
             policy,
             block_for,
             ipv6_prefix,
             socket,
+            eve,
+            metrics,
         } => {
-            let policy = match policy {
-                Some(path) => Policy::load(&path)?,
+            let mut config = match &config_path {
+                Some(path) => ControlConfig::load(path)?,
                 None => {
-                    let mut p = Policy::default();
-                    p.kinds.data.r#for = block_for;
-                    p.kinds.port.r#for = block_for;
-                    p.ipv6_prefix = ipv6_prefix;
-                    p
+                    let mut c = ControlConfig::default();
+                    c.socket.path = PathBuf::new();
+                    c
                 }
             };
+            if let Some(r) = region {
+                config.region = r;
+            }
+            if let Some(d) = database {
+                config.database = d;
+            }
+            if let Some(path) = policy {
+                config.policy = Policy::load(&path)?;
+            }
+            if let Some(d) = block_for {
+                config.policy.kinds.data.r#for = d;
+                config.policy.kinds.port.r#for = d;
+            }
+            if let Some(len) = ipv6_prefix {
+                config.policy.ipv6_prefix = len;
+            }
+            if let Some(s) = socket {
+                config.socket.path = s;
+            }
+            if let Some(e) = eve {
+                config.eve.path = Some(e);
+            }
+            if let Some(m) = metrics {
+                config.metrics.listen = Some(m);
+            }
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())?;
             }
             let settings = Settings {
-                region,
-                database,
-                policy,
-                socket: socket.map(|path| crate::api::server::SocketSettings {
-                    path,
-                    max_clients: 64,
-                    idle_timeout: std::time::Duration::from_secs(10),
-                }),
+                config,
+                config_path,
             };
             daemon::run(&settings, &stop, |n| match n {
                 Notice::Attached {

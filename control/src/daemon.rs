@@ -1,5 +1,6 @@
 //! The control loop: attach to the dataplane's region, resynchronise every
-//! worker with the stored blocks, then drain events, decide, store and push.
+//! worker with the stored blocks, then drain events, decide, store, log and
+//! push; answer the socket's requests between rounds.
 //!
 //! One session per dataplane instance. At attach, every worker gets the full
 //! block state and a generation marker before anything else; the dataplane
@@ -9,37 +10,52 @@
 //! generation marker, which each worker acknowledges once it is in force.
 //! When the region file is replaced (the dataplane restarted: a new instance
 //! id), the session ends and a new one resynchronises the new workers.
+//!
+//! Nothing here waits on a client: requests arrive on a channel polled
+//! between rounds, subscribers get events through bounded queues, the
+//! metrics endpoint reads a snapshot, and a `decoys` question to the
+//! dataplane is answered when its reply comes up the events ring.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use baitwall_channel::message::{code, kind};
+use baitwall_channel::message::{PersonaAnswer, code, kind};
 use baitwall_channel::region::ControlEnds;
 use baitwall_channel::{Region, RegionError, Rule, UpEvent};
-
-use std::sync::mpsc::Receiver;
-
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::api::protocol::{ApiError, Code, Request, nok, ok};
 use crate::api::server::{Command, SocketSettings};
-use crate::policy::{Decision, Net, Policy, covers};
-use crate::store::{Block, Change, Store};
+use crate::api::subscribe::Subscribers;
+use crate::config::{ControlConfig, MarkLogging};
+use crate::counters;
+use crate::eve::{self, EveLog, Unblock, net_text};
+use crate::metrics::{ControlFigures, MetricsSource};
+use crate::policy::{Decision, Net, covers};
+use crate::store::{Block, Change, EventRow, Store};
 
-/// How control runs.
+/// How control runs: its configuration, and the file it came from (for
+/// `config-reload`).
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The dataplane's region file.
-    pub region: PathBuf,
-    /// The SQLite database.
-    pub database: PathBuf,
-    /// What bites become (kinds, durations, escalation, allowlist, cap).
-    pub policy: Policy,
-    /// The JSON control socket (`None`: not served).
-    pub socket: Option<SocketSettings>,
+    /// The configuration in force at start.
+    pub config: ControlConfig,
+    /// The file it was read from, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Settings from a configuration built in code (no file to reload).
+    pub fn new(config: ControlConfig) -> Settings {
+        Settings {
+            config,
+            config_path: None,
+        }
+    }
 }
 
 /// Why a session ended.
@@ -86,37 +102,118 @@ fn now_s() -> u32 {
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// How long a `decoys` question may wait for the dataplane's answer.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A `decoys` question on its way through the dataplane.
+struct PendingQuery {
+    id: u32,
+    reply: SyncSender<String>,
+    answers: Vec<PersonaAnswer>,
+    deadline: Instant,
+}
+
+/// Everything the loop owns besides the rings.
+struct State {
+    config: ControlConfig,
+    config_path: Option<PathBuf>,
+    store: Store,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    start_unix_s: u64,
+    eve: Option<EveLog>,
+    subscribers: Arc<Subscribers>,
+    metrics: Arc<MetricsSource>,
+    reopen: Arc<AtomicBool>,
+    /// Allow entries in force (stored and policy), refreshed on change.
+    allowed: Vec<Net>,
+    queries: Vec<PendingQuery>,
+    next_query: u32,
+    refused: u64,
+    last_stats: Instant,
+    last_figures: Instant,
+}
+
+/// The dataplane, when attached.
+struct Attached<'a> {
+    ends: &'a mut Vec<ControlEnds>,
+    region: &'a Arc<Region>,
+}
+
 /// Runs until `stop` is set; `notice` hears what happens.
 pub fn run(
     settings: &Settings,
     stop: &Arc<AtomicBool>,
     mut notice: impl FnMut(Notice),
 ) -> anyhow::Result<()> {
-    let store = Store::open(&settings.database)
-        .with_context(|| format!("opening {}", settings.database.display()))?;
+    let config = &settings.config;
+    let store = Store::open(&config.database)
+        .with_context(|| format!("opening {}", config.database.display()))?;
+    let subscribers = Arc::new(Subscribers::default());
+    let metrics = Arc::new(MetricsSource::default());
     let (tx, commands) = std::sync::mpsc::sync_channel::<Command>(64);
-    let server = match &settings.socket {
-        Some(s) => Some(
-            crate::api::server::serve(s.clone(), tx, stop.clone())
+    let mut threads = Vec::new();
+    if !config.socket.path.as_os_str().is_empty() {
+        let s = &config.socket;
+        let socket = SocketSettings {
+            path: s.path.clone(),
+            max_clients: s.max_clients,
+            idle_timeout: s.idle_timeout,
+            mode: s.mode_bits(),
+            group: s.group.clone(),
+        };
+        threads.push(
+            crate::api::server::serve(socket, tx, subscribers.clone(), stop.clone())
                 .with_context(|| format!("serving {}", s.path.display()))?,
+        );
+    }
+    if let Some(listen) = config.metrics.listen {
+        threads.push(
+            crate::metrics::serve(listen, metrics.clone(), stop.clone())
+                .with_context(|| format!("serving metrics on {listen}"))?,
+        );
+    }
+    let eve = match &config.eve.path {
+        Some(path) => Some(
+            EveLog::open(path, config.eve.rotate_bytes, config.eve.keep)
+                .with_context(|| format!("opening the event log {}", path.display()))?,
         ),
         None => None,
     };
-    let started = Instant::now();
+    let reopen = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())?;
+    let mut state = State {
+        config: config.clone(),
+        config_path: settings.config_path.clone(),
+        store,
+        stop: stop.clone(),
+        started: Instant::now(),
+        start_unix_s: u64::from(now_s()),
+        eve,
+        subscribers,
+        metrics,
+        reopen,
+        allowed: Vec::new(),
+        queries: Vec::new(),
+        next_query: 1,
+        refused: 0,
+        last_stats: Instant::now(),
+        last_figures: Instant::now() - Duration::from_secs(10),
+    };
     let result = (|| {
+        // The policy's allowlist is stored (and so pushed) like any other.
+        state.sync_policy_allows(None)?;
         while !stop.load(Ordering::Relaxed) {
-            let Some(region) = wait_for_region(settings, &store, stop, &commands, started)? else {
+            let Some(region) = wait_for_region(&mut state, stop, &commands)? else {
                 break;
             };
-            let end = session(
-                settings,
-                &store,
-                region,
-                stop,
-                &mut notice,
-                &commands,
-                started,
-            )?;
+            let end = session(&mut state, region, stop, &mut notice, &commands)?;
             if end == SessionEnd::Stopped {
                 break;
             }
@@ -124,204 +221,539 @@ pub fn run(
         Ok(())
     })();
     stop.store(true, Ordering::Relaxed);
-    if let Some(server) = server {
-        let _ = server.join();
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Some(log) = state.eve.as_mut() {
+        log.flush();
     }
     result
-}
-
-/// What a request may act on: the store always, the workers when attached.
-struct Ctx<'a> {
-    store: &'a Store,
-    stop: &'a AtomicBool,
-    started: Instant,
-    attached: Option<(&'a mut Vec<ControlEnds>, u64)>,
-}
-
-/// Answers every waiting request.
-fn answer_all(commands: &Receiver<Command>, ctx: &mut Ctx<'_>) {
-    while let Ok(cmd) = commands.try_recv() {
-        let line = answer(&cmd.request, ctx).unwrap_or_else(|e| {
-            nok(&ApiError {
-                code: Code::Unavailable,
-                message: format!("{e:#}"),
-            })
-        });
-        let _ = cmd.reply.send(line);
-    }
-}
-
-fn text_net(net: &[u8; 16], len: u8) -> String {
-    let addr = std::net::IpAddr::from(*net).to_canonical();
-    let len = if addr.is_ipv4() {
-        len.saturating_sub(96)
-    } else {
-        len
-    };
-    format!("{addr}/{len}")
 }
 
 fn not_found(what: &str, net: &Net) -> String {
     nok(&ApiError {
         code: Code::NotFound,
-        message: format!("no {what} on {}", text_net(&net.0, net.1)),
+        message: format!("no {what} on {}", net_text(&net.0, net.1)),
     })
 }
 
-/// Pushes `rules` to every worker under a new generation, if attached.
-fn push_rules(ctx: &mut Ctx<'_>, rules: &[Rule]) -> anyhow::Result<Option<u64>> {
-    let store = ctx.store;
-    match ctx.attached.as_mut() {
-        Some((ends, _)) => {
-            let g = store.next_generation()?;
-            push_all(ends, rules, g)?;
-            Ok(Some(g))
-        }
-        None => Ok(None),
-    }
+fn api(code: Code, message: impl Into<String>) -> String {
+    nok(&ApiError {
+        code,
+        message: message.into(),
+    })
 }
 
-fn answer(request: &Request, ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
-    let store = ctx.store;
-    Ok(match request {
-        Request::Hello | Request::Version => ok(json!({
-            "program": env!("CARGO_PKG_VERSION"),
-            "protocol": crate::api::protocol::PROTOCOL_VERSION,
-        })),
-        Request::Status => ok(json!({
-            "uptime_seconds": ctx.started.elapsed().as_secs(),
-            "attached": ctx.attached.is_some(),
-            "instance": ctx.attached.as_ref().map(|(_, id)| format!("{id:016x}")),
-            "workers": ctx.attached.as_ref().map(|(e, _)| e.len()),
-            "blocks": store.count_blocks()?,
-        })),
-        Request::Stats => ok(json!({
-            "events_dropped_per_worker": ctx
-                .attached
-                .as_ref()
-                .map(|(ends, _)| ends.iter().map(|e| e.events.dropped()).collect::<Vec<_>>()),
-            "events": store.event_count()?,
-        })),
-        Request::BlockList {
-            covering,
-            offset,
-            limit,
-        } => {
-            let list: Vec<_> = store
-                .active_blocks(now_s())?
-                .into_iter()
-                .filter(|b| covering.is_none_or(|a| covers(&(b.net, b.len), &a)))
-                .skip(*offset as usize)
-                .take(*limit as usize)
-                .map(|b| json!({"prefix": text_net(&b.net, b.len), "expires": b.expires, "reason": b.reason}))
-                .collect();
-            ok(json!(list))
+impl State {
+    /// Logs an event, hands it to subscribers; bites, sweeps, blocks and
+    /// unblocks also go into the history.
+    fn emit(&mut self, event: &Value, row: Option<EventRow<'_>>) -> anyhow::Result<()> {
+        let line = event.to_string();
+        if let Some(mut row) = row {
+            row.eve = Some(&line);
+            self.store.record(&row)?;
         }
-        Request::BlockAdd {
-            target,
-            duration,
-            reason,
-        } => {
-            let block = Block {
-                net: target.0,
-                len: target.1,
-                expires: duration.map_or(0, expiry),
-                reason: reason.clone(),
-            };
-            store.upsert_block(&block, now_s())?;
-            let stored = store.block(&block.net, block.len)?.unwrap_or(block);
-            let generation = push_rules(ctx, &[block_rule(&stored)])?;
-            if let Some(g) = generation {
-                store.stamp_block(&stored.net, stored.len, g)?;
-            }
-            ok(
-                json!({"prefix": text_net(&stored.net, stored.len), "expires": stored.expires, "generation": generation}),
-            )
+        let event_type = event["event_type"].as_str().unwrap_or("");
+        let log_it = event_type != "mark" || self.config.eve.marks == MarkLogging::Sampled;
+        if log_it && let Some(log) = self.eve.as_mut() {
+            log.write(event);
         }
-        Request::BlockRemove { target } => {
-            if !store.remove_block(&target.0, target.1)? {
-                return Ok(not_found("block", target));
+        self.subscribers.publish(event_type, &line);
+        Ok(())
+    }
+
+    fn emit_block(&mut self, b: &Block, change: &str) -> anyhow::Result<()> {
+        let e = eve::block(b, change, now_ns());
+        self.emit(
+            &e,
+            Some(EventRow {
+                time_ns: now_ns(),
+                kind: "block",
+                src: b.net,
+                dst: [0; 16],
+                src_port: 0,
+                dst_port: 0,
+                worker: 0,
+                action: &b.reason,
+                eve: None,
+            }),
+        )
+    }
+
+    fn emit_unblock(&mut self, net: &[u8; 16], len: u8, why: Unblock) -> anyhow::Result<()> {
+        let e = eve::unblock(net, len, why, now_ns());
+        self.emit(
+            &e,
+            Some(EventRow {
+                time_ns: now_ns(),
+                kind: "unblock",
+                src: *net,
+                dst: [0; 16],
+                src_port: 0,
+                dst_port: 0,
+                worker: 0,
+                action: match why {
+                    Unblock::Expired => "expired",
+                    Unblock::Removed => "removed",
+                },
+                eve: None,
+            }),
+        )
+    }
+
+    fn refresh_allowed(&mut self) -> anyhow::Result<()> {
+        self.allowed = self.store.allows()?;
+        Ok(())
+    }
+
+    /// Makes the stored policy allow entries match the policy: adds the new
+    /// ones, removes the dropped ones, pushes both when attached.
+    fn sync_policy_allows(&mut self, attached: Option<&mut Attached<'_>>) -> anyhow::Result<()> {
+        let wanted = self.config.policy.allowlist();
+        let stored = self.store.policy_allows()?;
+        let mut rules = Vec::new();
+        for &(net, len) in wanted.iter().filter(|n| !stored.contains(n)) {
+            self.store.add_allow(&net, len, "policy", now_s())?;
+            rules.push(Rule::Allow {
+                net,
+                len,
+                expiry: 0,
+            });
+        }
+        for &(net, len) in stored.iter().filter(|n| !wanted.contains(n)) {
+            self.store.remove_allow(&net, len)?;
+            rules.push(Rule::Disallow { net, len });
+        }
+        if let Some(a) = attached
+            && !rules.is_empty()
+        {
+            let g = self.store.next_generation()?;
+            push_all(a.ends, &rules, g)?;
+        }
+        self.refresh_allowed()
+    }
+
+    /// Pushes `rules` to every worker under a new generation, if attached.
+    fn push_rules(
+        &self,
+        attached: Option<&mut Attached<'_>>,
+        rules: &[Rule],
+    ) -> anyhow::Result<Option<u64>> {
+        match attached {
+            Some(a) => {
+                let g = self.store.next_generation()?;
+                push_all(a.ends, rules, g)?;
+                Ok(Some(g))
             }
-            let generation = push_rules(
-                ctx,
-                &[Rule::Unblock {
+            None => Ok(None),
+        }
+    }
+
+    /// Per-worker counters read from the region.
+    fn worker_counters(region: &Region) -> (Vec<Option<counters::Cell>>, Vec<Vec<u64>>) {
+        let cells = counters::parse_names(&region.stat_names());
+        let workers = (0..region.geometry().workers)
+            .map(|w| region.read_stats(w))
+            .collect();
+        (cells, workers)
+    }
+
+    fn stats_json(&self, attached: Option<&Attached<'_>>) -> anyhow::Result<Value> {
+        let control = json!({
+            "events_stored": self.store.event_count()?,
+            "blocks": self.store.count_blocks()?,
+            "ring_drops": attached.map(|a| a.ends.iter().map(|e| e.events.dropped()).collect::<Vec<_>>()),
+            "eve_lines": self.eve.as_ref().map(|l| l.lines),
+            "eve_errors": self.eve.as_ref().map(|l| l.errors),
+            "subscribers": self.subscribers.count(),
+            "subscriber_drops": self.subscribers.dropped(),
+            "blocks_refused": self.refused,
+        });
+        let Some(a) = attached else {
+            return Ok(json!({"workers": 0, "total": null, "per_worker": [], "control": control}));
+        };
+        let (cells, workers) = Self::worker_counters(a.region);
+        let total = counters::sum(&cells, &workers);
+        Ok(json!({
+            "workers": workers.len(),
+            "total": counters::worker_json(&cells, &total),
+            "per_worker": workers.iter().map(|w| counters::worker_json(&cells, w)).collect::<Vec<_>>(),
+            "control": control,
+        }))
+    }
+
+    /// Refreshes what the metrics endpoint reads (about once a second).
+    fn refresh_figures(&mut self, attached: Option<&Attached<'_>>) -> anyhow::Result<()> {
+        if self.last_figures.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.last_figures = Instant::now();
+        let figures = ControlFigures {
+            start_time_s: self.start_unix_s,
+            attached: attached.is_some(),
+            blocks: self.store.count_blocks()?,
+            allows: self.allowed.len() as u64,
+            events_stored: self.store.event_count()?,
+            eve_lines: self.eve.as_ref().map_or(0, |l| l.lines),
+            eve_errors: self.eve.as_ref().map_or(0, |l| l.errors),
+            subscribers: self.subscribers.count() as u64,
+            subscriber_drops: self.subscribers.dropped(),
+            ring_drops: attached
+                .map(|a| a.ends.iter().map(|e| e.events.dropped()).collect())
+                .unwrap_or_default(),
+            refused: self.refused,
+        };
+        *self.metrics.control.lock() = figures;
+        *self.metrics.region.lock() = attached.map(|a| a.region.clone());
+        Ok(())
+    }
+
+    /// Housekeeping every round: reopen the log on SIGHUP, the periodic
+    /// stats event, flushing, metrics figures, overdue questions.
+    fn housekeeping(&mut self, attached: Option<&Attached<'_>>) -> anyhow::Result<()> {
+        if self.reopen.swap(false, Ordering::Relaxed)
+            && let Some(log) = self.eve.as_mut()
+        {
+            log.reopen();
+        }
+        let every = self.config.eve.stats_interval;
+        if !every.is_zero() && self.last_stats.elapsed() >= every {
+            self.last_stats = Instant::now();
+            let counters = self.stats_json(attached)?;
+            let e = eve::stats(now_ns(), self.started.elapsed().as_secs(), counters);
+            self.emit(&e, None)?;
+        }
+        if let Some(log) = self.eve.as_mut() {
+            log.flush();
+        }
+        self.refresh_figures(attached)?;
+        let now = Instant::now();
+        self.queries.retain(|q| {
+            if now < q.deadline {
+                return true;
+            }
+            let _ = q.reply.send(api(
+                Code::Unavailable,
+                "the dataplane did not answer within 2 s",
+            ));
+            false
+        });
+        Ok(())
+    }
+
+    /// Answers every waiting request.
+    fn answer_all(
+        &mut self,
+        commands: &Receiver<Command>,
+        mut attached: Option<&mut Attached<'_>>,
+    ) {
+        while let Ok(cmd) = commands.try_recv() {
+            if let Request::Decoys { address, count } = cmd.request {
+                self.ask_dataplane(cmd.reply, address, count, attached.as_deref_mut());
+                continue;
+            }
+            let line = self
+                .answer(&cmd.request, attached.as_deref_mut())
+                .unwrap_or_else(|e| api(Code::Unavailable, format!("{e:#}")));
+            let _ = cmd.reply.send(line);
+        }
+    }
+
+    /// Sends a `decoys` question to worker 0; the answer goes out when the
+    /// dataplane's reply arrives (or times out).
+    fn ask_dataplane(
+        &mut self,
+        reply: SyncSender<String>,
+        address: Option<[u8; 16]>,
+        count: u8,
+        attached: Option<&mut Attached<'_>>,
+    ) {
+        let Some(ends) = attached.and_then(|a| a.ends.first_mut()) else {
+            let _ = reply.send(api(
+                Code::Unavailable,
+                "no dataplane is attached: decoys are described by the running dataplane",
+            ));
+            return;
+        };
+        let id = self.next_query;
+        self.next_query = self.next_query.wrapping_add(1).max(1);
+        let rule = Rule::Query {
+            id,
+            addr: address.unwrap_or([0; 16]),
+            count,
+        };
+        if let Err(e) = push(ends, &rule) {
+            let _ = reply.send(api(Code::Unavailable, format!("{e:#}")));
+            return;
+        }
+        ends.rules.publish();
+        self.queries.push(PendingQuery {
+            id,
+            reply,
+            answers: Vec::new(),
+            deadline: Instant::now() + QUERY_TIMEOUT,
+        });
+    }
+
+    /// Collects a dataplane answer; replies once the last one is in.
+    fn on_answer(&mut self, a: PersonaAnswer) {
+        let Some(i) = self.queries.iter().position(|q| q.id == a.id) else {
+            return;
+        };
+        if let Some(q) = self.queries.get_mut(i) {
+            if a.found {
+                q.answers.push(a);
+            }
+            if !a.last {
+                return;
+            }
+        }
+        let q = self.queries.swap_remove(i);
+        let list: Vec<Value> = q.answers.iter().map(decoy_json).collect();
+        let _ = q.reply.send(ok(json!(list)));
+    }
+
+    fn answer(
+        &mut self,
+        request: &Request,
+        attached: Option<&mut Attached<'_>>,
+    ) -> anyhow::Result<String> {
+        let store = &self.store;
+        Ok(match request {
+            Request::Hello | Request::Version => ok(json!({
+                "program": env!("CARGO_PKG_VERSION"),
+                "protocol": crate::api::protocol::PROTOCOL_VERSION,
+            })),
+            Request::Status => {
+                let (cells, workers) = match attached.as_deref() {
+                    Some(a) => Self::worker_counters(a.region),
+                    None => (Vec::new(), Vec::new()),
+                };
+                let total = counters::worker_json(&cells, &counters::sum(&cells, &workers));
+                let last_bite = store.last_bite()?.map(|(t, src, kind)| {
+                    json!({"timestamp": eve::timestamp(t), "src_ip": eve::ip_text(&src), "kind": kind})
+                });
+                ok(json!({
+                    "uptime_seconds": self.started.elapsed().as_secs(),
+                    "attached": attached.is_some(),
+                    "instance": attached.as_deref().map(|a| format!("{:016x}", a.region.instance_id())),
+                    "workers": attached.as_deref().map(|a| a.ends.len()),
+                    "generation": total.get("generation"),
+                    "blocks": store.count_blocks()?,
+                    "allows": self.allowed.len(),
+                    "last_bite": last_bite,
+                    "region": self.config.region,
+                    "config_file": self.config_path,
+                }))
+            }
+            Request::Stats => ok(self.stats_json(attached.as_deref())?),
+            Request::BlockList {
+                covering,
+                offset,
+                limit,
+            } => {
+                let list: Vec<_> = store
+                    .active_blocks(now_s())?
+                    .into_iter()
+                    .filter(|b| covering.is_none_or(|a| covers(&(b.net, b.len), &a)))
+                    .skip(*offset as usize)
+                    .take(*limit as usize)
+                    .map(|b| json!({"prefix": net_text(&b.net, b.len), "expires": b.expires, "reason": b.reason}))
+                    .collect();
+                ok(json!(list))
+            }
+            Request::BlockAdd {
+                target,
+                duration,
+                reason,
+            } => {
+                let block = Block {
                     net: target.0,
                     len: target.1,
-                }],
-            )?;
-            store.stamp_removed(&target.0, target.1, generation.unwrap_or(0))?;
-            ok(json!({"removed": text_net(&target.0, target.1), "generation": generation}))
-        }
-        Request::AllowList => ok(json!(
-            store
-                .allows()?
-                .iter()
-                .map(|(n, l)| text_net(n, *l))
-                .collect::<Vec<_>>()
-        )),
-        Request::AllowAdd { target, reason } => {
-            store.add_allow(&target.0, target.1, reason, now_s())?;
-            let generation = push_rules(
-                ctx,
-                &[Rule::Allow {
+                    expires: duration.map_or(0, expiry),
+                    reason: reason.clone(),
+                };
+                let change = store.upsert_block(&block, now_s())?;
+                let stored = store.block(&block.net, block.len)?.unwrap_or(block);
+                let generation = self.push_rules(attached, &[block_rule(&stored)])?;
+                if let Some(g) = generation {
+                    self.store.stamp_block(&stored.net, stored.len, g)?;
+                }
+                if change != Change::Unchanged {
+                    self.emit_block(&stored, "manual")?;
+                }
+                ok(json!({
+                    "prefix": net_text(&stored.net, stored.len),
+                    "expires": stored.expires,
+                    "generation": generation,
+                }))
+            }
+            Request::BlockRemove { target } => {
+                if !store.remove_block(&target.0, target.1)? {
+                    return Ok(not_found("block", target));
+                }
+                let rule = Rule::Unblock {
+                    net: target.0,
+                    len: target.1,
+                };
+                let generation = self.push_rules(attached, &[rule])?;
+                self.store
+                    .stamp_removed(&target.0, target.1, generation.unwrap_or(0))?;
+                self.emit_unblock(&target.0, target.1, Unblock::Removed)?;
+                ok(json!({"removed": net_text(&target.0, target.1), "generation": generation}))
+            }
+            Request::AllowList => ok(json!(
+                store
+                    .allows()?
+                    .iter()
+                    .map(|(n, l)| net_text(n, *l))
+                    .collect::<Vec<_>>()
+            )),
+            Request::AllowAdd { target, reason } => {
+                store.add_allow(&target.0, target.1, reason, now_s())?;
+                let rule = Rule::Allow {
                     net: target.0,
                     len: target.1,
                     expiry: 0,
-                }],
-            )?;
-            ok(json!({"allowed": text_net(&target.0, target.1), "generation": generation}))
-        }
-        Request::AllowRemove { target } => {
-            if !store.remove_allow(&target.0, target.1)? {
-                return Ok(not_found("allow entry", target));
+                };
+                let generation = self.push_rules(attached, &[rule])?;
+                self.refresh_allowed()?;
+                ok(json!({"allowed": net_text(&target.0, target.1), "generation": generation}))
             }
-            let generation = push_rules(
-                ctx,
-                &[Rule::Disallow {
+            Request::AllowRemove { target } => {
+                if !store.remove_allow(&target.0, target.1)? {
+                    return Ok(not_found("allow entry", target));
+                }
+                let rule = Rule::Disallow {
                     net: target.0,
                     len: target.1,
-                }],
-            )?;
-            ok(json!({"removed": text_net(&target.0, target.1), "generation": generation}))
+                };
+                let generation = self.push_rules(attached, &[rule])?;
+                self.refresh_allowed()?;
+                ok(json!({"removed": net_text(&target.0, target.1), "generation": generation}))
+            }
+            Request::Hosts { limit } => ok(json!(
+                store
+                    .hosts(u32::try_from(*limit).unwrap_or(u32::MAX))?
+                    .iter()
+                    .map(|(a, p, first, last)| json!({
+                        "host": eve::ip_text(a),
+                        "port": p,
+                        "first_seen": eve::timestamp(*first),
+                        "last_seen": eve::timestamp(*last),
+                    }))
+                    .collect::<Vec<_>>()
+            )),
+            Request::Events {
+                since_ns,
+                limit,
+                kind,
+                source,
+            } => ok(json!(store.events(
+                *since_ns,
+                *limit,
+                kind.as_deref(),
+                source.as_ref()
+            )?)),
+            Request::ConfigShow => ok(json!({
+                "file": self.config_path,
+                "config": serde_json::to_value(&self.config)?,
+            })),
+            Request::ConfigReload => self.reload(attached)?,
+            Request::Shutdown => {
+                self.stop.store(true, Ordering::Relaxed);
+                ok(json!("shutting down"))
+            }
+            // Handled by the socket server and `answer_all`.
+            Request::Subscribe { .. } | Request::Decoys { .. } => {
+                api(Code::Unavailable, "not answered here")
+            }
+        })
+    }
+
+    /// Re-reads the configuration file: on any error nothing changes; else
+    /// the policy, allowlist and event log settings apply now, and fields
+    /// that need a restart are named (and left as they are).
+    fn reload(&mut self, attached: Option<&mut Attached<'_>>) -> anyhow::Result<String> {
+        let Some(path) = self.config_path.clone() else {
+            return Ok(api(
+                Code::NotConfigured,
+                "control was started without --config: there is no file to reload",
+            ));
+        };
+        let new = match ControlConfig::load(&path) {
+            Ok(c) => c,
+            Err(e) => return Ok(api(Code::InvalidConfig, format!("{e:#}; nothing changed"))),
+        };
+        // Open a new log before anything changes, so a bad path changes nothing.
+        let new_log = match (
+            &new.eve.path,
+            self.eve.as_ref().map(|l| l.path().to_owned()),
+        ) {
+            (Some(p), Some(old)) if *p == old => None,
+            (Some(p), _) => match EveLog::open(p, new.eve.rotate_bytes, new.eve.keep) {
+                Ok(log) => Some(Some(log)),
+                Err(e) => {
+                    return Ok(api(
+                        Code::InvalidConfig,
+                        format!("eve.path {}: {e}; nothing changed", p.display()),
+                    ));
+                }
+            },
+            (None, Some(_)) => Some(None),
+            (None, None) => None,
+        };
+        let restart = self.config.restart_fields(&new);
+        let mut applied = Vec::new();
+        if new.policy != self.config.policy {
+            applied.push("policy");
         }
-        Request::Hosts { limit } => ok(json!(
-            store
-                .hosts(u32::try_from(*limit).unwrap_or(u32::MAX))?
-                .iter()
-                .map(|(a, p, first, last)| json!({
-                    "host": std::net::IpAddr::from(*a).to_canonical().to_string(),
-                    "port": p,
-                    "first_seen_ns": first,
-                    "last_seen_ns": last,
-                }))
-                .collect::<Vec<_>>()
-        )),
-        Request::Shutdown => {
-            ctx.stop.store(true, Ordering::Relaxed);
-            ok(json!("shutting down"))
+        if new.eve != self.config.eve {
+            applied.push("eve");
         }
+        let old = std::mem::replace(&mut self.config, new);
+        // What needs a restart stays as it is, so config-show says what is in force.
+        self.config.region = old.region;
+        self.config.database = old.database;
+        self.config.socket = old.socket;
+        self.config.metrics = old.metrics;
+        if let Some(log) = new_log {
+            self.eve = log;
+        }
+        if let Some(log) = self.eve.as_mut() {
+            log.set_rotation(self.config.eve.rotate_bytes, self.config.eve.keep);
+        }
+        self.sync_policy_allows(attached)?;
+        Ok(ok(json!({"applied": applied, "restart_required": restart})))
+    }
+}
+
+/// A dataplane answer as the `decoys` reply shows it.
+fn decoy_json(a: &PersonaAnswer) -> Value {
+    let mac = a.mac.map(|b| format!("{b:02x}")).join(":");
+    json!({
+        "address": eve::ip_text(&a.addr),
+        "state": code::darkness_name(a.darkness),
+        "persona": code::persona_name(a.family),
+        "mac": mac,
+        "ttl": a.ttl,
+        "window": a.window,
+        "mss": a.mss,
+        "dont_fragment": a.dont_frag,
+        "open_ports": a.open_ports().collect::<Vec<_>>(),
     })
 }
 
 /// Waits until the region exists and is ready (the dataplane may start later).
 fn wait_for_region(
-    settings: &Settings,
-    store: &Store,
+    state: &mut State,
     stop: &AtomicBool,
     commands: &Receiver<Command>,
-    started: Instant,
 ) -> anyhow::Result<Option<Arc<Region>>> {
     loop {
-        answer_all(
-            commands,
-            &mut Ctx {
-                store,
-                stop,
-                started,
-                attached: None,
-            },
-        );
-        match Region::attach(&settings.region) {
+        state.answer_all(commands, None);
+        state.housekeeping(None)?;
+        match Region::attach(&state.config.region) {
             Ok(region) => return Ok(Some(region)),
             Err(RegionError::Io { .. } | RegionError::NotReady(_)) => {}
             Err(e) => return Err(e.into()),
@@ -369,23 +801,17 @@ fn block_rule(b: &Block) -> Rule {
     }
 }
 
-fn session(
-    settings: &Settings,
-    store: &Store,
-    region: Arc<Region>,
-    stop: &AtomicBool,
+/// Resynchronises a freshly attached dataplane: the stored state first,
+/// before any new decision. If this is the instance the last session
+/// served and every worker says which generation it has in force, only
+/// what changed since is sent; otherwise everything.
+fn resync(
+    state: &mut State,
+    region: &Region,
+    ends: &mut [ControlEnds],
     notice: &mut impl FnMut(Notice),
-    commands: &Receiver<Command>,
-    started: Instant,
-) -> anyhow::Result<SessionEnd> {
-    let workers = region.geometry().workers;
-    let mut ends: Vec<ControlEnds> = (0..workers)
-        .filter_map(|w| region.control_ends(w))
-        .collect();
-    // Resynchronise: the stored state first, before any new decision. If
-    // this is the dataplane instance the last session served, and every
-    // worker says which generation it has in force, only what changed since
-    // is sent; otherwise everything.
+) -> anyhow::Result<()> {
+    let store = &state.store;
     let applied = ends.iter().map(|e| e.rules.applied()).min().unwrap_or(0);
     let delta = applied > 0 && store.last_instance()? == region.instance_id();
     store.set_instance(region.instance_id())?;
@@ -394,20 +820,17 @@ fn session(
     } else {
         (store.active_blocks(now_s())?, Vec::new())
     };
-    let mut generation = store.next_generation()?;
+    let generation = store.next_generation()?;
     for b in &blocks {
         store.stamp_block(&b.net, b.len, generation)?;
     }
-    // The allowlist first (the policy's and the stored one), so no block
-    // pushed after it can catch an allowed source.
-    for (net, len) in settings.policy.allowlist() {
-        store.add_allow(&net, len, "policy", now_s())?;
-    }
-    let allowed = store.allows()?;
-    let mut rules: Vec<Rule> = allowed
+    // The allowlist first, so no block pushed after it can catch an
+    // allowed source.
+    state.refresh_allowed()?;
+    let mut rules: Vec<Rule> = state
+        .allowed
         .iter()
-        .copied()
-        .map(|(net, len)| Rule::Allow {
+        .map(|&(net, len)| Rule::Allow {
             net,
             len,
             expiry: 0,
@@ -415,13 +838,100 @@ fn session(
         .collect();
     rules.extend(blocks.iter().map(block_rule));
     rules.extend(removed.iter().map(|&(net, len)| Rule::Unblock { net, len }));
-    push_all(&mut ends, &rules, generation)?;
+    push_all(ends, &rules, generation)?;
     notice(Notice::Attached {
         instance: region.instance_id(),
-        workers,
+        workers: region.geometry().workers,
         blocks: blocks.len(),
         delta,
     });
+    Ok(())
+}
+
+/// Handles a bite: history, log, policy, maybe a block (stored, logged,
+/// queued for every worker in `pending` under this round's generation).
+fn on_bite(
+    state: &mut State,
+    ev: &UpEvent,
+    pending: &mut Vec<Rule>,
+    batch: &mut Option<u64>,
+    notice: &mut impl FnMut(Notice),
+) -> anyhow::Result<()> {
+    if let Some(e) = eve::from_up(ev) {
+        state.emit(
+            &e,
+            Some(EventRow {
+                time_ns: ev.time_ns,
+                kind: code::bite_name(ev.bite),
+                src: ev.src,
+                dst: ev.dst,
+                src_port: ev.src_port,
+                dst_port: ev.dst_port,
+                worker: ev.worker,
+                action: code::action_name(ev.action),
+                eve: None,
+            }),
+        )?;
+    }
+    let policy = &state.config.policy;
+    let (net, len) = policy.source_net(&ev.src);
+    let times = state.store.times_blocked(&net, len)?;
+    let decision = if state.allowed.iter().any(|n| covers(n, &ev.src)) {
+        Decision::Allowed
+    } else {
+        policy.decide(ev, times)
+    };
+    let Decision::Block { net, r#for } = decision else {
+        return Ok(());
+    };
+    let block = Block {
+        net: net.0,
+        len: net.1,
+        expires: expiry(r#for),
+        reason: code::bite_name(ev.bite).to_string(),
+    };
+    if times == 0 && state.store.count_blocks()? >= policy.max_blocks {
+        state.refused += 1;
+        notice(Notice::Refused(block));
+        return Ok(());
+    }
+    let change = state.store.upsert_block(&block, now_s())?;
+    if change == Change::Unchanged {
+        return Ok(());
+    }
+    let g = match *batch {
+        Some(g) => g,
+        None => *batch.insert(state.store.next_generation()?),
+    };
+    state.store.stamp_block(&block.net, block.len, g)?;
+    let stored = state.store.block(&block.net, block.len)?.unwrap_or(block);
+    pending.push(block_rule(&stored));
+    state.emit_block(
+        &stored,
+        match change {
+            Change::New => "new",
+            _ => "extended",
+        },
+    )?;
+    notice(Notice::Blocked {
+        block: stored,
+        change,
+    });
+    Ok(())
+}
+
+fn session(
+    state: &mut State,
+    region: Arc<Region>,
+    stop: &AtomicBool,
+    notice: &mut impl FnMut(Notice),
+    commands: &Receiver<Command>,
+) -> anyhow::Result<SessionEnd> {
+    let workers = region.geometry().workers;
+    let mut ends: Vec<ControlEnds> = (0..workers)
+        .filter_map(|w| region.control_ends(w))
+        .collect();
+    resync(state, &region, &mut ends, notice)?;
     let mut acked = vec![0u64; ends.len()];
     let mut announced = 0u64;
     let mut last_expiry = Instant::now();
@@ -430,22 +940,26 @@ fn session(
         if stop.load(Ordering::Relaxed) {
             return Ok(SessionEnd::Stopped);
         }
-        answer_all(
+        state.answer_all(
             commands,
-            &mut Ctx {
-                store,
-                stop,
-                started,
-                attached: Some((&mut ends, region.instance_id())),
-            },
+            Some(&mut Attached {
+                ends: &mut ends,
+                region: &region,
+            }),
         );
         let mut pending: Vec<Rule> = Vec::new();
         // The generation of this round's blocks, taken at the first one.
         let mut batch: Option<u64> = None;
         let mut busy = false;
-        for (w, e) in ends.iter_mut().enumerate() {
-            while let Some(record) = e.events.pop() {
+        for w in 0..ends.len() {
+            while let Some(record) = ends.get_mut(w).and_then(|e| e.events.pop()) {
                 busy = true;
+                if record.kind() == kind::PERSONA {
+                    if let Ok(a) = PersonaAnswer::decode(&record) {
+                        state.on_answer(a);
+                    }
+                    continue;
+                }
                 let Ok(ev) = UpEvent::decode(&record) else {
                     continue;
                 };
@@ -455,75 +969,41 @@ fn session(
                             *a = (*a).max(ev.time_ns);
                         }
                     }
-                    kind::BITE => {
-                        store.record_event(
-                            ev.time_ns,
-                            code::bite_name(ev.bite),
-                            &ev.src,
-                            &ev.dst,
-                            ev.src_port,
-                            ev.dst_port,
-                            ev.worker,
-                            code::action_name(ev.action),
-                        )?;
-                        let (net, len) = settings.policy.source_net(&ev.src);
-                        let times = store.times_blocked(&net, len)?;
-                        let stored_allow = allowed.iter().any(|n| covers(n, &ev.src));
-                        let decision = if stored_allow {
-                            Decision::Allowed
-                        } else {
-                            settings.policy.decide(&ev, times)
-                        };
-                        if let Decision::Block { net, r#for } = decision {
-                            let block = Block {
-                                net: net.0,
-                                len: net.1,
-                                expires: expiry(r#for),
-                                reason: code::bite_name(ev.bite).to_string(),
-                            };
-                            if times == 0 && store.count_blocks()? >= settings.policy.max_blocks {
-                                notice(Notice::Refused(block));
-                            } else {
-                                let change = store.upsert_block(&block, now_s())?;
-                                if change != Change::Unchanged {
-                                    let g = match batch {
-                                        Some(g) => g,
-                                        None => *batch.insert(store.next_generation()?),
-                                    };
-                                    store.stamp_block(&block.net, block.len, g)?;
-                                    let stored =
-                                        store.block(&block.net, block.len)?.unwrap_or(block);
-                                    pending.push(block_rule(&stored));
-                                    notice(Notice::Blocked {
-                                        block: stored,
-                                        change,
-                                    });
-                                }
-                            }
+                    kind::BITE => on_bite(state, &ev, &mut pending, &mut batch, notice)?,
+                    kind::SWEEP => {
+                        if let Some(e) = eve::from_up(&ev) {
+                            state.emit(
+                                &e,
+                                Some(EventRow {
+                                    time_ns: ev.time_ns,
+                                    kind: "sweep",
+                                    src: ev.src,
+                                    dst: ev.dst,
+                                    src_port: ev.src_port,
+                                    dst_port: ev.dst_port,
+                                    worker: ev.worker,
+                                    action: "count",
+                                    eve: None,
+                                }),
+                            )?;
                         }
                     }
-                    kind::SWEEP => {
-                        store.record_event(
-                            ev.time_ns,
-                            "sweep",
-                            &ev.src,
-                            &ev.dst,
-                            ev.src_port,
-                            ev.dst_port,
-                            ev.worker,
-                            "count",
-                        )?;
+                    kind::MARK => {
+                        if let Some(e) = eve::from_up(&ev) {
+                            state.emit(&e, None)?;
+                        }
                     }
                     // An inside host answered a SYN: a live host and service.
-                    kind::SERVICE => store.learn_host(&ev.src, ev.src_port, ev.time_ns)?,
+                    kind::SERVICE => state.store.learn_host(&ev.src, ev.src_port, ev.time_ns)?,
                     _ => {}
                 }
             }
-            e.events.release();
+            if let Some(e) = ends.get_mut(w) {
+                e.events.release();
+            }
         }
         if let Some(g) = batch {
-            generation = g;
-            push_all(&mut ends, &pending, generation)?;
+            push_all(&mut ends, &pending, g)?;
         }
         let all_acked = acked.iter().copied().min().unwrap_or(0);
         if all_acked > announced {
@@ -532,7 +1012,7 @@ fn session(
         }
         if last_expiry.elapsed() >= Duration::from_secs(1) {
             last_expiry = Instant::now();
-            let expired = store.take_expired(now_s())?;
+            let expired = state.store.take_expired(now_s())?;
             if !expired.is_empty() {
                 let rules: Vec<Rule> = expired
                     .iter()
@@ -541,19 +1021,30 @@ fn session(
                         len: b.len,
                     })
                     .collect();
-                generation = store.next_generation()?;
+                let generation = state.store.next_generation()?;
                 for b in &expired {
-                    store.stamp_removed(&b.net, b.len, generation)?;
+                    state.store.stamp_removed(&b.net, b.len, generation)?;
+                    state.emit_unblock(&b.net, b.len, Unblock::Expired)?;
                 }
                 push_all(&mut ends, &rules, generation)?;
                 notice(Notice::Expired(expired.len()));
             }
         }
+        state.housekeeping(Some(&Attached {
+            ends: &mut ends,
+            region: &region,
+        }))?;
         if last_region_check.elapsed() >= Duration::from_millis(100) {
             last_region_check = Instant::now();
-            if let Ok(current) = Region::attach(&settings.region)
+            if let Ok(current) = Region::attach(&state.config.region)
                 && current.instance_id() != region.instance_id()
             {
+                // Questions in flight die with this instance.
+                for q in state.queries.drain(..) {
+                    let _ = q
+                        .reply
+                        .send(api(Code::Unavailable, "the dataplane restarted"));
+                }
                 return Ok(SessionEnd::Replaced);
             }
         }

@@ -4,7 +4,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
+pub mod counters;
 pub mod ctl;
 pub mod daemon;
+pub mod eve;
+pub mod metrics;
 pub mod policy;
 pub mod store;

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use baitwall_channel::UpEvent;
 use baitwall_channel::message::code;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What control does with a kind of bite.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Store it in the history only.
@@ -29,7 +29,7 @@ pub enum Action {
 }
 
 /// The rule for one bite kind.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindRule {
     /// The action.
@@ -43,10 +43,17 @@ fn one_hour() -> Duration {
     Duration::from_secs(3600)
 }
 
-mod duration_text {
+/// Durations as text (`"1h"`, `"30m"`), as operators write them.
+pub mod duration_text {
     use serde::Deserialize;
     use std::time::Duration;
 
+    /// Writes a duration as text.
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Reads a duration from text.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| {
@@ -56,7 +63,7 @@ mod duration_text {
 }
 
 /// `[kinds]`: one rule per bite kind.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kinds {
     /// Handshake bites.
@@ -94,7 +101,7 @@ impl Default for Kinds {
 }
 
 /// The whole policy file.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Per bite kind.
@@ -163,15 +170,21 @@ impl Policy {
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Policy> {
         let policy: Policy = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
+        policy.validate(origin)?;
+        Ok(policy)
+    }
+
+    /// Checks what the types alone do not: ranges and allowlist entries.
+    pub fn validate(&self, origin: &str) -> anyhow::Result<()> {
         anyhow::ensure!(
-            (48..=128).contains(&policy.ipv6_prefix),
+            (48..=128).contains(&self.ipv6_prefix),
             "{origin}: ipv6_prefix {} is out of range 48..=128",
-            policy.ipv6_prefix
+            self.ipv6_prefix
         );
-        for a in &policy.allow {
+        for a in &self.allow {
             parse_net(a).map_err(|e| anyhow::anyhow!("{origin}: allow: {e}"))?;
         }
-        Ok(policy)
+        Ok(())
     }
 
     /// The allowlist as prefixes.
@@ -300,6 +313,7 @@ mod tests {
             src_port: 1,
             dst_port: 80,
             decoys: 0,
+            persona: baitwall_channel::message::NO_PERSONA,
         }
     }
 

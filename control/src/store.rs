@@ -13,7 +13,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// One block.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +59,38 @@ pub struct SourceSummary {
     pub first_seen_ns: u64,
     /// Last event, Unix ns.
     pub last_seen_ns: u64,
+}
+
+/// One row of the history.
+#[derive(Clone, Debug)]
+pub struct EventRow<'a> {
+    /// Unix nanoseconds.
+    pub time_ns: u64,
+    /// Bite kind, `sweep`, `block` or `unblock`.
+    pub kind: &'a str,
+    /// Source (for blocks: the prefix's network).
+    pub src: [u8; 16],
+    /// Decoy.
+    pub dst: [u8; 16],
+    /// Source port.
+    pub src_port: u16,
+    /// Decoy port.
+    pub dst_port: u16,
+    /// Worker.
+    pub worker: u16,
+    /// Action taken, or the block's reason.
+    pub action: &'a str,
+    /// The EVE JSON line.
+    pub eve: Option<&'a str>,
+}
+
+/// A 16-byte address column (zero when malformed).
+fn blob16(raw: Vec<u8>) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    if raw.len() == 16 {
+        a.copy_from_slice(&raw);
+    }
+    a
 }
 
 /// A learned service: address, port, first and last seen (Unix ns).
@@ -160,6 +192,19 @@ impl Store {
                  COMMIT;",
             )?;
         }
+        if version < 4 {
+            // Version 4: each event keeps its EVE JSON object (what the log
+            // and subscribers saw), and the history is searched by time and
+            // by source.
+            self.conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE events ADD COLUMN eve TEXT;
+                 CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
+                 CREATE INDEX IF NOT EXISTS events_src ON events (src);
+                 PRAGMA user_version = 4;
+                 COMMIT;",
+            )?;
+        }
         Ok(())
     }
 
@@ -179,6 +224,15 @@ impl Store {
             "DELETE FROM allows WHERE net = ?1 AND len = ?2",
             params![&net[..], len],
         )? > 0)
+    }
+
+    /// The allow entries that came from the policy's allowlist.
+    pub fn policy_allows(&self) -> Result<Vec<([u8; 16], u8)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT net, len FROM allows WHERE reason = 'policy'")?;
+        let rows = stmt.query_map([], |r| Ok((blob16(r.get(0)?), r.get(1)?)))?;
+        rows.collect()
     }
 
     /// Every stored allow entry.
@@ -399,7 +453,99 @@ impl Store {
         Ok(expired)
     }
 
-    /// Appends an event to the history.
+    /// Appends an event and its EVE object to the history.
+    pub fn record(&self, row: &EventRow<'_>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO events (time_ns, kind, src, dst, src_port, dst_port, worker, action, eve) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                row.time_ns as i64,
+                row.kind,
+                &row.src[..],
+                &row.dst[..],
+                row.src_port,
+                row.dst_port,
+                row.worker,
+                row.action,
+                row.eve
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The history, oldest first: the newest `limit` events at or after
+    /// `since_ns`, of `kind` (an event type, or a bite kind; `"bite"`: any
+    /// bite), about `source`. Each is its EVE object (rebuilt from the
+    /// columns for events stored before schema 4).
+    pub fn events(
+        &self,
+        since_ns: Option<u64>,
+        limit: u64,
+        kind: Option<&str>,
+        source: Option<&[u8; 16]>,
+    ) -> Result<Vec<serde_json::Value>> {
+        let kinds: Vec<&str> = match kind {
+            None => Vec::new(),
+            Some("bite") => vec!["handshake", "data", "port"],
+            Some(k) => vec![k],
+        };
+        let mut sql = String::from(
+            "SELECT time_ns, kind, src, dst, src_port, dst_port, worker, action, eve FROM events \
+             WHERE kind != 'service' AND time_ns >= ?1",
+        );
+        if !kinds.is_empty() {
+            sql.push_str(" AND kind IN (");
+            sql.push_str(&vec!["?"; kinds.len()].join(", "));
+            sql.push(')');
+        }
+        if source.is_some() {
+            sql.push_str(" AND src = ?");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![(since_ns.unwrap_or(0).min(i64::MAX as u64) as i64).into()];
+        values.extend(kinds.iter().map(|k| (*k).to_string().into()));
+        if let Some(src) = source {
+            values.push(src.to_vec().into());
+        }
+        values.push((limit.min(i64::MAX as u64) as i64).into());
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+            let eve: Option<String> = r.get(8)?;
+            if let Some(v) = eve.and_then(|e| serde_json::from_str(&e).ok()) {
+                return Ok(v);
+            }
+            let (src, dst) = (blob16(r.get(2)?), blob16(r.get(3)?));
+            let kind: String = r.get(1)?;
+            Ok(serde_json::json!({
+                "timestamp": crate::eve::timestamp(r.get::<_, i64>(0)? as u64),
+                "event_type": if kind == "sweep" { "sweep" } else { "bite" },
+                "src_ip": crate::eve::ip_text(&src),
+                "src_port": r.get::<_, u16>(4)?,
+                "dest_ip": crate::eve::ip_text(&dst),
+                "dest_port": r.get::<_, u16>(5)?,
+                "proto": "TCP",
+                "baitwall": {"kind": kind, "action": r.get::<_, String>(7)?, "worker": r.get::<_, u16>(6)?},
+            }))
+        })?;
+        let mut v = rows.collect::<Result<Vec<_>>>()?;
+        v.reverse();
+        Ok(v)
+    }
+
+    /// The newest bite: its time (Unix ns), source and kind.
+    pub fn last_bite(&self) -> Result<Option<(u64, [u8; 16], String)>> {
+        self.conn
+            .query_row(
+                "SELECT time_ns, src, kind FROM events WHERE kind IN ('handshake', 'data', 'port') \
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, blob16(r.get(1)?), r.get(2)?)),
+            )
+            .optional()
+    }
+
+    /// Appends an event to the history (without an EVE object).
     #[allow(clippy::too_many_arguments)]
     pub fn record_event(
         &self,
@@ -425,7 +571,7 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT src, COUNT(*), GROUP_CONCAT(DISTINCT kind), COUNT(DISTINCT dst), \
              COUNT(DISTINCT worker), MIN(time_ns), MAX(time_ns) \
-             FROM events WHERE kind != 'service' GROUP BY src ORDER BY MAX(time_ns) DESC LIMIT ?1",
+             FROM events WHERE kind IN ('handshake', 'data', 'port', 'sweep') GROUP BY src ORDER BY MAX(time_ns) DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit], |r| {
             let raw: Vec<u8> = r.get(0)?;

@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use baitwall_control::config::{ControlConfig, SocketSection};
 use baitwall_control::daemon::{self, Notice, Settings};
 use baitwall_control::policy::Policy;
 use baitwall_control::store::Store;
@@ -100,12 +101,16 @@ type Notices = Arc<Mutex<Vec<Notice>>>;
 
 /// Control for a test folder: its region and database there, no socket.
 fn settings(dir: &Path, policy: Policy) -> Settings {
-    Settings {
+    Settings::new(ControlConfig {
         region: dir.join("bw.region"),
         database: dir.join("state.db"),
         policy,
-        socket: None,
-    }
+        socket: SocketSection {
+            path: PathBuf::new(),
+            ..SocketSection::default()
+        },
+        ..ControlConfig::default()
+    })
 }
 
 fn run_control(settings: Settings) -> (Arc<AtomicBool>, Notices, std::thread::JoinHandle<()>) {
@@ -166,7 +171,7 @@ fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts(
         |n| matches!(n, Notice::Applied(g) if *g >= 2),
     );
     assert_eq!(through(&nic, &worm_traffic()), 0, "blocked on both workers");
-    let expires = Store::open(&settings.database)
+    let expires = Store::open(&settings.config.database)
         .unwrap()
         .block(&worm(), 128)
         .unwrap()
@@ -192,7 +197,7 @@ fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts(
         0,
         "still blocked after both restarted"
     );
-    let again = Store::open(&settings.database)
+    let again = Store::open(&settings.config.database)
         .unwrap()
         .block(&worm(), 128)
         .unwrap()
@@ -226,7 +231,7 @@ fn controls_allowlist_wins_over_a_workers_latch() {
             .any(|n| matches!(n, Notice::Blocked { .. }))
     );
     assert!(
-        Store::open(&settings.database)
+        Store::open(&settings.config.database)
             .unwrap()
             .block(&worm(), 128)
             .unwrap()

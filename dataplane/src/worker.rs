@@ -308,6 +308,7 @@ fn apply_rules(
                     src_port: 0,
                     dst_port: 0,
                     decoys: 0,
+                    persona: message::NO_PERSONA,
                 };
                 // A lost acknowledgement is made good by the next marker.
                 ends.events.push_or_drop(&ack.encode());
@@ -384,6 +385,9 @@ fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
         src_port: event.src_port,
         dst_port: event.dst_port,
         decoys,
+        persona: event
+            .persona
+            .map_or(message::NO_PERSONA, crate::engine::query::family_code),
     }
     .encode()
 }

@@ -1,5 +1,6 @@
-//! The JSON control socket's protocol: newline-delimited JSON requests and
-//! replies with stable error codes (issue 5 builds the socket on it).
+//! The JSON control socket: the protocol (newline-delimited JSON requests
+//! and replies with stable error codes), the server, and event subscribers.
 
 pub mod protocol;
 pub mod server;
+pub mod subscribe;

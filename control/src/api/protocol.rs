@@ -62,6 +62,14 @@ pub enum Code {
     Unavailable,
     /// The block or allow entry does not exist.
     NotFound,
+    /// A time that is neither RFC 3339 nor a duration ago.
+    BadTime,
+    /// A kind or event type this build does not know.
+    InvalidKind,
+    /// The configuration file does not validate (nothing changed).
+    InvalidConfig,
+    /// Control was started without a configuration file to reload.
+    NotConfigured,
 }
 
 impl Code {
@@ -85,6 +93,10 @@ impl Code {
             Code::TooManyClients => "too_many_clients",
             Code::Unavailable => "unavailable",
             Code::NotFound => "not_found",
+            Code::BadTime => "bad_time",
+            Code::InvalidKind => "invalid_kind",
+            Code::InvalidConfig => "invalid_config",
+            Code::NotConfigured => "not_configured",
         }
     }
 }
@@ -158,12 +170,45 @@ pub enum Request {
         /// At most this many.
         limit: u64,
     },
+    /// The event history, oldest first.
+    Events {
+        /// Only events at or after this Unix time, nanoseconds.
+        since_ns: Option<u64>,
+        /// At most this many (the newest ones).
+        limit: u64,
+        /// Only this event type or bite kind.
+        kind: Option<String>,
+        /// Only events about this source (or its block).
+        source: Option<[u8; 16]>,
+    },
+    /// Stream events on this connection until it closes.
+    Subscribe {
+        /// Only these event types (empty: all).
+        event_types: Vec<String>,
+    },
+    /// A decoy address's persona, or a sample of dark addresses.
+    Decoys {
+        /// The address (or where a sample starts).
+        address: Option<[u8; 16]>,
+        /// 0: describe `address`; otherwise a sample of this many.
+        count: u8,
+    },
+    /// The configuration in force.
+    ConfigShow,
+    /// Read the configuration file again and apply what can change live.
+    ConfigReload,
     /// Stop the control process.
     Shutdown,
 }
 
+/// Event types of the log and the history.
+pub const EVENT_TYPES: [&str; 6] = ["bite", "sweep", "mark", "block", "unblock", "stats"];
+
+/// Bite kinds, also accepted as an `events` kind.
+pub const BITE_KINDS: [&str; 3] = ["handshake", "data", "port"];
+
 /// The commands this build knows, for `unknown_command` messages.
-pub const COMMANDS: [&str; 11] = [
+pub const COMMANDS: [&str; 16] = [
     "version",
     "status",
     "stats",
@@ -174,6 +219,11 @@ pub const COMMANDS: [&str; 11] = [
     "allow-add",
     "allow-remove",
     "hosts",
+    "decoys",
+    "events",
+    "subscribe",
+    "config-show",
+    "config-reload",
     "shutdown",
 ];
 
@@ -236,6 +286,40 @@ impl Args {
         })
     }
 
+    fn address(&mut self, name: &str) -> Result<Option<[u8; 16]>, ApiError> {
+        let Some(a) = self.string(name)? else {
+            return Ok(None);
+        };
+        let (net, len) = parse_net(&a).map_err(|m| err(Code::InvalidAddress, m))?;
+        if len != 128 {
+            return Err(err(
+                Code::InvalidAddress,
+                format!("{name:?} takes an address, not a prefix"),
+            ));
+        }
+        Ok(Some(net))
+    }
+
+    fn strings(&mut self, name: &str) -> Result<Vec<String>, ApiError> {
+        let wrong = || {
+            err(
+                Code::WrongType,
+                format!("argument {name:?} must be an array of strings"),
+            )
+        };
+        match self.take(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(wrong()),
+                })
+                .collect(),
+            Some(_) => Err(wrong()),
+        }
+    }
+
     fn finish(self) -> Result<(), ApiError> {
         match self.map.keys().next() {
             None => Ok(()),
@@ -264,6 +348,49 @@ fn duration(text: &str) -> Result<Option<Duration>, ApiError> {
         ));
     }
     Ok(Some(d))
+}
+
+/// An RFC 3339 time, or a duration meaning that long ago, as Unix nanoseconds.
+fn since(text: &str, now: std::time::SystemTime) -> Result<u64, ApiError> {
+    let bad = || {
+        err(
+            Code::BadTime,
+            format!(
+                "{text:?} is neither an RFC 3339 time (\"2026-11-30T01:00:00Z\") nor a duration ago (\"10m\")"
+            ),
+        )
+    };
+    let at = match humantime::parse_rfc3339_weak(text) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(text).map_err(|_| bad())?;
+            now.checked_sub(ago).ok_or_else(bad)?
+        }
+    };
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .map_err(|_| bad())
+}
+
+fn known_kind(kind: String, also_bites: bool) -> Result<String, ApiError> {
+    let ok =
+        EVENT_TYPES.contains(&kind.as_str()) || (also_bites && BITE_KINDS.contains(&kind.as_str()));
+    if ok {
+        Ok(kind)
+    } else {
+        Err(err(
+            Code::InvalidKind,
+            format!(
+                "unknown kind {kind:?}; known: {}{}",
+                EVENT_TYPES.join(", "),
+                if also_bites {
+                    ", handshake, data, port"
+                } else {
+                    ""
+                }
+            ),
+        ))
+    }
 }
 
 /// Parses one request line (without its newline).
@@ -363,6 +490,36 @@ pub fn parse(line: &[u8]) -> Result<Request, ApiError> {
         "hosts" => Request::Hosts {
             limit: args.number("limit", 100, 10_000)?,
         },
+        "events" => Request::Events {
+            since_ns: match args.string("since")? {
+                None => None,
+                Some(t) => Some(since(&t, std::time::SystemTime::now())?),
+            },
+            limit: args.number("limit", 100, 10_000)?,
+            kind: args
+                .string("kind")?
+                .map(|k| known_kind(k, true))
+                .transpose()?,
+            source: args.address("source")?,
+        },
+        "subscribe" => Request::Subscribe {
+            event_types: args
+                .strings("event_types")?
+                .into_iter()
+                .map(|k| known_kind(k, false))
+                .collect::<Result<_, _>>()?,
+        },
+        "decoys" => {
+            let address = args.address("address")?;
+            let default = if address.is_some() { 0 } else { 8 };
+            let count = args.number("sample", default, 64)?;
+            Request::Decoys {
+                address,
+                count: u8::try_from(count).unwrap_or(64),
+            }
+        }
+        "config-show" => Request::ConfigShow,
+        "config-reload" => Request::ConfigReload,
         "shutdown" => Request::Shutdown,
         other => {
             return Err(err(
@@ -483,6 +640,103 @@ mod tests {
         }
         let long = vec![b' '; MAX_LINE + 1];
         assert_eq!(parse(&long).unwrap_err().code, Code::LineTooLong);
+    }
+
+    #[test]
+    fn the_new_commands_parse_and_refuse_with_codes() {
+        let r = parse(br#"{"command": "events", "arguments": {"since": "2026-11-30T00:00:00Z", "kind": "port", "source": "203.0.113.5", "limit": 5}}"#).unwrap();
+        let Request::Events {
+            since_ns,
+            limit,
+            kind,
+            source,
+        } = r
+        else {
+            panic!()
+        };
+        assert_eq!(since_ns, Some(1_795_996_800 * 1_000_000_000));
+        assert_eq!((limit, kind.as_deref()), (5, Some("port")));
+        assert!(source.is_some());
+        assert!(matches!(
+            parse(br#"{"command": "events", "arguments": {"since": "10m"}}"#).unwrap(),
+            Request::Events {
+                since_ns: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(
+            parse(br#"{"command": "subscribe", "arguments": {"event_types": ["bite", "block"]}}"#)
+                .unwrap(),
+            Request::Subscribe {
+                event_types: vec!["bite".into(), "block".into()]
+            }
+        );
+        assert_eq!(
+            parse(br#"{"command": "decoys", "arguments": {"address": "198.51.100.7"}}"#).unwrap(),
+            Request::Decoys {
+                address: Some(
+                    std::net::Ipv4Addr::new(198, 51, 100, 7)
+                        .to_ipv6_mapped()
+                        .octets()
+                ),
+                count: 0
+            }
+        );
+        assert_eq!(
+            parse(br#"{"command": "decoys"}"#).unwrap(),
+            Request::Decoys {
+                address: None,
+                count: 8
+            }
+        );
+        assert_eq!(
+            parse(br#"{"command": "config-reload"}"#).unwrap(),
+            Request::ConfigReload
+        );
+        for (line, want) in [
+            (
+                r#"{"command": "events", "arguments": {"since": "yesterday-ish"}}"#,
+                "bad_time",
+            ),
+            (
+                r#"{"command": "events", "arguments": {"kind": "nope"}}"#,
+                "invalid_kind",
+            ),
+            (
+                r#"{"command": "events", "arguments": {"source": "192.0.2.0/24"}}"#,
+                "invalid_address",
+            ),
+            (
+                r#"{"command": "events", "arguments": {"limit": 10001}}"#,
+                "out_of_range",
+            ),
+            (
+                r#"{"command": "subscribe", "arguments": {"event_types": "bite"}}"#,
+                "wrong_type",
+            ),
+            (
+                r#"{"command": "subscribe", "arguments": {"event_types": [1]}}"#,
+                "wrong_type",
+            ),
+            (
+                r#"{"command": "subscribe", "arguments": {"event_types": ["port"]}}"#,
+                "invalid_kind",
+            ),
+            (
+                r#"{"command": "decoys", "arguments": {"sample": 65}}"#,
+                "out_of_range",
+            ),
+            (
+                r#"{"command": "decoys", "arguments": {"address": "x"}}"#,
+                "invalid_address",
+            ),
+            (
+                r#"{"command": "config-show", "arguments": {"x": 1}}"#,
+                "unexpected_argument",
+            ),
+        ] {
+            assert_eq!(code(line), want, "{line}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::protocol::{ApiError, Code, MAX_LINE, PROTOCOL_VERSION, Request, nok, ok, parse};
+use super::subscribe::Subscribers;
 
 /// How the socket is served.
 #[derive(Clone, Debug)]
@@ -26,6 +27,41 @@ pub struct SocketSettings {
     pub max_clients: usize,
     /// A client silent this long mid-line (or between lines) is closed with `timeout`.
     pub idle_timeout: Duration,
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// The group that owns the socket file.
+    pub group: Option<String>,
+}
+
+impl SocketSettings {
+    /// The defaults for a socket at `path`: mode 0660, 64 clients, 10 s.
+    pub fn at(path: PathBuf) -> SocketSettings {
+        SocketSettings {
+            path,
+            max_clients: 64,
+            idle_timeout: Duration::from_secs(10),
+            mode: 0o660,
+            group: None,
+        }
+    }
+}
+
+/// Gives the socket file to `group` (by name or number).
+fn set_group(path: &Path, group: &str) -> std::io::Result<()> {
+    let gid = match group.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => nix::unistd::Group::from_name(group)
+            .map_err(std::io::Error::from)?
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("socket group {group:?} does not exist"),
+                )
+            })?
+            .gid
+            .as_raw(),
+    };
+    std::os::unix::fs::chown(path, None, Some(gid))
 }
 
 /// A request for the control loop, and where its reply line goes.
@@ -36,15 +72,31 @@ pub struct Command {
     pub reply: SyncSender<String>,
 }
 
-/// Binds the socket (mode 0660) and serves it on a thread until `stop`.
+/// Binds the socket (its mode and group set before any client can
+/// connect) and serves it on a thread until `stop`.
 pub fn serve(
     settings: SocketSettings,
     commands: SyncSender<Command>,
+    subscribers: Arc<Subscribers>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
+    if let Some(dir) = settings.path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
     let _ = std::fs::remove_file(&settings.path);
     let listener = UnixListener::bind(&settings.path)?;
-    std::fs::set_permissions(&settings.path, std::fs::Permissions::from_mode(0o660))?;
+    std::fs::set_permissions(
+        &settings.path,
+        std::fs::Permissions::from_mode(settings.mode),
+    )?;
+    if let Some(group) = &settings.group
+        && let Err(e) = set_group(&settings.path, group)
+    {
+        let _ = std::fs::remove_file(&settings.path);
+        return Err(e);
+    }
     listener.set_nonblocking(true)?;
     let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
@@ -60,11 +112,17 @@ pub fn serve(
                         active.fetch_add(1, Ordering::AcqRel);
                         let (commands, mine, timeout) =
                             (commands.clone(), active.clone(), settings.idle_timeout);
+                        let (subscribers, stop) = (subscribers.clone(), stop.clone());
                         let spawned =
                             std::thread::Builder::new()
                                 .name("bw-client".into())
                                 .spawn(move || {
-                                    let _ = client(stream, &commands, timeout);
+                                    let ends = Ends {
+                                        commands: &commands,
+                                        subscribers: &subscribers,
+                                        stop: &stop,
+                                    };
+                                    let _ = client(stream, &ends, timeout);
                                     mine.fetch_sub(1, Ordering::AcqRel);
                                 });
                         if spawned.is_err() {
@@ -91,11 +149,14 @@ fn refuse(mut stream: UnixStream) {
     let _ = writeln!(stream, "{}", nok(&e));
 }
 
-fn client(
-    stream: UnixStream,
-    commands: &SyncSender<Command>,
-    timeout: Duration,
-) -> std::io::Result<()> {
+/// What a client thread talks to.
+struct Ends<'a> {
+    commands: &'a SyncSender<Command>,
+    subscribers: &'a Subscribers,
+    stop: &'a AtomicBool,
+}
+
+fn client(stream: UnixStream, ends: &Ends<'_>, timeout: Duration) -> std::io::Result<()> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let mut writer = stream.try_clone()?;
@@ -146,11 +207,54 @@ fn client(
                 "protocol": PROTOCOL_VERSION,
                 "program": env!("CARGO_PKG_VERSION"),
             })),
-            Ok(request) => ask(commands, request),
+            Ok(Request::Subscribe { event_types }) => {
+                let rx = ends.subscribers.add(event_types.clone());
+                writeln!(
+                    writer,
+                    "{}",
+                    ok(json!({"subscribed": event_types, "format": "eve"}))
+                )?;
+                return stream_events(writer, &rx, ends.stop, timeout);
+            }
+            Ok(request) => ask(ends.commands, request),
         };
         writeln!(writer, "{reply}")?;
         if line.last() != Some(&b'\n') {
             return Ok(());
+        }
+    }
+}
+
+/// Writes each event line to a subscriber until it hangs up, stalls
+/// longer than `timeout` on a write, or control stops.
+fn stream_events(
+    mut writer: UnixStream,
+    rx: &Receiver<Arc<str>>,
+    stop: &AtomicBool,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    writer.set_write_timeout(Some(timeout))?;
+    let mut probe = [0u8; 1];
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => {
+                writer.write_all(line.as_bytes())?;
+                writer.write_all(b"\n")?;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Quiet: see whether the client is still there (a
+                // subscriber sends nothing; end of stream means it left).
+                writer.set_nonblocking(true)?;
+                let gone = matches!(writer.read(&mut probe), Ok(0));
+                writer.set_nonblocking(false)?;
+                if gone {
+                    return Ok(());
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use baitwall_control::api::server::SocketSettings;
+use baitwall_control::config::{ControlConfig, SocketSection};
 use baitwall_control::daemon::{self, Settings};
 
 /// Starts control serving a socket in `dir`; returns its stop flag, the
@@ -19,17 +19,18 @@ pub fn start(
     idle: Duration,
 ) -> (Arc<AtomicBool>, PathBuf, std::thread::JoinHandle<()>) {
     let socket = dir.join("control.sock");
-    let settings = Settings {
+    let settings = Settings::new(ControlConfig {
         // No dataplane: requests are answered from the store while control waits.
         region: dir.join("absent.region"),
         database: dir.join("state.db"),
-        policy: baitwall_control::policy::Policy::default(),
-        socket: Some(SocketSettings {
+        socket: SocketSection {
             path: socket.clone(),
             max_clients,
             idle_timeout: idle,
-        }),
-    };
+            ..SocketSection::default()
+        },
+        ..ControlConfig::default()
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let handle = {
         let stop = stop.clone();

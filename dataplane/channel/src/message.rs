@@ -152,15 +152,28 @@ pub struct UpEvent {
     pub src_port: u16,
     /// Destination port.
     pub dst_port: u16,
-    /// Sweep: distinct decoys.
+    /// Sweep: distinct decoys; mark: the sampling rate.
     pub decoys: u32,
+    /// The decoy's persona family (`code::persona_name`), [`NO_PERSONA`] when none.
+    pub persona: u8,
 }
+
+/// [`UpEvent::persona`] of an event about no decoy.
+pub const NO_PERSONA: u8 = 0xff;
 
 impl UpEvent {
     /// Encodes into a record.
     pub fn encode(&self) -> Record {
         let mut r = Record::new(self.kind);
-        r.put(2, &[self.bite, self.action, u8::from(self.allowlisted), 0]);
+        r.put(
+            2,
+            &[
+                self.bite,
+                self.action,
+                u8::from(self.allowlisted),
+                self.persona,
+            ],
+        );
         r.put(6, &self.worker.to_le_bytes());
         r.put_u64(8, self.time_ns);
         r.put(16, &self.src);
@@ -184,6 +197,12 @@ impl UpEvent {
                 field: "allowlisted",
             });
         }
+        if flags[3] > 4 && flags[3] != NO_PERSONA {
+            return Err(DecodeError::BadField {
+                kind: k,
+                field: "persona",
+            });
+        }
         Ok(UpEvent {
             kind: k,
             bite: flags[0],
@@ -196,6 +215,7 @@ impl UpEvent {
             src_port: u16::from_le_bytes(r.get(48)),
             dst_port: u16::from_le_bytes(r.get(50)),
             decoys: u32::from_le_bytes(r.get(52)),
+            persona: flags[3],
         })
     }
 }
@@ -414,6 +434,7 @@ mod tests {
             src_port: 40000,
             dst_port: 443,
             decoys: 0,
+            persona: 2,
         };
         assert_eq!(UpEvent::decode(&e.encode()), Ok(e));
     }

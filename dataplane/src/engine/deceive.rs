@@ -781,6 +781,12 @@ impl Deceiver {
             self.counters.events_suppressed += 1;
             return;
         }
+        // Events about a decoy say which persona it showed (a cached
+        // lookup; events are rare next to packets).
+        let persona = match kind {
+            EventKind::Service => None,
+            _ => Some(self.personas.get(&self.shared.personas, &info.dst).kind),
+        };
         self.events.push(Event {
             kind,
             src: info.src,
@@ -788,6 +794,7 @@ impl Deceiver {
             src_port: info.src_port,
             dst_port: info.dst_port,
             time_ns: now_ns,
+            persona,
         });
     }
 }

@@ -50,6 +50,9 @@ pub struct Event {
     pub dst_port: u16,
     /// Time, nanoseconds (Unix time on the system clock; capture time in replays).
     pub time_ns: u64,
+    /// The decoy's persona family, for events about a decoy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persona: Option<super::persona::PersonaKind>,
 }
 
 /// A fixed-capacity ring of events.
@@ -114,6 +117,7 @@ mod tests {
             src_port: 0,
             dst_port: 0,
             time_ns: 0,
+            persona: None,
         }
     }
 

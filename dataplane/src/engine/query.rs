@@ -15,7 +15,7 @@ use super::space::Darkness;
 const SAMPLE_WALK: u32 = 1 << 16;
 
 /// The wire number of a persona family (`code::persona_name`).
-fn family_code(kind: PersonaKind) -> u8 {
+pub fn family_code(kind: PersonaKind) -> u8 {
     match kind {
         PersonaKind::LinuxWeb => 0,
         PersonaKind::LinuxSsh => 1,

@@ -1,0 +1,342 @@
+//! Control's configuration file (TOML): where the region, the database and
+//! the socket are, the policy, the event log and the metrics endpoint.
+//! Every field has a default, so an empty file is a valid configuration;
+//! unknown fields and out-of-range values are errors that name the field
+//! and the line. The reference is `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Policy, duration_text};
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// The dataplane's region file (its `[control] region`).
+    #[serde(default = "default_region")]
+    pub region: PathBuf,
+    /// The SQLite database of blocks, allowlist, hosts and history.
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    /// What bites become.
+    #[serde(default)]
+    pub policy: Policy,
+    /// The JSON control socket.
+    #[serde(default)]
+    pub socket: SocketSection,
+    /// The EVE JSON event log.
+    #[serde(default)]
+    pub eve: EveSection,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+fn default_region() -> PathBuf {
+    PathBuf::from("/dev/shm/baitwall.region")
+}
+fn default_database() -> PathBuf {
+    PathBuf::from("/var/lib/baitwall/state.db")
+}
+
+/// `[socket]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketSection {
+    /// The socket file; `""` turns the socket off.
+    #[serde(default = "default_socket")]
+    pub path: PathBuf,
+    /// Permission bits of the socket file, in octal text.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// The group that owns the socket (its members may operate baitwall).
+    pub group: Option<String>,
+    /// Clients served at once; more are refused with `too_many_clients`.
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
+    /// A client silent this long in the middle of a line is closed.
+    #[serde(default = "default_idle", with = "duration_text")]
+    pub idle_timeout: Duration,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/baitwall/control.sock")
+}
+fn default_mode() -> String {
+    "0660".into()
+}
+fn default_max_clients() -> usize {
+    64
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for SocketSection {
+    fn default() -> Self {
+        SocketSection {
+            path: default_socket(),
+            mode: default_mode(),
+            group: None,
+            max_clients: default_max_clients(),
+            idle_timeout: default_idle(),
+        }
+    }
+}
+
+impl SocketSection {
+    /// The permission bits.
+    pub fn mode_bits(&self) -> u32 {
+        u32::from_str_radix(self.mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+    }
+}
+
+/// What the event log does with marks.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkLogging {
+    /// Each mark the dataplane samples (`[deception] mark_sample`) is an event.
+    Sampled,
+    /// Marks appear only in the periodic `stats` events.
+    Off,
+}
+
+/// `[eve]`: the EVE JSON event log.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EveSection {
+    /// The log file; absent: no log (events still reach subscribers).
+    pub path: Option<PathBuf>,
+    /// The log is rotated when it would grow past this many bytes.
+    #[serde(default = "default_rotate")]
+    pub rotate_bytes: u64,
+    /// Rotated files kept (`eve.json.1` newest).
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+    /// Sampled marks as events, or marks in `stats` only.
+    #[serde(default = "default_marks")]
+    pub marks: MarkLogging,
+    /// A `stats` event (counters summed and per worker) this often; `"0s"`: never.
+    #[serde(default = "default_stats", with = "duration_text")]
+    pub stats_interval: Duration,
+}
+
+fn default_rotate() -> u64 {
+    100 << 20
+}
+fn default_keep() -> u32 {
+    5
+}
+fn default_marks() -> MarkLogging {
+    MarkLogging::Sampled
+}
+fn default_stats() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for EveSection {
+    fn default() -> Self {
+        EveSection {
+            path: None,
+            rotate_bytes: default_rotate(),
+            keep: default_keep(),
+            marks: default_marks(),
+            stats_interval: default_stats(),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus text endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address to serve `GET /metrics` on; absent: off.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            region: default_region(),
+            database: default_database(),
+            policy: Policy::default(),
+            socket: SocketSection::default(),
+            eve: EveSection::default(),
+            metrics: MetricsSection::default(),
+        }
+    }
+}
+
+impl ControlConfig {
+    /// Reads and validates a file; relative paths are taken from its folder.
+    pub fn load(path: &Path) -> anyhow::Result<ControlConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut config = ControlConfig::parse(&text, &path.display().to_string())?;
+        if let Some(base) = path.parent() {
+            config.resolve_paths(base);
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates text; errors name the field and the line.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ControlConfig> {
+        let config: ControlConfig = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim_end()))?;
+        // The policy's own checks (allowlist entries, IPv6 prefix length).
+        config.policy.validate(&format!("{origin}: policy"))?;
+        let s = &config.socket;
+        let mode_ok = u32::from_str_radix(s.mode.trim_start_matches("0o"), 8)
+            .is_ok_and(|m| m <= 0o777 && m & 0o600 == 0o600);
+        anyhow::ensure!(
+            mode_ok,
+            "{origin}: socket.mode {:?} must be octal permission bits that let the owner read and write (like \"0660\")",
+            s.mode
+        );
+        anyhow::ensure!(
+            (1..=100_000).contains(&s.max_clients),
+            "{origin}: socket.max_clients {} is out of range 1..=100000",
+            s.max_clients
+        );
+        anyhow::ensure!(
+            (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&s.idle_timeout),
+            "{origin}: socket.idle_timeout is out of range 100ms..=1h"
+        );
+        let e = &config.eve;
+        anyhow::ensure!(
+            e.rotate_bytes >= 4096,
+            "{origin}: eve.rotate_bytes {} is below 4096",
+            e.rotate_bytes
+        );
+        anyhow::ensure!(
+            e.keep <= 1000,
+            "{origin}: eve.keep {} is out of range 0..=1000",
+            e.keep
+        );
+        anyhow::ensure!(
+            e.stats_interval.is_zero() || e.stats_interval >= Duration::from_secs(1),
+            "{origin}: eve.stats_interval must be \"0s\" (off) or at least 1s"
+        );
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.region);
+        fix(&mut self.database);
+        fix(&mut self.socket.path);
+        if let Some(p) = self.eve.path.as_mut() {
+            fix(p);
+        }
+    }
+
+    /// Fields that differ from `other` and only take effect at a restart.
+    pub fn restart_fields(&self, other: &ControlConfig) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.region != other.region {
+            v.push("region");
+        }
+        if self.database != other.database {
+            v.push("database");
+        }
+        if self.socket != other.socket {
+            v.push("socket");
+        }
+        if self.metrics != other.metrics {
+            v.push("metrics");
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn an_empty_file_takes_every_default() {
+        let c = ControlConfig::parse("", "t").unwrap();
+        assert_eq!(c, ControlConfig::default());
+        assert_eq!(c.socket.mode_bits(), 0o660);
+        assert!(c.metrics.listen.is_none() && c.eve.path.is_none());
+    }
+
+    #[test]
+    fn a_full_file_reads_back() {
+        let c = ControlConfig::parse(
+            r#"
+region = "/dev/shm/x.region"
+database = "/tmp/x.db"
+[policy]
+allow = ["192.0.2.0/24"]
+[policy.kinds.data]
+action = "block"
+for = "2h"
+[socket]
+path = "/tmp/x.sock"
+mode = "0600"
+group = "baitwall"
+max_clients = 1000
+idle_timeout = "5s"
+[eve]
+path = "/var/log/baitwall/eve.json"
+rotate_bytes = 1048576
+keep = 3
+marks = "off"
+stats_interval = "10s"
+[metrics]
+listen = "127.0.0.1:9477"
+"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.socket.mode_bits(), 0o600);
+        assert_eq!(c.socket.group.as_deref(), Some("baitwall"));
+        assert_eq!(c.policy.kinds.data.r#for, Duration::from_secs(7200));
+        assert_eq!(c.eve.marks, MarkLogging::Off);
+        assert_eq!(c.metrics.listen.unwrap().port(), 9477);
+    }
+
+    #[test]
+    fn bad_files_name_the_field() {
+        for (text, says) in [
+            ("regoin = \"x\"", "unknown field `regoin`"),
+            ("[socket]\nmode = \"0999\"", "socket.mode"),
+            ("[socket]\nmode = \"0060\"", "socket.mode"),
+            ("[socket]\nmax_clients = 0", "max_clients"),
+            ("[eve]\nrotate_bytes = 10", "rotate_bytes"),
+            ("[eve]\nmarks = \"all\"", "unknown variant"),
+            ("[metrics]\nlisten = \"nowhere\"", "line 2"),
+            ("[policy]\nallow = [\"192.0.2.1/24\"]", "host bits"),
+            ("[policy]\nipv6_prefix = 12", "ipv6_prefix"),
+            ("[eve]\nstats_interval = \"10ms\"", "stats_interval"),
+        ] {
+            let e = ControlConfig::parse(text, "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text:?}: {e}");
+            assert!(e.starts_with("c.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn restart_only_fields_are_named() {
+        let a = ControlConfig::default();
+        let mut b = a.clone();
+        b.policy.max_blocks = 5;
+        b.eve.keep = 1;
+        assert!(a.restart_fields(&b).is_empty());
+        b.socket.max_clients = 9;
+        b.metrics.listen = Some("127.0.0.1:1".parse().unwrap());
+        assert_eq!(a.restart_fields(&b), ["socket", "metrics"]);
+    }
+}
