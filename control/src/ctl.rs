@@ -3,7 +3,7 @@
 //! scripts; exit status 0 when control said OK, 1 when it refused (the code
 //! and message go to stderr), 2 when the socket cannot be reached.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +50,46 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+    /// A decoy's persona as the outside sees it, or a sample of dark addresses.
+    Decoys {
+        /// The address (without it: a sample from the start of the protected space).
+        address: Option<String>,
+        /// Sample this many dark addresses (from ADDRESS on, when given).
+        #[arg(long)]
+        sample: Option<u64>,
+    },
+    /// The event history; with --follow, then every new event as it happens.
+    Events {
+        /// Only events since this time (RFC 3339) or this long ago ("10m").
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this event type (bite, sweep, mark, block, unblock, stats) or bite kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events about this source address.
+        #[arg(long)]
+        source: Option<String>,
+        /// At most this many from the history (the newest).
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Keep the connection open and print new events until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// The configuration in force, or reload it from its file.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+    /// Packets per second, marks, bites and blocks per worker, refreshed.
+    Top {
+        /// Refresh interval.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Stop after this many refreshes (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Stop the control process (the dataplane keeps enforcing).
     Shutdown,
 }
@@ -87,6 +127,14 @@ enum BlockCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// The configuration in force (with every default filled in).
+    Show,
+    /// Read the file again: an invalid one changes nothing and says why.
+    Reload,
+}
+
+#[derive(Subcommand, Debug)]
 enum AllowCmd {
     /// Allow entries.
     List,
@@ -111,6 +159,24 @@ fn request(cmd: &Cmd) -> Value {
         Cmd::Status => ("status", json!({})),
         Cmd::Stats => ("stats", json!({})),
         Cmd::Hosts { limit } => ("hosts", json!({"limit": limit})),
+        Cmd::Decoys { address, sample } => {
+            ("decoys", json!({"address": address, "sample": sample}))
+        }
+        Cmd::Events {
+            since,
+            kind,
+            source,
+            limit,
+            ..
+        } => (
+            "events",
+            json!({"since": since, "kind": kind, "source": source, "limit": limit}),
+        ),
+        Cmd::Config { action } => match action {
+            ConfigCmd::Show => ("config-show", json!({})),
+            ConfigCmd::Reload => ("config-reload", json!({})),
+        },
+        Cmd::Top { .. } => ("stats", json!({})),
         Cmd::Shutdown => ("shutdown", json!({})),
         Cmd::Block { action } => match action {
             BlockCmd::List {
@@ -205,45 +271,297 @@ pub fn render(message: &Value) -> String {
     }
 }
 
+/// One EVE event as one human line.
+pub fn event_line(e: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let b = &e["baitwall"];
+    let ends = || {
+        format!(
+            "{}:{} -> {}:{}",
+            text(&e["src_ip"]),
+            text(&e["src_port"]),
+            text(&e["dest_ip"]),
+            text(&e["dest_port"])
+        )
+    };
+    let who = || format!("({}, worker {})", text(&b["persona"]), text(&b["worker"]));
+    let ty = text(&e["event_type"]);
+    let what = match ty.as_str() {
+        "bite" => format!(
+            "{}  {} -> {}{} {}",
+            ends(),
+            text(&b["kind"]),
+            text(&b["action"]),
+            if b["allowlisted"] == true {
+                " (allowlisted)"
+            } else {
+                ""
+            },
+            who()
+        ),
+        "sweep" => format!("{}  ~{} decoys {}", ends(), text(&b["decoys"]), who()),
+        "mark" => format!(
+            "{}  {} (1 in {}) {}",
+            ends(),
+            text(&b["kind"]),
+            text(&b["sampled_one_in"]),
+            who()
+        ),
+        "block" => format!(
+            "{}  {}, {} ({})",
+            text(&b["prefix"]),
+            text(&b["change"]),
+            if b["permanent"] == true {
+                "permanent".to_string()
+            } else {
+                format!("until {}", text(&b["expires"]))
+            },
+            text(&b["reason"])
+        ),
+        "unblock" => format!("{}  ({})", text(&b["prefix"]), text(&b["reason"])),
+        "stats" => format!("uptime {} s", text(&e["stats"]["uptime"])),
+        _ => e.to_string(),
+    };
+    format!("{}  {ty:<7}  {what}", text(&e["timestamp"]))
+}
+
+/// The `stats` answer as a table: one row per worker and a total.
+pub fn stats_table(m: &Value) -> String {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let group_sum = |v: &Value| v.as_object().map_or(0, |o| o.values().map(n).sum::<u64>());
+    let row = |name: String, w: &Value| {
+        json!({
+            "worker": name,
+            "rx_packets": n(&w["rx_packets"]),
+            "tx_packets": n(&w["tx_packets"]),
+            "drops": group_sum(&w["drops"]),
+            "marks": group_sum(&w["marks"]),
+            "bites": group_sum(&w["bites"]),
+            "latched": n(&w["latched"]),
+            "flows": n(&w["flows_active"]),
+        })
+    };
+    let mut rows: Vec<Value> = m["per_worker"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .enumerate()
+                .map(|(i, w)| row(i.to_string(), w))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !m["total"].is_null() {
+        rows.push(row("total".into(), &m["total"]));
+    }
+    let mut out = if rows.is_empty() {
+        "no dataplane attached\n".to_string()
+    } else {
+        render(&json!(rows))
+    };
+    let c = &m["control"];
+    out.push_str(&format!(
+        "blocks {}  events stored {}  subscribers {}  ring drops {}\n",
+        n(&c["blocks"]),
+        n(&c["events_stored"]),
+        n(&c["subscribers"]),
+        c["ring_drops"]
+            .as_array()
+            .map_or(0, |d| d.iter().map(n).sum::<u64>()),
+    ));
+    out
+}
+
+/// One `top` screen from two `stats` answers `dt` apart.
+pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
+    let secs = dt.as_secs_f64().max(1e-3);
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let group_sum = |v: &Value| v.as_object().map_or(0, |o| o.values().map(n).sum::<u64>());
+    let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+    let mut out = format!(
+        "baitwall top: every {:.1} s; blocks {}\n{:<7} {:>9} {:>9} {:>10} {:>9} {:>10} {:>9}\n",
+        secs,
+        n(&now["control"]["blocks"]),
+        "WORKER",
+        "RX_MPPS",
+        "TX_MPPS",
+        "MARKS/S",
+        "BITES/S",
+        "DROPS/S",
+        "FLOWS"
+    );
+    let workers = now["per_worker"].as_array().cloned().unwrap_or_default();
+    let mut rows: Vec<(String, Value, Value)> = workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (i.to_string(), before["per_worker"][i].clone(), w.clone()))
+        .collect();
+    rows.push((
+        "total".into(),
+        before["total"].clone(),
+        now["total"].clone(),
+    ));
+    for (name, a, b) in rows {
+        out.push_str(&format!(
+            "{:<7} {:>9.3} {:>9.3} {:>10.0} {:>9.0} {:>10.0} {:>9}\n",
+            name,
+            rate(n(&a["rx_packets"]), n(&b["rx_packets"])) / 1e6,
+            rate(n(&a["tx_packets"]), n(&b["tx_packets"])) / 1e6,
+            rate(group_sum(&a["marks"]), group_sum(&b["marks"])),
+            rate(group_sum(&a["bites"]), group_sum(&b["bites"])),
+            rate(group_sum(&a["drops"]), group_sum(&b["drops"])),
+            n(&b["flows_active"]),
+        ));
+    }
+    out
+}
+
+/// A connection to the control socket.
+struct Conn {
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Conn {
+    fn open(path: &std::path::Path) -> std::io::Result<Conn> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Conn { stream, reader })
+    }
+
+    /// Sends a request and reads its reply.
+    fn ask(&mut self, request: &Value) -> std::io::Result<Value> {
+        self.stream.write_all(format!("{request}\n").as_bytes())?;
+        self.line()
+    }
+
+    fn line(&mut self) -> std::io::Result<Value> {
+        let mut reply = String::new();
+        if self.reader.read_line(&mut reply)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "control closed the connection",
+            ));
+        }
+        serde_json::from_str(&reply).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a reply: {reply:?}"),
+            )
+        })
+    }
+}
+
+/// Why baitwallctl stopped early.
+enum Failure {
+    /// Control refused (exit 1).
+    Refused(Value),
+    /// The socket failed (exit 2).
+    Io(String),
+}
+
+fn checked(v: Value) -> Result<Value, Failure> {
+    if v["return"] == "OK" {
+        Ok(v)
+    } else {
+        Err(Failure::Refused(v))
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure::Io(format!("{}: {e}", cli.socket.display()));
+    let mut conn = Conn::open(&cli.socket)
+        .map_err(|e| Failure::Io(format!("cannot reach {}: {e}", cli.socket.display())))?;
+    match &cli.command {
+        Cmd::Top { interval, count } => {
+            let clear = std::io::stdout().is_terminal();
+            let mut before = checked(conn.ask(&request(&cli.command)).map_err(io)?)?;
+            let mut at = std::time::Instant::now();
+            let mut shown = 0u64;
+            while count.is_none_or(|c| shown < c) {
+                std::thread::sleep(*interval);
+                let now = checked(conn.ask(&request(&cli.command)).map_err(io)?)?;
+                let screen = if cli.json {
+                    format!("{now}\n")
+                } else {
+                    top_screen(&before["message"], &now["message"], at.elapsed())
+                };
+                if clear && !cli.json {
+                    print!("\x1b[H\x1b[2J");
+                }
+                print!("{screen}");
+                let _ = std::io::stdout().flush();
+                before = now;
+                at = std::time::Instant::now();
+                shown += 1;
+            }
+            Ok(())
+        }
+        Cmd::Events { follow, .. } => {
+            let history = checked(conn.ask(&request(&cli.command)).map_err(io)?)?;
+            let print = |e: &Value| {
+                if cli.json {
+                    println!("{e}");
+                } else {
+                    println!("{}", event_line(e));
+                }
+                let _ = std::io::stdout().flush();
+            };
+            for e in history["message"].as_array().into_iter().flatten() {
+                print(e);
+            }
+            if !*follow {
+                return Ok(());
+            }
+            checked(conn.ask(&json!({"command": "subscribe"})).map_err(io)?)?;
+            let _ = conn.stream.set_read_timeout(None);
+            let _ = conn.reader.get_ref().set_read_timeout(None);
+            loop {
+                match conn.line() {
+                    Ok(e) => print(&e),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(io(e)),
+                }
+            }
+        }
+        command => {
+            let v = checked(conn.ask(&request(command)).map_err(io)?)?;
+            if cli.json {
+                println!("{v}");
+            } else if matches!(command, Cmd::Stats) {
+                print!("{}", stats_table(&v["message"]));
+            } else {
+                print!("{}", render(&v["message"]));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Runs baitwallctl with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut stream = match UnixStream::connect(&cli.socket) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("baitwallctl: cannot reach {}: {e}", cli.socket.display());
-            return ExitCode::from(2);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Refused(v)) => {
+            if cli.json {
+                println!("{v}");
+            }
+            eprintln!(
+                "baitwallctl: {}: {}",
+                v["error"]["code"].as_str().unwrap_or("?"),
+                v["error"]["message"].as_str().unwrap_or("?")
+            );
+            ExitCode::from(1)
         }
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let line = format!("{}\n", request(&cli.command));
-    let mut reply = String::new();
-    let io = stream
-        .write_all(line.as_bytes())
-        .and_then(|()| BufReader::new(&stream).read_line(&mut reply));
-    if let Err(e) = io {
-        eprintln!("baitwallctl: {}: {e}", cli.socket.display());
-        return ExitCode::from(2);
-    }
-    let Ok(v) = serde_json::from_str::<Value>(&reply) else {
-        eprintln!("baitwallctl: not a reply: {reply:?}");
-        return ExitCode::from(2);
-    };
-    if cli.json {
-        println!("{v}");
-    }
-    if v["return"] == "OK" {
-        if !cli.json {
-            print!("{}", render(&v["message"]));
+        Err(Failure::Io(message)) => {
+            eprintln!("baitwallctl: {message}");
+            ExitCode::from(2)
         }
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "baitwallctl: {}: {}",
-            v["error"]["code"].as_str().unwrap_or("?"),
-            v["error"]["message"].as_str().unwrap_or("?")
-        );
-        ExitCode::from(1)
     }
 }
 

@@ -384,7 +384,9 @@ impl State {
 
     /// Refreshes what the metrics endpoint reads (about once a second).
     fn refresh_figures(&mut self, attached: Option<&Attached<'_>>) -> anyhow::Result<()> {
-        if self.last_figures.elapsed() < Duration::from_secs(1) {
+        // At once when the dataplane comes or goes, else once a second.
+        let changed = self.metrics.region.lock().is_some() != attached.is_some();
+        if !changed && self.last_figures.elapsed() < Duration::from_secs(1) {
             return Ok(());
         }
         self.last_figures = Instant::now();

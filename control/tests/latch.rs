@@ -13,88 +13,14 @@ use baitwall_control::config::{ControlConfig, SocketSection};
 use baitwall_control::daemon::{self, Notice, Settings};
 use baitwall_control::policy::Policy;
 use baitwall_control::store::Store;
-use baitwall_dataplane::config::Config;
 use baitwall_dataplane::io::soft::SoftNic;
-use baitwall_dataplane::runtime::{Dataplane, RegionConfig};
-use baitwall_dataplane::synth::{self, Endpoint, Flags};
+use baitwall_dataplane::runtime::Dataplane;
 
-/// Trace time of the packets: "now" for the dataplane's blocklist.
-const T0: u64 = 1_767_226_200 * 1_000_000_000;
+mod common;
+use common::{bite, through, worm_traffic};
 
 fn start_dataplane(region: &Path) -> (Dataplane, SoftNic) {
-    let text = format!(
-        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\n",
-        "ef".repeat(32)
-    );
-    let mut rt = Config::parse(&text, "t").unwrap().runtime();
-    rt.region = Some(RegionConfig {
-        path: region.to_owned(),
-        slots: 1024,
-        hold: None,
-    });
-    baitwall_dataplane::testbed::start_mem(&rt, T0).unwrap()
-}
-
-/// Sends `frames` and returns how many came out.
-fn through(nic: &SoftNic, frames: &[Vec<u8>]) -> usize {
-    let mut out = 0;
-    for f in frames {
-        while nic.inject(f, T0).is_err() {
-            out += nic.collect(|_, _, _| {});
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nic.is_quiescent() {
-        out += nic.collect(|_, _, _| {});
-        assert!(Instant::now() < deadline);
-    }
-    out
-}
-
-/// The worm's SYNs to a host outside the protected space from many ports:
-/// RSS spreads them over both workers.
-fn worm_traffic() -> Vec<Vec<u8>> {
-    let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(192, 0, 2, 10), 80);
-    (0..64u16)
-        .map(|i| {
-            let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 20000 + i);
-            synth::tcp(&worm, &live, Flags::SYN, 1, 0, &[])
-        })
-        .collect()
-}
-
-/// Makes the worm bite a decoy: SYN, read the cookie, ACK with data.
-fn bite(nic: &SoftNic) {
-    let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 40000);
-    for last in 20..250u8 {
-        let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, last), 80);
-        nic.inject(&synth::tcp(&worm, &decoy, Flags::SYN, 9, 0, &[]), T0)
-            .unwrap();
-        let mut reply = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while reply.is_none() {
-            nic.collect(|_, f, _| reply = Some(f.to_vec()));
-            assert!(Instant::now() < deadline);
-        }
-        let reply = reply.unwrap();
-        let p = etherparse::SlicedPacket::from_ethernet(&reply).unwrap();
-        if let Some(etherparse::TransportSlice::Tcp(t)) = p.transport
-            && t.syn()
-        {
-            let isn = t.sequence_number();
-            let data = synth::tcp(
-                &worm,
-                &decoy,
-                Flags::PSH_ACK,
-                10,
-                isn.wrapping_add(1),
-                b"GET / HTTP/1.0\r\n\r\n",
-            );
-            through(nic, &[data]);
-            return;
-        }
-    }
-    panic!("no decoy with port 80 open");
+    common::start_dataplane(region, 0)
 }
 
 type Notices = Arc<Mutex<Vec<Notice>>>;

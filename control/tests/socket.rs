@@ -3,61 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 mod common;
-use common::start;
-
-struct Client {
-    w: UnixStream,
-    r: BufReader<UnixStream>,
-}
-
-impl Client {
-    fn new(path: &Path) -> Client {
-        let w = UnixStream::connect(path).unwrap();
-        w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let r = BufReader::new(w.try_clone().unwrap());
-        Client { w, r }
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) -> Value {
-        self.w.write_all(bytes).unwrap();
-        self.read()
-    }
-
-    fn read(&mut self) -> Value {
-        let mut line = String::new();
-        self.r.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
-    }
-
-    fn ask(&mut self, line: &str) -> Value {
-        self.send_raw(format!("{line}\n").as_bytes())
-    }
-}
-
-/// A client that got an answer to `version` (a refused one gets its NOK
-/// line and a closed socket: `None`).
-fn served(path: &Path) -> Option<Client> {
-    let mut c = Client::new(path);
-    c.w.write_all(b"{\"command\": \"version\"}\n").ok()?;
-    let mut line = String::new();
-    c.r.read_line(&mut line).ok()?;
-    line.contains("\"OK\"").then_some(c)
-}
-
-fn code(v: &Value) -> &str {
-    assert_eq!(v["return"], "NOK", "{v}");
-    v["error"]["code"].as_str().unwrap()
-}
+use common::{Client, code, served, start};
 
 #[test]
 fn commands_work_and_bad_input_gets_stable_codes() {
@@ -182,6 +134,52 @@ fn clients_past_the_limit_are_refused_cleanly() {
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(held);
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+}
+
+#[test]
+fn a_thousand_clients_at_once_are_served_up_to_the_limit_and_the_rest_refused() {
+    // 1,000 client ends plus the server's: make sure the soft fd limit allows it.
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 4096 {
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(4096), hard).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The default limit of a configuration file.
+    let (stop, socket, handle) = start(dir.path(), 64, Duration::from_secs(30));
+    let mut clients: Vec<Client> = (0..1000).map(|_| Client::new(&socket)).collect();
+    let (mut answered, mut refused) = (0, 0);
+    for c in &mut clients {
+        // A refused client's socket is closed after its NOK line: the write
+        // may fail, the line is there to read either way.
+        let _ = c.w.write_all(b"{\"command\": \"version\"}\n");
+        let mut line = String::new();
+        c.r.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["return"] == "OK" {
+            answered += 1;
+        } else {
+            assert_eq!(code(&v), "too_many_clients");
+            refused += 1;
+        }
+    }
+    assert_eq!(answered + refused, 1000);
+    assert!((1..=64).contains(&answered), "{answered} served");
+    assert!(refused >= 936, "{refused} refused");
+    // Everyone leaves; the server and the control loop are fine.
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut c = loop {
+        if let Some(c) = served(&socket) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no slot came back");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(c.ask(r#"{"command": "status"}"#)["return"], "OK");
+    drop(c);
     stop.store(true, Ordering::Relaxed);
     handle.join().unwrap();
 }

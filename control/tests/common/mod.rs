@@ -1,7 +1,9 @@
-//! Shared by the socket tests: control with a socket and no dataplane.
+//! Shared by the control tests: control with a socket and no dataplane,
+//! and a dataplane on the in-memory NIC that a worm can bite.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +12,12 @@ use std::time::{Duration, Instant};
 
 use baitwall_control::config::{ControlConfig, SocketSection};
 use baitwall_control::daemon::{self, Settings};
+use baitwall_dataplane::config::Config;
+use baitwall_dataplane::io::soft::SoftNic;
+use baitwall_dataplane::runtime::{Dataplane, RegionConfig};
+use baitwall_dataplane::synth::{self, Endpoint, Flags};
+use serde_json::Value;
+use std::net::Ipv4Addr;
 
 /// Starts control serving a socket in `dir`; returns its stop flag, the
 /// socket path and its thread.
@@ -42,4 +50,130 @@ pub fn start(
         std::thread::sleep(Duration::from_millis(5));
     }
     (stop, socket, handle)
+}
+
+/// Trace time of the packets: "now" for the dataplane's blocklist.
+pub const T0: u64 = 1_767_226_200 * 1_000_000_000;
+
+pub fn start_dataplane(region: &Path, mark_sample: u32) -> (Dataplane, SoftNic) {
+    let text = format!(
+        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\nmark_sample = {mark_sample}\n",
+        "ef".repeat(32)
+    );
+    let mut rt = Config::parse(&text, "t").unwrap().runtime();
+    rt.region = Some(RegionConfig {
+        path: region.to_owned(),
+        slots: 1024,
+        hold: None,
+    });
+    baitwall_dataplane::testbed::start_mem(&rt, T0).unwrap()
+}
+
+/// Sends `frames` and returns how many came out.
+pub fn through(nic: &SoftNic, frames: &[Vec<u8>]) -> usize {
+    let mut out = 0;
+    for f in frames {
+        while nic.inject(f, T0).is_err() {
+            out += nic.collect(|_, _, _| {});
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nic.is_quiescent() {
+        out += nic.collect(|_, _, _| {});
+        assert!(Instant::now() < deadline);
+    }
+    out
+}
+
+/// The worm's SYNs to a host outside the protected space from many ports:
+/// RSS spreads them over both workers.
+pub fn worm_traffic() -> Vec<Vec<u8>> {
+    let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(192, 0, 2, 10), 80);
+    (0..64u16)
+        .map(|i| {
+            let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 20000 + i);
+            synth::tcp(&worm, &live, Flags::SYN, 1, 0, &[])
+        })
+        .collect()
+}
+
+/// Makes the worm bite a decoy: SYN, read the cookie, ACK with data.
+pub fn bite(nic: &SoftNic) {
+    let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 40000);
+    for last in 20..250u8 {
+        let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, last), 80);
+        nic.inject(&synth::tcp(&worm, &decoy, Flags::SYN, 9, 0, &[]), T0)
+            .unwrap();
+        let mut reply = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reply.is_none() {
+            nic.collect(|_, f, _| reply = Some(f.to_vec()));
+            assert!(Instant::now() < deadline);
+        }
+        let reply = reply.unwrap();
+        let p = etherparse::SlicedPacket::from_ethernet(&reply).unwrap();
+        if let Some(etherparse::TransportSlice::Tcp(t)) = p.transport
+            && t.syn()
+        {
+            let isn = t.sequence_number();
+            let data = synth::tcp(
+                &worm,
+                &decoy,
+                Flags::PSH_ACK,
+                10,
+                isn.wrapping_add(1),
+                b"GET / HTTP/1.0\r\n\r\n",
+            );
+            through(nic, &[data]);
+            return;
+        }
+    }
+    panic!("no decoy with port 80 open");
+}
+
+/// A raw client of the control socket.
+pub struct Client {
+    /// Writes.
+    pub w: UnixStream,
+    /// Reads.
+    pub r: BufReader<UnixStream>,
+}
+
+impl Client {
+    pub fn new(path: &Path) -> Client {
+        let w = UnixStream::connect(path).unwrap();
+        w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let r = BufReader::new(w.try_clone().unwrap());
+        Client { w, r }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Value {
+        self.w.write_all(bytes).unwrap();
+        self.read()
+    }
+
+    pub fn read(&mut self) -> Value {
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
+    pub fn ask(&mut self, line: &str) -> Value {
+        self.send_raw(format!("{line}\n").as_bytes())
+    }
+}
+
+/// A client that got an answer to `version` (a refused one gets its NOK
+/// line and a closed socket: `None`).
+pub fn served(path: &Path) -> Option<Client> {
+    let mut c = Client::new(path);
+    c.w.write_all(b"{\"command\": \"version\"}\n").ok()?;
+    let mut line = String::new();
+    c.r.read_line(&mut line).ok()?;
+    line.contains("\"OK\"").then_some(c)
+}
+
+pub fn code(v: &Value) -> &str {
+    assert_eq!(v["return"], "NOK", "{v}");
+    v["error"]["code"].as_str().unwrap()
 }
