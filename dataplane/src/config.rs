@@ -6,6 +6,7 @@
 //! parser knows where they stand). A file that fails changes nothing: callers
 //! get an error, never a half-applied configuration.
 
+use crate::engine::evidence::CaptureQueues;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,6 +65,54 @@ pub struct Config {
     pub deception: Option<DeceptionSection>,
     /// The shared-memory channel to the control process (absent: no control).
     pub control: Option<ControlSection>,
+    /// Bite capture to per-source pcap files (absent: off).
+    pub capture: Option<CaptureSection>,
+}
+
+/// `[capture]`: the frames of each biting source, to a pcap file per source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSection {
+    /// The folder of the files (relative paths: from the config file's folder).
+    pub dir: PathBuf,
+    /// A source's file stops growing at this many bytes.
+    #[serde(default = "default_capture_per_source")]
+    pub max_bytes_per_source: Count<4096, { 1 << 40 }>,
+    /// All the files together stop growing at this many bytes.
+    #[serde(default = "default_capture_total")]
+    pub max_bytes: Count<4096, { 1 << 44 }>,
+    /// Frames kept from a source after its bite (within a minute).
+    #[serde(default = "default_follow")]
+    pub follow_packets: Count<0, 100_000>,
+    /// Buffers between the workers and the writer.
+    #[serde(default = "default_capture_buffers")]
+    pub buffers: Count<16, { 1 << 20 }>,
+}
+
+fn default_capture_per_source() -> Count<4096, { 1 << 40 }> {
+    Count(1 << 20)
+}
+fn default_capture_total() -> Count<4096, { 1 << 44 }> {
+    Count(1 << 30)
+}
+fn default_follow() -> Count<0, 100_000> {
+    Count(64)
+}
+fn default_capture_buffers() -> Count<16, { 1 << 20 }> {
+    Count(1024)
+}
+
+impl CaptureSection {
+    /// The writer's settings.
+    pub fn settings(&self) -> crate::capture::CaptureConfig {
+        crate::capture::CaptureConfig {
+            dir: self.dir.clone(),
+            max_bytes_per_source: self.max_bytes_per_source.0 as u64,
+            max_bytes: self.max_bytes.0 as u64,
+            follow_packets: self.follow_packets.0 as u32,
+            buffers: self.buffers.0,
+        }
+    }
 }
 
 /// `[control]`.
@@ -733,6 +782,7 @@ impl DeceptionSection {
             },
             ipv6_block_len: self.block_ipv6_prefix.0 as u8,
             mark_sample: self.mark_sample.0 as u32,
+            capture: None,
         }
     }
 
@@ -878,12 +928,28 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        if let Some(c) = self.capture.as_mut()
+            && c.dir.is_relative()
+        {
+            c.dir = base.join(&c.dir);
+        }
     }
 
     /// The runtime settings (cores, burst, idle, engine).
     pub fn runtime(&self) -> RuntimeConfig {
         let seed = self.flows.seed.unwrap_or_else(random_seed);
+        // Bite capture needs deception (only decoys see bites).
+        let capture = self
+            .capture
+            .as_ref()
+            .filter(|_| self.deception.is_some())
+            .map(|c| {
+                let settings = c.settings();
+                let queues = CaptureQueues::new(settings.buffers);
+                (settings, queues)
+            });
         RuntimeConfig {
+            capture: capture.clone(),
             cores: self
                 .workers
                 .cores
@@ -902,7 +968,11 @@ impl Config {
                 flow_capacity: self.flows.capacity.0,
                 timeouts: self.flows.timeouts.resolve(),
                 flow_seed: seed,
-                deception: self.deception.as_ref().map(|d| Arc::new(d.build(seed))),
+                deception: self.deception.as_ref().map(|d| {
+                    let mut shared = d.build(seed);
+                    shared.capture = capture.as_ref().map(|(s, q)| (q.clone(), s.follow_packets));
+                    Arc::new(shared)
+                }),
                 blocks: match &self.deception {
                     Some(d) => BlockConfig {
                         exact: d.latch_capacity.0,

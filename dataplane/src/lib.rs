@@ -25,6 +25,7 @@
 //! assert_eq!(engine.process(&mut syn, 0), Verdict::Drop(DropReason::BadHeaderLen));
 //! ```
 
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod config;

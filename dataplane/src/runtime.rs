@@ -15,7 +15,9 @@ use crossbeam::utils::CachePadded;
 
 use baitwall_channel::{Geometry, Region};
 
+use crate::capture::CaptureReport;
 use crate::clock::Clock;
+use crate::engine::evidence::CaptureQueues;
 use crate::engine::{Engine, EngineConfig};
 use crate::io::Port;
 use crate::stats::{StatsBoard, StatsSnapshot};
@@ -42,6 +44,9 @@ pub struct RuntimeConfig {
     pub engine: EngineConfig,
     /// The shared-memory region for the control process (`None`: no control).
     pub region: Option<RegionConfig>,
+    /// Bite capture: the writer's settings and the queues the workers fill
+    /// (the same queues are in the engine's deception settings).
+    pub capture: Option<(crate::capture::CaptureConfig, Arc<CaptureQueues>)>,
 }
 
 /// Where and how large the control region is.
@@ -96,6 +101,14 @@ pub enum RuntimeError {
     /// The control region could not be created.
     #[error("control region: {0}")]
     Region(baitwall_channel::RegionError),
+    /// The bite capture's folder could not be prepared.
+    #[error("capture.dir {}: {source}", dir.display())]
+    Capture {
+        /// The folder.
+        dir: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The OS refused a thread.
     #[error("cannot start worker {id}: {source}")]
     Spawn {
@@ -117,6 +130,7 @@ pub struct Dataplane {
     port: String,
     events: Receiver<WorkerEvent>,
     undelivered: u64,
+    capture: Option<(Arc<AtomicBool>, JoinHandle<CaptureReport>)>,
 }
 
 /// Final report of a run.
@@ -130,6 +144,8 @@ pub struct DataplaneReport {
     pub snapshot: StatsSnapshot,
     /// Events not yet taken with [`Dataplane::drain_events`] when the workers stopped.
     pub events: Vec<WorkerEvent>,
+    /// What the bite capture wrote, when it was on.
+    pub capture: Option<CaptureReport>,
 }
 
 impl Dataplane {
@@ -189,6 +205,18 @@ impl Dataplane {
             ),
             None => None,
         };
+        let capture = match &config.capture {
+            Some((settings, queues)) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let handle = crate::capture::spawn(settings.clone(), queues.clone(), stop.clone())
+                    .map_err(|source| RuntimeError::Capture {
+                        dir: settings.dir.clone(),
+                        source,
+                    })?;
+                Some((stop, handle))
+            }
+            None => None,
+        };
         for (id, (queue, core)) in queues.into_iter().zip(config.cores.iter()).enumerate() {
             let (tx, rx) = bounded(CONTROL_DEPTH);
             let worker_config = WorkerConfig {
@@ -231,6 +259,7 @@ impl Dataplane {
             port: port_name,
             events,
             undelivered: 0,
+            capture,
         })
     }
 
@@ -301,12 +330,18 @@ impl Dataplane {
             .filter_map(|h| h.join().ok())
             .collect();
         workers.sort_by_key(|w| w.id);
+        // The workers are done: the writer empties the queue and stops.
+        let capture = self.capture.and_then(|(stop, handle)| {
+            stop.store(true, Ordering::Release);
+            handle.join().ok()
+        });
         let snapshot = StatsSnapshot::from_workers(workers.iter().map(|w| w.counters).collect());
         DataplaneReport {
             port: self.port,
             workers,
             snapshot,
             events: self.events.try_iter().collect(),
+            capture,
         }
     }
 }

@@ -67,11 +67,11 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 22 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 24 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 /// Names of the fixed cells, in [`Counters::as_cells`] order, as the region
 /// publishes them: `"<type> <name>"`.
-const FIXED_NAMES: [&str; 22] = [
+const FIXED_NAMES: [&str; 24] = [
     "counter rx_packets",
     "counter rx_bytes",
     "counter tx_packets",
@@ -94,6 +94,8 @@ const FIXED_NAMES: [&str; 22] = [
     "counter rules_refused",
     "gauge generation",
     "counter hold_timeouts",
+    "counter captured",
+    "counter capture_lost",
 ];
 
 /// The name of every cell, in order: what the control region's counter
@@ -147,6 +149,8 @@ impl Counters {
             self.rules_refused,
             self.generation,
             self.hold_timeouts,
+            d.captured,
+            d.capture_lost,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -191,6 +195,8 @@ impl Counters {
         c.rules_refused = next();
         c.generation = next();
         c.hold_timeouts = next();
+        c.deception.captured = next();
+        c.deception.capture_lost = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -317,6 +323,10 @@ pub struct WorkerStats {
     pub generation: u64,
     /// Fail-closed starts that gave up waiting for control and opened.
     pub hold_timeouts: u64,
+    /// Frames handed to the bite capture.
+    pub captured: u64,
+    /// Frames the bite capture lost (no free buffer).
+    pub capture_lost: u64,
 }
 
 fn named<const N: usize>(
@@ -360,6 +370,8 @@ impl From<&Counters> for WorkerStats {
             rules_refused: c.rules_refused,
             generation: c.generation,
             hold_timeouts: c.hold_timeouts,
+            captured: c.deception.captured,
+            capture_lost: c.deception.capture_lost,
         }
     }
 }

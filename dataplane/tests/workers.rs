@@ -40,6 +40,7 @@ fn runtime(workers: usize, capacity: usize) -> RuntimeConfig {
             ..EngineConfig::default()
         },
         region: None,
+        capture: None,
     }
 }
 

@@ -14,6 +14,7 @@ use super::decoy::service::{self, MAX_RESPONSE};
 use super::decoy::tcp::{Segment, TcpProbe, reset, syn_ack, write_segment};
 use super::decoy::{icmp, neighbor, udp};
 use super::event::{Event, EventKind, EventRing};
+use super::evidence::{CaptureQueues, Evidence};
 use super::limit::{RateConfig, RateLimiter, SweepConfig, SweepTable};
 use super::persona::{Persona, PersonaMaker};
 use super::space::{AddressSpace, Darkness, Prefix, PrefixSet};
@@ -94,6 +95,10 @@ pub struct DeceptionCounters {
     pub events_suppressed: u64,
     /// Events dropped because the ring was full.
     pub events_dropped: u64,
+    /// Frames handed to the bite capture.
+    pub captured: u64,
+    /// Frames the bite capture lost (no free buffer).
+    pub capture_lost: u64,
 }
 
 /// Everything the workers share: built once from configuration.
@@ -124,6 +129,8 @@ pub struct DeceptionShared {
     pub ipv6_block_len: u8,
     /// One mark in this many is reported as an event (0: none).
     pub mark_sample: u32,
+    /// Bite capture (`None`: off) and the frames followed after a bite.
+    pub capture: Option<(Arc<CaptureQueues>, u32)>,
 }
 
 /// The per-worker deception state.
@@ -144,6 +151,8 @@ pub struct Deceiver {
     mark_seq: u32,
     /// The mark of the frame in hand, when it is the sampled one.
     sampled: Option<MarkKind>,
+    /// Bite capture, when on.
+    evidence: Option<Evidence>,
 }
 
 /// Wrong cookies from one source (its /24 or /64) within the window that
@@ -309,6 +318,10 @@ impl Deceiver {
             event_budget: EventBudget::default(),
             mark_seq: 0,
             sampled: None,
+            evidence: shared
+                .capture
+                .as_ref()
+                .map(|(queues, follow)| Evidence::new(queues.clone(), *follow)),
             shared,
         }
     }
@@ -317,7 +330,17 @@ impl Deceiver {
     pub fn counters(&self) -> DeceptionCounters {
         DeceptionCounters {
             events_dropped: self.events.dropped(),
+            captured: self.evidence.as_ref().map_or(0, |e| e.captured),
+            capture_lost: self.evidence.as_ref().map_or(0, |e| e.lost),
             ..self.counters
+        }
+    }
+
+    /// A frame from a blocked source, dropped: kept if bite capture follows it.
+    #[inline]
+    pub fn blocked_frame(&mut self, frame: &[u8], src: &[u8; 16], now_ns: u64) {
+        if let Some(e) = self.evidence.as_mut() {
+            e.blocked(frame, src, now_ns);
         }
     }
 
@@ -393,6 +416,10 @@ impl Deceiver {
         }
         if self.shared.space.darkness(&info.dst, now_s, start_s) != Darkness::Dark {
             return None;
+        }
+        if let Some(e) = self.evidence.as_mut() {
+            // Before the reply is written over the frame.
+            e.note(buf.data(), &info.src, now_ns);
         }
         if !plausible_source(&info.src) {
             // Broadcast, multicast, unspecified or loopback sources are not
@@ -777,6 +804,9 @@ impl Deceiver {
         // Bites always go out; the events forged traffic can produce in
         // bulk (learned services, sweeps) share a budget, so they can never
         // crowd a bite out of the ring or the channel.
+        if let (EventKind::Bite { .. }, Some(e)) = (&kind, self.evidence.as_mut()) {
+            e.on_bite(&info.src, now_ns);
+        }
         if !matches!(kind, EventKind::Bite { .. }) && !self.event_budget.take(now_ns) {
             self.counters.events_suppressed += 1;
             return;

@@ -65,6 +65,7 @@ fn shared_sampling(
         },
         ipv6_block_len: 64,
         mark_sample,
+        capture: None,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod cookie;
 pub mod deceive;
 pub mod decoy;
 pub mod event;
+pub mod evidence;
 pub mod flow;
 #[cfg(test)]
 mod golden;
@@ -226,6 +227,9 @@ impl Engine {
         // Unix seconds: block expiries are absolute.
         let now_s = (now_ns / 1_000_000_000) as u32;
         if info.is_ip() && self.blocks.standing(&info.src, now_s) == Standing::Blocked {
+            if let Some(d) = self.deceiver.as_mut() {
+                d.blocked_frame(buf.data(), &info.src, now_ns);
+            }
             return Verdict::Drop(DropReason::Blocked);
         }
         if let Some(deceiver) = self.deceiver.as_mut()
