@@ -239,7 +239,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             for b in store.active_blocks(now)? {
                 println!(
                     "{}",
-                    serde_json::json!({"prefix": ip(&b.net, b.len), "expires": b.expires, "reason": b.reason})
+                    serde_json::json!({
+                        "prefix": ip(&b.net, b.len),
+                        "expires": crate::eve::seconds_text(b.expires),
+                        "reason": b.reason,
+                    })
                 );
             }
             Ok(())

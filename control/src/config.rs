@@ -329,6 +329,14 @@ listen = "127.0.0.1:9477"
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/control.toml");
+        let c = ControlConfig::load(&path).unwrap();
+        assert_eq!(c.socket.group.as_deref(), Some("baitwall"));
+        assert_eq!(c.metrics.listen.unwrap().port(), 9477);
+    }
+
+    #[test]
     fn restart_only_fields_are_named() {
         let a = ControlConfig::default();
         let mut b = a.clone();

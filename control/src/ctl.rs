@@ -572,12 +572,13 @@ mod tests {
     #[test]
     fn tables_objects_and_scalars_render() {
         let rows = json!([
-            {"prefix": "192.0.2.7/32", "expires": 1796005000, "reason": "manual"},
-            {"prefix": "2001:db8::/48", "expires": 0, "reason": "port"},
+            {"prefix": "192.0.2.7/32", "expires": "2026-11-30T02:16:15Z", "reason": "manual"},
+            {"prefix": "2001:db8::/48", "expires": null, "reason": "port"},
         ]);
+        // Columns in the answer's order; null (a permanent block) as "-".
         assert_eq!(
             render(&rows),
-            "EXPIRES     PREFIX         REASON\n1796005000  192.0.2.7/32   manual\n0           2001:db8::/48  port\n"
+            "PREFIX         EXPIRES               REASON\n192.0.2.7/32   2026-11-30T02:16:15Z  manual\n2001:db8::/48  -                     port\n"
         );
         assert_eq!(render(&json!([])), "(none)\n");
         assert_eq!(render(&json!(["a/32", "b/24"])), "a/32\nb/24\n");

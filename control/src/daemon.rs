@@ -560,7 +560,13 @@ impl State {
                     .filter(|b| covering.is_none_or(|a| covers(&(b.net, b.len), &a)))
                     .skip(*offset as usize)
                     .take(*limit as usize)
-                    .map(|b| json!({"prefix": net_text(&b.net, b.len), "expires": b.expires, "reason": b.reason}))
+                    .map(|b| {
+                        json!({
+                            "prefix": net_text(&b.net, b.len),
+                            "expires": eve::seconds_text(b.expires),
+                            "reason": b.reason,
+                        })
+                    })
                     .collect();
                 ok(json!(list))
             }
@@ -586,7 +592,7 @@ impl State {
                 }
                 ok(json!({
                     "prefix": net_text(&stored.net, stored.len),
-                    "expires": stored.expires,
+                    "expires": eve::seconds_text(stored.expires),
                     "generation": generation,
                 }))
             }

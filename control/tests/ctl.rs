@@ -60,8 +60,35 @@ fn baitwallctl_speaks_for_the_operator() {
     let o = ctl(&socket, &["block", "list"]);
     assert_eq!(
         stdout(&o),
-        "EXPIRES  PREFIX             REASON\n0        192.0.2.7/32       manual\n0        2001:db8:bad::/48  port\n"
+        "PREFIX             EXPIRES  REASON\n192.0.2.7/32       -        manual\n2001:db8:bad::/48  -        port\n"
     );
+    // Events: one line each, time first.
+    let o = ctl(&socket, &["events", "--kind", "block"]);
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].ends_with("  block    192.0.2.7/32  manual, permanent (manual)"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].ends_with("  block    2001:db8:bad::/48  manual, permanent (port)"),
+        "{}",
+        lines[1]
+    );
+    // Stats without a dataplane: control's own figures only.
+    let o = ctl(&socket, &["stats"]);
+    assert_eq!(
+        stdout(&o),
+        "no dataplane attached\nblocks 2  events stored 2  subscribers 0  ring drops 0\n"
+    );
+    // Decoys are described by the dataplane: without one, refused (exit 1).
+    let o = ctl(&socket, &["decoys", "198.51.100.7"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unavailable"));
+    // Started without a file: nothing to reload.
+    let o = ctl(&socket, &["config", "reload"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not_configured"));
     // The same as JSON, for scripts.
     let o = ctl(
         &socket,

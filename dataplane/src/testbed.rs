@@ -9,6 +9,7 @@ use crate::clock::ManualClock;
 use crate::io::mem::MemPort;
 use crate::io::soft::{SoftNic, SoftNicConfig};
 use crate::runtime::{Dataplane, RuntimeConfig, RuntimeError};
+use crate::synth::{self, Endpoint, Flags};
 
 /// Starts the workers of `config` on a `mem` port with one queue per
 /// worker, on a manual clock reading `now_ns`.
@@ -30,4 +31,62 @@ pub fn start_mem(
         Arc::new(AtomicBool::new(false)),
     )?;
     Ok((dp, nic))
+}
+
+/// Injects `frames` and collects what comes out until the workers are idle
+/// (at most ten seconds).
+pub fn exchange(nic: &SoftNic, frames: &[Vec<u8>], now_ns: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for f in frames {
+        while nic.inject(f, now_ns).is_err() && std::time::Instant::now() < deadline {
+            nic.collect(|_, r, _| out.push(r.to_vec()));
+        }
+    }
+    while !nic.is_quiescent() && std::time::Instant::now() < deadline {
+        nic.collect(|_, r, _| out.push(r.to_vec()));
+    }
+    nic.collect(|_, r, _| out.push(r.to_vec()));
+    out
+}
+
+/// Makes `worm` bite the first decoy of `decoys` with port 80 open, the way
+/// a worm does: SYN, the cookie from the SYN-ACK, then an ACK with a
+/// request. Returns the decoy, or `None` when none answered.
+pub fn bite_a_decoy(
+    nic: &SoftNic,
+    worm: &Endpoint,
+    decoys: impl IntoIterator<Item = std::net::IpAddr>,
+    now_ns: u64,
+) -> Option<Endpoint> {
+    for ip in decoys {
+        let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], ip, 80);
+        let replies = exchange(
+            nic,
+            &[synth::tcp(worm, &decoy, Flags::SYN, 9, 0, &[])],
+            now_ns,
+        );
+        let isn = replies.iter().find_map(|r| {
+            let p = etherparse::SlicedPacket::from_ethernet(r).ok()?;
+            match p.transport {
+                Some(etherparse::TransportSlice::Tcp(t)) if t.syn() && t.ack() => {
+                    Some(t.sequence_number())
+                }
+                _ => None,
+            }
+        });
+        if let Some(isn) = isn {
+            let data = synth::tcp(
+                worm,
+                &decoy,
+                Flags::PSH_ACK,
+                10,
+                isn.wrapping_add(1),
+                b"GET / HTTP/1.0\r\n\r\n",
+            );
+            exchange(nic, &[data], now_ns);
+            return Some(decoy);
+        }
+    }
+    None
 }

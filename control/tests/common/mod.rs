@@ -97,38 +97,12 @@ pub fn worm_traffic() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Makes the worm bite a decoy: SYN, read the cookie, ACK with data.
+/// Makes the worm (192.0.2.66) bite a decoy of 198.51.100.0/24.
 pub fn bite(nic: &SoftNic) {
     let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 40000);
-    for last in 20..250u8 {
-        let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, last), 80);
-        nic.inject(&synth::tcp(&worm, &decoy, Flags::SYN, 9, 0, &[]), T0)
-            .unwrap();
-        let mut reply = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while reply.is_none() {
-            nic.collect(|_, f, _| reply = Some(f.to_vec()));
-            assert!(Instant::now() < deadline);
-        }
-        let reply = reply.unwrap();
-        let p = etherparse::SlicedPacket::from_ethernet(&reply).unwrap();
-        if let Some(etherparse::TransportSlice::Tcp(t)) = p.transport
-            && t.syn()
-        {
-            let isn = t.sequence_number();
-            let data = synth::tcp(
-                &worm,
-                &decoy,
-                Flags::PSH_ACK,
-                10,
-                isn.wrapping_add(1),
-                b"GET / HTTP/1.0\r\n\r\n",
-            );
-            through(nic, &[data]);
-            return;
-        }
-    }
-    panic!("no decoy with port 80 open");
+    let decoys = (20..250u8).map(|last| Ipv4Addr::new(198, 51, 100, last).into());
+    baitwall_dataplane::testbed::bite_a_decoy(nic, &worm, decoys, T0)
+        .expect("no decoy with port 80 open");
 }
 
 /// A raw client of the control socket.

@@ -1,0 +1,8 @@
+//! Control's configuration file.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = baitwall_control::config::ControlConfig::parse(text, "fuzz");
+    }
+});
