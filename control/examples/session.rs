@@ -1,6 +1,7 @@
 //! A running appliance to operate without a NIC: two workers on the
-//! in-memory port, control with its socket, event log and metrics, a
-//! scanner that probes the dark space and a worm that bites. Then it stays
+//! in-memory port with bite capture, control with its socket, event log
+//! and metrics, a live web server inside, a worm that bites, and a scanner
+//! that keeps sweeping the dark space (about 7,500 SYNs a second). It stays
 //! up so `baitwallctl` can be tried against it.
 //!
 //! `cargo run --release -p baitwall-control --example session -- [DIR] [SECONDS]`
@@ -61,14 +62,18 @@ fn main() {
     let text = "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n\
                 [flows]\ncapacity = 65536\n\
                 [deception]\nprotected = [\"198.51.100.0/24\"]\nexclude = [\"198.51.100.1\"]\n\
-                learning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nmark_sample = 100\n";
-    let mut rt = Config::parse(text, "session").unwrap().runtime();
+                learning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nmark_sample = 100\n\
+                [deception.rate_limit]\nper_prober = 100000\nper_prober_burst = 100000\n\
+                [capture]\ndir = \"captures\"\nfollow_packets = 8\n";
+    let text = text.replace("captures", &dir.join("captures").display().to_string());
+    let mut rt = Config::parse(&text, "session").unwrap().runtime();
     rt.region = Some(RegionConfig {
         path: dir.join("bw.region"),
         slots: 4096,
         hold: None,
     });
-    let (dp, nic) = testbed::start_mem(&rt, now).unwrap();
+    let (dp, nic) =
+        testbed::start_mem_on(&rt, baitwall_dataplane::clock::Clock::monotonic()).unwrap();
 
     // A scanner sweeps 22, 80 and 443 over the /24: marks, no bite.
     let scanner = |port| Endpoint::new([2; 6], Ipv4Addr::new(203, 0, 113, 9), port);
@@ -80,6 +85,14 @@ fn main() {
         })
         .collect();
     testbed::exchange(&nic, &probes, now);
+    // A live web server inside answers a client: learned as a host, never a decoy.
+    let web = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(198, 51, 100, 10), 80);
+    let client = Endpoint::new([2; 6], Ipv4Addr::new(203, 0, 113, 50), 51000);
+    testbed::exchange(
+        &nic,
+        &[synth::tcp(&web, &client, Flags::SYN_ACK, 1, 2, &[])],
+        now,
+    );
     // The worm uses what it found: a connection with data is a bite.
     let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 40000);
     let decoys = (20..250u8).map(|last| IpAddr::from(Ipv4Addr::new(198, 51, 100, last)));
@@ -92,6 +105,7 @@ fn main() {
     );
     let until = Instant::now() + Duration::from_secs(seconds);
     while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        testbed::exchange(&nic, &probes, now);
         std::thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);

@@ -419,6 +419,27 @@ pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
     out
 }
 
+/// The `config-show` answer as the TOML an operator writes (unset
+/// optional fields left out).
+pub fn config_toml(m: &Value) -> String {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let file = m["file"]
+        .as_str()
+        .unwrap_or("(none: started without --config)");
+    let body = toml::to_string_pretty(&strip(&m["config"])).unwrap_or_else(|e| format!("# {e}\n"));
+    format!("# in force; file: {file}\n{body}")
+}
+
 /// A connection to the control socket.
 struct Conn {
     stream: UnixStream,
@@ -534,6 +555,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 println!("{v}");
             } else if matches!(command, Cmd::Stats) {
                 print!("{}", stats_table(&v["message"]));
+            } else if matches!(
+                command,
+                Cmd::Config {
+                    action: ConfigCmd::Show
+                }
+            ) {
+                print!("{}", config_toml(&v["message"]));
             } else {
                 print!("{}", render(&v["message"]));
             }

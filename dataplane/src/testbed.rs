@@ -17,6 +17,14 @@ pub fn start_mem(
     config: &RuntimeConfig,
     now_ns: u64,
 ) -> Result<(Dataplane, SoftNic), RuntimeError> {
+    start_mem_on(config, ManualClock::new(now_ns).clock())
+}
+
+/// [`start_mem`] on the given clock (`Clock::monotonic()` for wall time).
+pub fn start_mem_on(
+    config: &RuntimeConfig,
+    clock: crate::clock::Clock,
+) -> Result<(Dataplane, SoftNic), RuntimeError> {
     let mut port = MemPort::new(SoftNicConfig {
         queues: config.cores.len().max(1) as u16,
         pool_size: 1024,
@@ -24,12 +32,7 @@ pub fn start_mem(
         lossless_tx: true,
     });
     let nic = port.nic();
-    let dp = Dataplane::start(
-        &mut port,
-        config,
-        ManualClock::new(now_ns).clock(),
-        Arc::new(AtomicBool::new(false)),
-    )?;
+    let dp = Dataplane::start(&mut port, config, clock, Arc::new(AtomicBool::new(false)))?;
     Ok((dp, nic))
 }
 
