@@ -540,6 +540,7 @@ impl State {
                     "attached": attached.is_some(),
                     "instance": attached.as_deref().map(|a| format!("{:016x}", a.region.instance_id())),
                     "workers": attached.as_deref().map(|a| a.ends.len()),
+                    "port": attached.as_deref().map(|a| a.region.port()),
                     "generation": total.get("generation"),
                     "blocks": store.count_blocks()?,
                     "allows": self.allowed.len(),

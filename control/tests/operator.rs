@@ -191,6 +191,7 @@ fn an_operator_follows_a_worm_through_every_surface() {
     let st = c.ask(r#"{"command": "status"}"#)["message"].clone();
     assert_eq!(st["last_bite"]["src_ip"], "192.0.2.66");
     assert_eq!(st["workers"], 2);
+    assert_eq!(st["port"], "mem:2q");
 
     // Prometheus: parsed by a text-format parser; names, units, labels.
     let body = scrape_text(port);

@@ -65,6 +65,33 @@ fn commands_work_and_bad_input_gets_stable_codes() {
             r#"{"command": "block-remove", "arguments": {"target": "192.0.2.99"}}"#,
             "not_found",
         ),
+        (
+            r#"{"command": "events", "arguments": {"since": "last tuesday"}}"#,
+            "bad_time",
+        ),
+        (
+            r#"{"command": "events", "arguments": {"kind": "everything"}}"#,
+            "invalid_kind",
+        ),
+        (
+            r#"{"command": "events", "arguments": {"source": "192.0.2.0/24"}}"#,
+            "invalid_address",
+        ),
+        (
+            r#"{"command": "subscribe", "arguments": {"event_types": "bite"}}"#,
+            "wrong_type",
+        ),
+        (
+            r#"{"command": "decoys", "arguments": {"sample": 1000}}"#,
+            "out_of_range",
+        ),
+        // Decoys are described by the dataplane, and there is none here.
+        (
+            r#"{"command": "decoys", "arguments": {"address": "198.51.100.7"}}"#,
+            "unavailable",
+        ),
+        // Started without a configuration file.
+        (r#"{"command": "config-reload"}"#, "not_configured"),
     ] {
         assert_eq!(code(&c.ask(line)), want, "{line}");
     }
@@ -91,6 +118,76 @@ fn commands_work_and_bad_input_gets_stable_codes() {
     assert_eq!(c.ask(r#"{"command": "shutdown"}"#)["return"], "OK");
     handle.join().unwrap();
     assert!(stop.load(Ordering::Relaxed));
+}
+
+#[test]
+fn the_socket_gets_its_mode_and_group() {
+    use std::os::unix::fs::MetadataExt;
+    // Any group the machine has other than root's own: the test runs as
+    // root in CI (where it must run) and may not elsewhere.
+    let Some(group) = ["daemon", "nogroup", "users"]
+        .into_iter()
+        .find_map(|g| nix::unistd::Group::from_name(g).ok().flatten())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no group to test with"
+        );
+        println!("skipping the socket group check: no daemon/nogroup/users group");
+        return;
+    };
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root"
+        );
+        println!("skipping the socket group check: changing a file's group needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/control.sock");
+    let settings =
+        baitwall_control::daemon::Settings::new(baitwall_control::config::ControlConfig {
+            region: dir.path().join("absent.region"),
+            database: dir.path().join("state.db"),
+            socket: baitwall_control::config::SocketSection {
+                path: socket.clone(),
+                mode: "0640".into(),
+                group: Some(group.name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || baitwall_control::daemon::run(&settings, &stop, |_| {}).unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "socket not up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o640);
+    assert_eq!(meta.gid(), group.gid.as_raw());
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    assert!(!socket.exists(), "removed at exit");
+    // An unknown group stops the start with a clear error.
+    let settings =
+        baitwall_control::daemon::Settings::new(baitwall_control::config::ControlConfig {
+            region: dir.path().join("absent.region"),
+            database: dir.path().join("state.db"),
+            socket: baitwall_control::config::SocketSection {
+                path: socket.clone(),
+                group: Some("no-such-group-bw".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+    let e = baitwall_control::daemon::run(&settings, &stop, |_| {}).unwrap_err();
+    assert!(format!("{e:#}").contains("no-such-group-bw"), "{e:#}");
 }
 
 #[test]

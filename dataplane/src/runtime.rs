@@ -200,6 +200,7 @@ impl Dataplane {
                     },
                     instance_id(),
                     &crate::stats::cell_names(),
+                    &port_name,
                 )
                 .map_err(RuntimeError::Region)?,
             ),

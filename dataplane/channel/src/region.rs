@@ -20,6 +20,7 @@
 //! 32      8     instance id (random, new at every dataplane start)
 //! 40      8     created (Unix nanoseconds)
 //! 48      4     counter cells per worker (256)
+//! 64      128   the dataplane's port, UTF-8, NUL-padded (for `status`)
 //! 4096    4096  counter names: UTF-8 lines "<type> <name>[ <label>=<value>]",
 //!               one per cell in cell order, NUL-padded
 //! 8192    ...   counters: worker w's cells (256 x u64) at 8192 + w x 2048,
@@ -53,6 +54,9 @@ pub const HEADER_SIZE: usize = 4096;
 pub const NAMES_SIZE: usize = 4096;
 /// Counter cells per worker.
 pub const STATS_CELLS: usize = 256;
+/// Where the port's description lives in the header, and its size.
+const PORT_AT: usize = 64;
+const PORT_SIZE: usize = 128;
 /// Bytes of one worker's counters.
 const STATS_BYTES: usize = STATS_CELLS * 8;
 
@@ -196,17 +200,19 @@ impl Region {
         geometry: Geometry,
         instance_id: u64,
     ) -> Result<Arc<Region>, RegionError> {
-        Self::create_with_stats(path, geometry, instance_id, &[])
+        Self::create_with_stats(path, geometry, instance_id, &[], "")
     }
 
     /// [`Region::create`], naming the workers' counter cells: one line
     /// `"<type> <name>[ <label>=<value>]"` per cell (type `counter` or
-    /// `gauge`), at most [`STATS_CELLS`] of them.
+    /// `gauge`), at most [`STATS_CELLS`] of them; `port` says what the
+    /// workers serve (cut at 127 bytes).
     pub fn create_with_stats(
         path: &Path,
         geometry: Geometry,
         instance_id: u64,
         stat_names: &[String],
+        port: &str,
     ) -> Result<Arc<Region>, RegionError> {
         geometry.check()?;
         let names = stat_names.join("\n");
@@ -241,6 +247,8 @@ impl Region {
         h[32..40].copy_from_slice(&instance_id.to_le_bytes());
         h[40..48].copy_from_slice(&created.to_le_bytes());
         h[48..52].copy_from_slice(&(STATS_CELLS as u32).to_le_bytes());
+        let port = &port.as_bytes()[..port.floor_char_boundary(PORT_SIZE - 1)];
+        h[PORT_AT..PORT_AT + port.len()].copy_from_slice(port);
         map[HEADER_SIZE..HEADER_SIZE + names.len()].copy_from_slice(names.as_bytes());
         // Ring control blocks and slots start zeroed (a new file is zero-filled).
         let region = Region {
@@ -351,6 +359,13 @@ impl Region {
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .collect()
+    }
+
+    /// The port the dataplane serves, as it described it.
+    pub fn port(&self) -> String {
+        let field = self.map.get(PORT_AT..PORT_AT + PORT_SIZE).unwrap_or(&[]);
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        String::from_utf8_lossy(&field[..end]).into_owned()
     }
 
     /// The counter names the creator wrote, one per cell in use.
@@ -493,16 +508,17 @@ mod tests {
             "counter rx_packets".to_string(),
             "counter drops reason=ttl".to_string(),
         ];
-        let dp = Region::create_with_stats(&path, G, 7, &names).unwrap();
+        let dp = Region::create_with_stats(&path, G, 7, &names, "pcap:in.pcap").unwrap();
         let ctl = Region::attach(&path).unwrap();
         assert_eq!(ctl.stat_names(), names);
+        assert_eq!(ctl.port(), "pcap:in.pcap");
         dp.worker_ends(1).unwrap().stats.publish(&[5, 6]);
         assert_eq!(&ctl.read_stats(1)[..3], &[5, 6, 0]);
         assert_eq!(ctl.read_stats(0)[..2], [0, 0]);
         assert!(ctl.read_stats(2).is_empty());
         let too_many = vec!["counter x".to_string(); STATS_CELLS + 1];
         assert!(matches!(
-            Region::create_with_stats(&path, G, 8, &too_many),
+            Region::create_with_stats(&path, G, 8, &too_many, ""),
             Err(RegionError::Sizes(_))
         ));
     }
