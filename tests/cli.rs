@@ -10,22 +10,7 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_baitwall");
 
-/// Finds a tool on PATH. Missing: skip with one line, or fail under CI=true.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is required under CI=true (.ci/run installs it)"
-        );
-        println!("skipping: {name} is not installed");
-    }
-    found
-}
+use baitwall_dataplane::testbed::tool;
 
 fn baitwall(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()

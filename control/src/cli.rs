@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::config::ControlConfig;
 use crate::daemon::{self, Notice, Settings};
+use crate::eve::net_text;
 use crate::policy::Policy;
 use crate::store::Store;
 use clap::{Parser, Subcommand};
@@ -110,16 +111,6 @@ where
     }
 }
 
-fn ip(net: &[u8; 16], len: u8) -> String {
-    let addr = std::net::IpAddr::from(*net).to_canonical();
-    let len = if addr.is_ipv4() {
-        len.saturating_sub(96)
-    } else {
-        len
-    };
-    format!("{addr}/{len}")
-}
-
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::CheckConfig { file } => {
@@ -196,7 +187,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 ),
                 Notice::Blocked { block, change } => eprintln!(
                     "block {} until {} ({}, {:?})",
-                    ip(&block.net, block.len),
+                    net_text(&block.net, block.len),
                     block.expires,
                     block.reason,
                     change
@@ -204,7 +195,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 Notice::Expired(n) => eprintln!("{n} block(s) expired"),
                 Notice::Refused(b) => eprintln!(
                     "block {} refused: the store is full (max_blocks)",
-                    ip(&b.net, b.len)
+                    net_text(&b.net, b.len)
                 ),
                 Notice::Applied(g) => eprintln!("generation {g} in force on every worker"),
             })
@@ -240,7 +231,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 println!(
                     "{}",
                     serde_json::json!({
-                        "prefix": ip(&b.net, b.len),
+                        "prefix": net_text(&b.net, b.len),
                         "expires": crate::eve::seconds_text(b.expires),
                         "reason": b.reason,
                     })

@@ -93,3 +93,42 @@ pub fn bite_a_decoy(
     }
     None
 }
+
+/// A test's prerequisite (a tool, root): when it is not met, one printed
+/// line and `false` (the caller skips), or, under `CI=true`, a failure:
+/// CI installs everything the tests need.
+pub fn prerequisite(met: bool, what: &str) -> bool {
+    if !met {
+        let ci = std::env::var("CI").as_deref() == Ok("true");
+        // A test helper: failing the test is its job under CI.
+        #[allow(clippy::panic)]
+        if ci {
+            panic!("{what}: required under CI=true (.ci/run provides it)");
+        }
+        println!("skipping: {what}");
+    }
+    met
+}
+
+/// Finds a tool on PATH, or says it is missing (see [`prerequisite`]).
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    prerequisite(found.is_some(), &format!("{name} is not installed"))
+        .then_some(found)
+        .flatten()
+}
+
+/// Runs a tool to completion and returns what it printed; a tool that
+/// cannot start or fails fails the test, with its stderr.
+#[allow(clippy::panic)] // a test helper: failing the test is its job
+pub fn stdout_of(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -108,24 +108,14 @@ fn a_biters_frames_land_in_its_own_pcap() {
 
 /// A real reader: tcpdump parses the file and sees the worm's segments.
 fn tcpdump_reads(path: &std::path::Path, frames: usize) {
-    let Ok(out) = std::process::Command::new("tcpdump")
-        .args(["-nn", "-r"])
-        .arg(path)
-        .output()
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tcpdump is missing (CI=true: .ci/run installs it)"
-        );
-        println!("skipping the tcpdump check: tcpdump is not installed");
+    let Some(tcpdump) = baitwall_dataplane::testbed::tool("tcpdump") else {
         return;
     };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = baitwall_dataplane::testbed::stdout_of(
+        std::process::Command::new(tcpdump)
+            .args(["-nn", "-r"])
+            .arg(path),
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), frames, "{text}");
     assert!(
         text.lines()

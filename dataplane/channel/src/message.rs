@@ -363,6 +363,25 @@ pub struct PersonaAnswer {
 }
 
 impl PersonaAnswer {
+    /// The last answer of query `id`, saying nothing was found (`addr`
+    /// and its state `darkness`, when there is one to name).
+    pub fn nothing(id: u32, addr: [u8; 16], darkness: u8) -> PersonaAnswer {
+        PersonaAnswer {
+            id,
+            last: true,
+            addr,
+            found: false,
+            darkness,
+            family: 0,
+            ttl: 0,
+            dont_frag: false,
+            window: 0,
+            mss: 0,
+            mac: [0; 6],
+            ports: [0; ANSWER_PORTS],
+        }
+    }
+
     /// Encodes into a record.
     pub fn encode(&self) -> Record {
         let mut r = Record::new(kind::PERSONA);

@@ -305,20 +305,8 @@ impl Engine {
     ) {
         match &self.deceiver {
             Some(d) => query::answer(d, id, addr, count, now_ns, out),
-            None => out(baitwall_channel::PersonaAnswer {
-                id,
-                last: true,
-                addr,
-                found: false,
-                darkness: 1,
-                family: 0,
-                ttl: 0,
-                dont_frag: false,
-                window: 0,
-                mss: 0,
-                mac: [0; 6],
-                ports: [0; baitwall_channel::message::ANSWER_PORTS],
-            }),
+            // Without deception nothing is protected, so nothing is dark.
+            None => out(baitwall_channel::PersonaAnswer::nothing(id, addr, 1)),
         }
     }
 

@@ -118,19 +118,6 @@ pub fn answer(
     }
     match found {
         Some(a) => out(PersonaAnswer { last: true, ..a }),
-        None => out(PersonaAnswer {
-            id,
-            last: true,
-            addr: [0; 16],
-            found: false,
-            darkness: 0,
-            family: 0,
-            ttl: 0,
-            dont_frag: false,
-            window: 0,
-            mss: 0,
-            mac: [0; 6],
-            ports: [0; ANSWER_PORTS],
-        }),
+        None => out(PersonaAnswer::nothing(id, [0; 16], 0)),
     }
 }
