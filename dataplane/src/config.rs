@@ -7,6 +7,7 @@
 //! get an error, never a half-applied configuration.
 
 use crate::engine::evidence::CaptureQueues;
+use crate::io::afpacket::{AfPacketConfig, PortMode};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -264,6 +265,8 @@ impl TryFrom<i64> for BurstSize {
 pub enum Backend {
     /// Replay a capture file, write transmitted frames to a capture file.
     Pcap,
+    /// Live traffic through AF_PACKET (TPACKET_V3) sockets.
+    Afpacket,
 }
 
 /// How replayed frames are paced.
@@ -310,6 +313,37 @@ pub struct PortSection {
     /// Slots per receive and per transmit ring.
     #[serde(default = "default_ring")]
     pub ring_size: Count<64, { 1 << 20 }>,
+    /// afpacket: how the port sits on the wire.
+    pub mode: Option<PortMode>,
+    /// afpacket one-arm: the interface.
+    pub interface: Option<String>,
+    /// afpacket inline: the interface towards the outside (the scanners).
+    pub outside: Option<String>,
+    /// afpacket inline: the interface towards the protected network.
+    pub inside: Option<String>,
+    /// afpacket tap: the interface a SPAN port or TAP feeds.
+    pub monitor: Option<String>,
+    /// afpacket tap: the interface decoy replies leave by.
+    pub inject: Option<String>,
+    /// afpacket: bytes per RX ring block (a power of two).
+    #[serde(default = "default_block_size")]
+    pub block_size: Count<4096, { 1 << 26 }>,
+    /// afpacket: RX ring blocks per socket.
+    #[serde(default = "default_block_count")]
+    pub block_count: Count<2, 65536>,
+    /// afpacket: TX ring slots per socket.
+    #[serde(default = "default_tx_frames")]
+    pub tx_frames: Count<16, { 1 << 20 }>,
+}
+
+fn default_block_size() -> Count<4096, { 1 << 26 }> {
+    Count(1 << 16)
+}
+fn default_block_count() -> Count<2, 65536> {
+    Count(64)
+}
+fn default_tx_frames() -> Count<16, { 1 << 20 }> {
+    Count(1024)
 }
 
 fn default_replay() -> ReplayMode {
@@ -845,6 +879,30 @@ pub enum PortPlan {
         /// NIC sizes.
         nic: SoftNicConfig,
     },
+    /// Live traffic on AF_PACKET sockets.
+    AfPacket(AfPacketConfig),
+}
+
+impl PortSection {
+    /// The interfaces of a live port, in the mode's order (inline: outside,
+    /// inside; tap: monitor, inject).
+    pub fn interfaces(&self) -> Vec<String> {
+        match self.mode.unwrap_or(PortMode::OneArm) {
+            PortMode::OneArm => self.interface.iter().cloned().collect(),
+            PortMode::Inline => self
+                .outside
+                .iter()
+                .chain(self.inside.iter())
+                .cloned()
+                .collect(),
+            PortMode::Tap => self
+                .monitor
+                .iter()
+                .chain(self.inject.iter())
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 impl Config {
@@ -888,6 +946,14 @@ impl Config {
                 line_of(text, self.port.span().start)
             ),
         };
+        let live_fields = [
+            ("mode", port.mode.is_some()),
+            ("interface", port.interface.is_some()),
+            ("outside", port.outside.is_some()),
+            ("inside", port.inside.is_some()),
+            ("monitor", port.monitor.is_some()),
+            ("inject", port.inject.is_some()),
+        ];
         match port.backend {
             Backend::Pcap => {
                 if port.rx.is_none() {
@@ -895,6 +961,44 @@ impl Config {
                         "rx",
                         "the pcap backend needs `rx`, the capture to replay",
                     ));
+                }
+                if let Some((field, _)) = live_fields.iter().find(|(_, set)| *set) {
+                    return Err(fail(field, "only for the afpacket backend"));
+                }
+            }
+            Backend::Afpacket => {
+                for (field, set) in [("rx", port.rx.is_some()), ("tx", port.tx.is_some())] {
+                    if set {
+                        return Err(fail(
+                            field,
+                            "only for the pcap backend (a live port reads its interfaces)",
+                        ));
+                    }
+                }
+                if port.clock == Some(ClockSource::Trace) {
+                    return Err(fail("clock", "a live port runs on the system clock"));
+                }
+                if !port.block_size.0.is_power_of_two() {
+                    return Err(fail("block_size", "must be a power of two"));
+                }
+                let interfaces = port.interfaces();
+                let needs = match port.mode.unwrap_or(PortMode::OneArm) {
+                    PortMode::OneArm => "one-arm mode needs `interface`",
+                    PortMode::Inline => {
+                        "inline mode needs `outside` and `inside`, two different interfaces"
+                    }
+                    PortMode::Tap => {
+                        "tap mode needs `monitor` and `inject`, two different interfaces"
+                    }
+                };
+                let want = if port.mode.unwrap_or(PortMode::OneArm) == PortMode::OneArm {
+                    1
+                } else {
+                    2
+                };
+                let distinct = interfaces.first() != interfaces.get(1);
+                if interfaces.len() != want || !distinct {
+                    return Err(fail("mode", needs));
                 }
             }
         }
@@ -1007,6 +1111,17 @@ impl Config {
                 clock: port.clock.unwrap_or(ClockSource::Trace),
                 nic,
             },
+            Backend::Afpacket => PortPlan::AfPacket(AfPacketConfig {
+                mode: port.mode.unwrap_or(PortMode::OneArm),
+                interfaces: port.interfaces(),
+                ring: baitwall_afpacket::RingConfig {
+                    block_size: port.block_size.0 as u32,
+                    block_count: port.block_count.0 as u32,
+                    tx_frames: port.tx_frames.0 as u32,
+                    ..baitwall_afpacket::RingConfig::default()
+                },
+                buffers_per_queue: port.pool_size.0,
+            }),
         }
     }
 }
@@ -1049,6 +1164,7 @@ mod tests {
                 assert_eq!(replay, Replay::Fast);
                 assert_eq!(clock, ClockSource::Trace);
             }
+            other => panic!("{other:?}"),
         }
     }
 
@@ -1095,6 +1211,7 @@ udp_replied = "90s"
                 assert_eq!(nic.queues, 2);
                 assert_eq!(nic.pool_size, 4096);
             }
+            other => panic!("{other:?}"),
         }
     }
 

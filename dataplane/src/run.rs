@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::config::{ClockSource, Config, PortPlan};
 use crate::engine::bite::Action;
 use crate::engine::event::EventKind;
+use crate::io::afpacket::AfPacketPort;
 use crate::io::pcap::{PcapPort, PcapPortConfig, PcapReport};
 use crate::runtime::{Dataplane, DataplaneReport};
 use crate::stats::StatsSnapshot;
@@ -21,7 +22,8 @@ use crate::worker::{ControlMsg, WorkerEvent};
 pub struct RunOutcome {
     /// Workers' final counters.
     pub dataplane: DataplaneReport,
-    /// The port's replay counters.
+    /// The port's frame counts: the replay's for a pcap port; for a live
+    /// port, frames the workers received and sent.
     pub pcap: PcapReport,
     /// Wall-clock time the run took.
     pub elapsed: Duration,
@@ -102,6 +104,45 @@ pub fn run(
                 pcap,
                 elapsed: started.elapsed(),
                 interrupted,
+                events,
+            })
+        }
+        PortPlan::AfPacket(plan) => {
+            let mut port = AfPacketPort::open(&plan, runtime.cores.len()).with_context(|| {
+                format!(
+                    "opening the afpacket port on {}",
+                    plan.interfaces.join(", ")
+                )
+            })?;
+            let mut dataplane =
+                Dataplane::start(&mut port, &runtime, Clock::monotonic(), stop.clone())?;
+            let mut last_progress = Instant::now();
+            let mut events = Vec::new();
+            // A live port runs until stopped (SIGINT, SIGTERM).
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+                let fresh = dataplane.drain_events();
+                spread_latches(&mut dataplane, &fresh);
+                keep_events(&mut events, fresh);
+                if last_progress.elapsed() >= Duration::from_secs(1) {
+                    progress(&dataplane.stats());
+                    last_progress = Instant::now();
+                }
+            }
+            let mut report = dataplane.stop();
+            keep_events(&mut events, std::mem::take(&mut report.events));
+            let total = &report.snapshot.total;
+            let counts = PcapReport {
+                frames_in: total.rx_packets,
+                frames_out: total.tx_packets,
+                completed: false,
+                ..PcapReport::default()
+            };
+            Ok(RunOutcome {
+                dataplane: report,
+                pcap: counts,
+                elapsed: started.elapsed(),
+                interrupted: true,
                 events,
             })
         }

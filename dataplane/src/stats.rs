@@ -49,6 +49,9 @@ pub struct Counters {
     pub generation: u64,
     /// Fail-closed starts that gave up waiting for control and opened.
     pub hold_timeouts: u64,
+    /// Frames the port dropped before the worker saw them (a kernel ring
+    /// full, no free buffer), as the backend last counted them.
+    pub port_drops: u64,
 }
 
 impl Counters {
@@ -67,11 +70,11 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 24 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 25 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 /// Names of the fixed cells, in [`Counters::as_cells`] order, as the region
 /// publishes them: `"<type> <name>"`.
-const FIXED_NAMES: [&str; 24] = [
+const FIXED_NAMES: [&str; 25] = [
     "counter rx_packets",
     "counter rx_bytes",
     "counter tx_packets",
@@ -96,6 +99,7 @@ const FIXED_NAMES: [&str; 24] = [
     "counter hold_timeouts",
     "counter captured",
     "counter capture_lost",
+    "counter port_drops",
 ];
 
 /// The name of every cell, in order: what the control region's counter
@@ -151,6 +155,7 @@ impl Counters {
             self.hold_timeouts,
             d.captured,
             d.capture_lost,
+            self.port_drops,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -197,6 +202,7 @@ impl Counters {
         c.hold_timeouts = next();
         c.deception.captured = next();
         c.deception.capture_lost = next();
+        c.port_drops = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -327,6 +333,8 @@ pub struct WorkerStats {
     pub captured: u64,
     /// Frames the bite capture lost (no free buffer).
     pub capture_lost: u64,
+    /// Frames the port dropped before a worker saw them.
+    pub port_drops: u64,
 }
 
 fn named<const N: usize>(
@@ -372,6 +380,7 @@ impl From<&Counters> for WorkerStats {
             hold_timeouts: c.hold_timeouts,
             captured: c.deception.captured,
             capture_lost: c.deception.capture_lost,
+            port_drops: c.port_drops,
         }
     }
 }

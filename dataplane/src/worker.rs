@@ -21,7 +21,7 @@ use crate::engine::bite::{Action, BiteKind};
 use crate::engine::event::{Event, EventKind};
 use crate::engine::flow::STATE_COUNT;
 use crate::engine::{DropReason, Engine, Verdict};
-use crate::io::{Burst, MAX_BURST, PacketBuf, Queue, QueueStats};
+use crate::io::{Burst, Egress, MAX_BURST, PacketBuf, Queue, QueueStats};
 use crate::stats::{Counters, StatsBoard};
 
 /// A message from the control side, applied between bursts.
@@ -167,6 +167,7 @@ pub fn run<Q: Queue>(
             counters.idle_polls += 1;
             engine.maintain(SWEEP_PER_IDLE, now_ms);
             counters.flows = engine.flows().counters();
+            counters.port_drops = queue.stats().rx_dropped;
             publish(&links, config.id, &counters, ring.as_ref());
             idle.wait(config.idle);
             continue;
@@ -191,8 +192,14 @@ pub fn run<Q: Queue>(
                 engine.process(&mut buf, now_ns)
             };
             match verdict {
-                // One port: forwarded frames and replies leave the same way.
-                Verdict::Forward | Verdict::Reply => tx.push(buf),
+                Verdict::Forward => {
+                    buf.set_egress(Egress::Forward);
+                    tx.push(buf);
+                }
+                Verdict::Reply => {
+                    buf.set_egress(Egress::Reply);
+                    tx.push(buf);
+                }
                 Verdict::Drop(reason) => {
                     counters.drop(reason);
                     queue.recycle(buf);
@@ -202,13 +209,14 @@ pub fn run<Q: Queue>(
         let tx_bytes: u64 = tx.iter().map(|b| b.data().len() as u64).sum();
         let outcome = queue.tx_burst(&mut tx);
         counters.tx_packets += outcome.sent as u64;
-        if outcome.dropped == 0 {
+        if outcome.dropped == 0 && outcome.skipped == 0 {
             counters.tx_bytes += tx_bytes;
         } else {
-            // Rare: the ring was full. Bytes of the frames that did go are not
-            // known individually here, so count them at the average.
+            // The ring was full, or a tap's copies needed no sending. Bytes
+            // of the frames that did go are not known individually here, so
+            // count them at the average.
             let sent = outcome.sent as u64;
-            let total = (outcome.sent + outcome.dropped) as u64;
+            let total = (outcome.sent + outcome.dropped + outcome.skipped) as u64;
             counters.tx_bytes += tx_bytes * sent / total.max(1);
             for _ in 0..outcome.dropped {
                 counters.drop(DropReason::TxRingFull);
@@ -218,6 +226,7 @@ pub fn run<Q: Queue>(
         hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
         counters.flows = engine.flows().counters();
         counters.deception = engine.deception_counters();
+        counters.port_drops = queue.stats().rx_dropped;
         publish(&links, config.id, &counters, ring.as_ref());
     }
     // A last full sweep, so the final counters say what has expired by now.
@@ -226,6 +235,7 @@ pub fn run<Q: Queue>(
     hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
     counters.flows = engine.flows().counters();
     counters.deception = engine.deception_counters();
+    counters.port_drops = queue.stats().rx_dropped;
     publish(&links, config.id, &counters, ring.as_ref());
     WorkerReport {
         id: config.id,

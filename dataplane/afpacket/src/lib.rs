@@ -245,8 +245,12 @@ impl Socket {
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        set_opt(&fd, libc::PACKET_VERSION, &(libc::tpacket_versions::TPACKET_V3 as libc::c_int))
-            .map_err(sys("PACKET_VERSION", iface))?;
+        set_opt(
+            &fd,
+            libc::PACKET_VERSION,
+            &(libc::tpacket_versions::TPACKET_V3 as libc::c_int),
+        )
+        .map_err(sys("PACKET_VERSION", iface))?;
         set_opt(&fd, libc::PACKET_IGNORE_OUTGOING, &1 as &libc::c_int)
             .map_err(sys("PACKET_IGNORE_OUTGOING", iface))?;
         if c.qdisc_bypass {
@@ -482,7 +486,11 @@ impl Socket {
         // slot lies inside the TX ring and `len` fits the slot); header
         // fields are 4-byte aligned in a 16-byte aligned slot.
         unsafe {
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), self.map.add(slot + TX_DATA), frame.len());
+            std::ptr::copy_nonoverlapping(
+                frame.as_ptr(),
+                self.map.add(slot + TX_DATA),
+                frame.len(),
+            );
             std::ptr::write(self.map.add(slot + H_NEXT).cast::<u32>(), 0);
             std::ptr::write(self.map.add(slot + H_LEN).cast::<u32>(), len);
             std::ptr::write(self.map.add(slot + H_SNAPLEN).cast::<u32>(), len);
@@ -504,14 +512,8 @@ impl Socket {
         }
         self.tx_pending = 0;
         // SAFETY: send(2) with no buffer: the kernel reads the TX ring.
-        let rc = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-            )
-        };
+        let rc =
+            unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             // Busy: the frames stay queued and go with the next flush.

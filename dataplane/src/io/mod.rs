@@ -7,11 +7,13 @@
 //! [`soft`] pool), so nothing is allocated per packet: a buffer received is
 //! either handed back through `tx_burst` or returned with `recycle`.
 //!
-//! Backends now: [`mem`] (in-memory rings, for tests and benchmarks) and
-//! [`pcap`] (a capture file in, a capture file out). Both are built on
-//! [`soft`], a software NIC that spreads frames over queues with the same
-//! symmetric Toeplitz hash a real NIC would be programmed with ([`crate::rss`]).
+//! Backends: [`mem`] (in-memory rings, for tests and benchmarks) and
+//! [`pcap`] (a capture file in, a capture file out), both built on [`soft`],
+//! a software NIC that spreads frames over queues with the same symmetric
+//! Toeplitz hash a real NIC would be programmed with ([`crate::rss`]); and
+//! [`afpacket`], live traffic through the kernel's packet rings.
 
+pub mod afpacket;
 pub mod mem;
 pub mod pcap;
 pub mod soft;
@@ -43,6 +45,20 @@ pub trait PacketBuf {
     fn set_len(&mut self, len: usize) -> Result<(), BufTooSmall>;
     /// Receive time in nanoseconds on the port's clock (0 when unknown).
     fn timestamp_ns(&self) -> u64;
+    /// Says where the frame goes (ports with one side ignore it).
+    #[inline]
+    fn set_egress(&mut self, _egress: Egress) {}
+}
+
+/// Where a frame leaves, as the worker decided: a port with two sides
+/// (inline) sends a forwarded frame to the other side and a reply back to
+/// the side it came from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Egress {
+    /// Forwarded on its way.
+    Forward,
+    /// A decoy's reply, written over the probe.
+    Reply,
 }
 
 /// A frame length beyond a buffer's capacity.
@@ -56,6 +72,9 @@ pub struct TxOutcome {
     pub sent: usize,
     /// Frames the ring had no room for; they were recycled.
     pub dropped: usize,
+    /// Frames that needed no sending (a tap port's copies of traffic that
+    /// went its way without us); recycled, neither sent nor dropped.
+    pub skipped: usize,
 }
 
 /// Counters a backend keeps below the workers (ring overruns, kernel drops).

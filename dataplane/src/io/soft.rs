@@ -323,7 +323,8 @@ mod tests {
             q.tx_burst(&mut burst),
             TxOutcome {
                 sent: 1,
-                dropped: 0
+                dropped: 0,
+                skipped: 0
             }
         );
         assert!(burst.is_empty());
@@ -365,7 +366,8 @@ mod tests {
             q.tx_burst(&mut burst),
             TxOutcome {
                 sent: 2,
-                dropped: 1
+                dropped: 1,
+                skipped: 0
             }
         );
         nic.collect(|_, _, _| {});
@@ -391,7 +393,8 @@ mod tests {
             q.tx_burst(&mut burst),
             TxOutcome {
                 sent: 16,
-                dropped: 0
+                dropped: 0,
+                skipped: 0
             }
         );
     }

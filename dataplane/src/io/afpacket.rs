@@ -1,0 +1,316 @@
+//! The AF_PACKET port: live traffic through the kernel's TPACKET_V3 rings
+//! (`baitwall-afpacket`), one socket per worker and interface, spread over
+//! the workers by a fanout group per interface (the kernel's symmetric flow
+//! hash, so both directions of a flow meet on one worker).
+//!
+//! Three ways to sit on the wire ([`PortMode`]):
+//! - **one-arm**: one interface; forwarded frames and decoy replies leave
+//!   where they came in (a router's decoy VLAN, a lab link);
+//! - **inline**: a bump in the wire between `outside` and `inside`:
+//!   forwarded frames cross to the other side, decoy replies go back where
+//!   the probe came from, frames the engine drops (a blocked source) never
+//!   cross;
+//! - **tap**: a SPAN or TAP feeds `monitor` (copies: nothing is forwarded),
+//!   decoy replies leave by `inject`. Blocks cannot drop mirrored traffic;
+//!   they reach the network through the firewall integrations.
+//!
+//! Frames are copied out of the RX ring into the queue's own preallocated
+//! buffers (the reply is written in place there) and copied into TX slots
+//! on the way out: two copies of 64-2,048 bytes, and one `send(2)` per
+//! burst per interface, the price of a kernel backend (AF_XDP and DPDK
+//! avoid both).
+
+use baitwall_afpacket::{RingConfig, Socket, Stats};
+
+use super::{
+    BUF_CAPACITY, BufTooSmall, Burst, Egress, PacketBuf, Port, Queue, QueueStats, TxOutcome,
+};
+
+/// How the port sits on the wire.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortMode {
+    /// One interface: everything leaves where it came in.
+    OneArm,
+    /// Two interfaces bridged: outside and inside.
+    Inline,
+    /// A monitor interface (copies in) and an injection interface (replies out).
+    Tap,
+}
+
+/// What to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfPacketConfig {
+    /// The mode.
+    pub mode: PortMode,
+    /// one-arm: `[iface]`; inline: `[outside, inside]`; tap: `[monitor, inject]`.
+    pub interfaces: Vec<String>,
+    /// Ring sizes (the fanout group is chosen here).
+    pub ring: RingConfig,
+    /// Buffers each queue preallocates.
+    pub buffers_per_queue: usize,
+}
+
+/// A buffer of the AF_PACKET port.
+pub struct AfBuf {
+    data: Box<[u8; BUF_CAPACITY]>,
+    len: usize,
+    timestamp_ns: u64,
+    /// The interface index in the port's list it arrived on.
+    side: u8,
+    egress: Egress,
+}
+
+impl AfBuf {
+    fn new() -> AfBuf {
+        AfBuf {
+            data: Box::new([0; BUF_CAPACITY]),
+            len: 0,
+            timestamp_ns: 0,
+            side: 0,
+            egress: Egress::Forward,
+        }
+    }
+}
+
+impl PacketBuf for AfBuf {
+    fn data(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data[..self.len]
+    }
+    fn capacity(&self) -> usize {
+        BUF_CAPACITY
+    }
+    fn set_len(&mut self, len: usize) -> Result<(), BufTooSmall> {
+        if len > BUF_CAPACITY {
+            return Err(BufTooSmall);
+        }
+        self.len = len;
+        Ok(())
+    }
+    fn timestamp_ns(&self) -> u64 {
+        self.timestamp_ns
+    }
+    fn set_egress(&mut self, egress: Egress) {
+        self.egress = egress;
+    }
+}
+
+/// One worker's queue: a socket per interface and a buffer pool.
+pub struct AfPacketQueue {
+    mode: PortMode,
+    sockets: Vec<Socket>,
+    pool: Vec<AfBuf>,
+    /// Which interface `rx_burst` reads first (alternates, for fairness).
+    first: usize,
+    /// Frames dropped because no buffer was free.
+    no_buffer: u64,
+    /// Frames longer than a buffer, dropped.
+    oversize: u64,
+    /// Kernel counters as last read.
+    kernel: Stats,
+    /// Empty polls since the kernel counters were last read.
+    idle_polls: u32,
+}
+
+/// Read the kernel's counters (one system call) after this many empty
+/// polls, so the call never lands between bursts under load.
+const STATS_EVERY_IDLE: u32 = 4096;
+
+impl AfPacketQueue {
+    fn refresh_kernel_stats(&mut self) {
+        let mut total = Stats::default();
+        for s in &mut self.sockets {
+            if let Ok(k) = s.statistics() {
+                total.packets += k.packets;
+                total.drops += k.drops;
+                total.freezes += k.freezes;
+            }
+        }
+        self.kernel = total;
+    }
+}
+
+/// Copies a received frame into `buf`, putting back an 802.1Q tag the
+/// driver took off (so a forwarded frame leaves as it came).
+fn fill(buf: &mut AfBuf, frame: &baitwall_afpacket::Frame<'_>) -> bool {
+    let data = frame.data;
+    let tag = frame.vlan.filter(|_| data.len() >= 12);
+    let need = data.len() + if tag.is_some() { 4 } else { 0 };
+    if need > BUF_CAPACITY {
+        return false;
+    }
+    match tag {
+        Some((tpid, tci)) => {
+            buf.data[..12].copy_from_slice(&data[..12]);
+            buf.data[12..14].copy_from_slice(&tpid.to_be_bytes());
+            buf.data[14..16].copy_from_slice(&tci.to_be_bytes());
+            buf.data[16..need].copy_from_slice(&data[12..]);
+        }
+        None => buf.data[..need].copy_from_slice(data),
+    }
+    buf.len = need;
+    buf.timestamp_ns = frame.timestamp_ns;
+    true
+}
+
+impl Queue for AfPacketQueue {
+    type Buf = AfBuf;
+
+    fn rx_burst(&mut self, out: &mut Burst<AfBuf>, max: usize) -> usize {
+        let max = max.min(super::MAX_BURST);
+        let before = out.len();
+        let mut n = 0;
+        let sides = self.sockets.len();
+        for k in 0..sides {
+            let side = (self.first + k) % sides;
+            let Some(socket) = self.sockets.get_mut(side) else {
+                continue;
+            };
+            // Tap mode: the injection interface only sends; what arrives
+            // there is read and let go, so its ring never fills.
+            let discard = self.mode == PortMode::Tap && side == 1;
+            let (pool, no_buffer, oversize) =
+                (&mut self.pool, &mut self.no_buffer, &mut self.oversize);
+            n += socket.recv(max - n, |frame| {
+                if discard {
+                    return;
+                }
+                let Some(mut buf) = pool.pop() else {
+                    *no_buffer += 1;
+                    return;
+                };
+                if fill(&mut buf, &frame) {
+                    buf.side = side as u8;
+                    buf.egress = Egress::Forward;
+                    out.push(buf);
+                } else {
+                    *oversize += 1;
+                    pool.push(buf);
+                }
+            });
+            if n >= max {
+                break;
+            }
+        }
+        self.first = (self.first + 1) % sides.max(1);
+        if out.len() == before {
+            self.idle_polls += 1;
+            if self.idle_polls >= STATS_EVERY_IDLE {
+                self.idle_polls = 0;
+                self.refresh_kernel_stats();
+            }
+        }
+        out.len() - before
+    }
+
+    fn tx_burst(&mut self, bufs: &mut Burst<AfBuf>) -> TxOutcome {
+        let mut outcome = TxOutcome::default();
+        for buf in bufs.drain(..) {
+            let side = usize::from(buf.side);
+            let to = match (self.mode, buf.egress) {
+                (PortMode::OneArm, _) => Some(0),
+                (PortMode::Inline, Egress::Reply) => Some(side),
+                (PortMode::Inline, Egress::Forward) => Some(1 - side.min(1)),
+                (PortMode::Tap, Egress::Reply) => Some(1),
+                // A copy from the monitor port: the original went its way.
+                (PortMode::Tap, Egress::Forward) => None,
+            };
+            match to.map(|i| {
+                self.sockets
+                    .get_mut(i)
+                    .map(|s| s.send(&buf.data[..buf.len]))
+            }) {
+                Some(Some(true)) => outcome.sent += 1,
+                Some(_) => outcome.dropped += 1,
+                None => outcome.skipped += 1,
+            }
+            self.pool.push(buf);
+        }
+        for s in &mut self.sockets {
+            // A failed flush leaves the frames queued for the next one.
+            let _ = s.flush();
+        }
+        outcome
+    }
+
+    fn recycle(&mut self, buf: AfBuf) {
+        self.pool.push(buf);
+    }
+
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            rx_dropped: self.kernel.drops + self.no_buffer + self.oversize,
+        }
+    }
+}
+
+/// The port: every queue opened up front.
+pub struct AfPacketPort {
+    name: String,
+    queues: Vec<AfPacketQueue>,
+}
+
+impl AfPacketPort {
+    /// Opens `queues` queues on the configured interfaces.
+    pub fn open(
+        config: &AfPacketConfig,
+        queues: usize,
+    ) -> Result<AfPacketPort, baitwall_afpacket::OpenError> {
+        let mut out = Vec::with_capacity(queues);
+        for _ in 0..queues {
+            let mut sockets = Vec::with_capacity(config.interfaces.len());
+            for (i, iface) in config.interfaces.iter().enumerate() {
+                let ring = RingConfig {
+                    // One group per interface, unique to this process.
+                    fanout: (queues > 1).then(|| fanout_group(i)),
+                    ..config.ring
+                };
+                sockets.push(Socket::open(iface, &ring)?);
+            }
+            out.push(AfPacketQueue {
+                mode: config.mode,
+                sockets,
+                pool: (0..config.buffers_per_queue)
+                    .map(|_| AfBuf::new())
+                    .collect(),
+                first: 0,
+                no_buffer: 0,
+                oversize: 0,
+                kernel: Stats::default(),
+                idle_polls: 0,
+            });
+        }
+        let mode = match config.mode {
+            PortMode::OneArm => "one-arm",
+            PortMode::Inline => "inline",
+            PortMode::Tap => "tap",
+        };
+        Ok(AfPacketPort {
+            name: format!("afpacket:{mode}:{}", config.interfaces.join(",")),
+            queues: out,
+        })
+    }
+}
+
+/// A fanout group id for interface `i` of this process (ids are shared by
+/// every process in the network namespace).
+fn fanout_group(i: usize) -> u16 {
+    (std::process::id() as u16)
+        .wrapping_mul(7)
+        .wrapping_add(i as u16)
+}
+
+impl Port for AfPacketPort {
+    type Queue = AfPacketQueue;
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn take_queues(&mut self) -> Vec<AfPacketQueue> {
+        std::mem::take(&mut self.queues)
+    }
+}
