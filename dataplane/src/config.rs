@@ -1151,6 +1151,73 @@ mod tests {
     }
 
     #[test]
+    fn a_live_port_reads_its_mode_and_interfaces() {
+        let c = Config::parse(
+            "[workers]\ncores = [0, 1]\n[port]\nbackend = \"afpacket\"\nmode = \"inline\"\noutside = \"ext\"\ninside = \"int\"\nblock_count = 8\n",
+            "t",
+        )
+        .unwrap();
+        match c.port_plan() {
+            PortPlan::AfPacket(p) => {
+                assert_eq!(p.mode, PortMode::Inline);
+                assert_eq!(p.interfaces, ["ext", "int"]);
+                assert_eq!(p.ring.block_count, 8);
+            }
+            other => panic!("{other:?}"),
+        }
+        let one = Config::parse(
+            "[port]\nbackend = \"afpacket\"\ninterface = \"eth1\"\n",
+            "t",
+        )
+        .unwrap();
+        assert!(
+            matches!(one.port_plan(), PortPlan::AfPacket(p) if p.mode == PortMode::OneArm && p.interfaces == ["eth1"])
+        );
+    }
+
+    #[test]
+    fn live_port_mistakes_name_the_field() {
+        for (port, says) in [
+            (
+                "backend = \"afpacket\"\nmode = \"inline\"\noutside = \"a\"",
+                "port.mode: inline mode needs",
+            ),
+            (
+                "backend = \"afpacket\"\nmode = \"inline\"\noutside = \"a\"\ninside = \"a\"",
+                "two different interfaces",
+            ),
+            (
+                "backend = \"afpacket\"\nmode = \"tap\"\nmonitor = \"a\"",
+                "tap mode needs",
+            ),
+            ("backend = \"afpacket\"", "one-arm mode needs `interface`"),
+            (
+                "backend = \"afpacket\"\ninterface = \"a\"\nrx = \"x.pcap\"",
+                "port.rx: only for the pcap backend",
+            ),
+            (
+                "backend = \"afpacket\"\ninterface = \"a\"\nclock = \"trace\"",
+                "system clock",
+            ),
+            (
+                "backend = \"afpacket\"\ninterface = \"a\"\nblock_size = 5000",
+                "power of two",
+            ),
+            (
+                "backend = \"pcap\"\nrx = \"x.pcap\"\ninterface = \"a\"",
+                "port.interface: only for the afpacket backend",
+            ),
+            (
+                "backend = \"afpacket\"\nmode = \"bridge\"\ninterface = \"a\"",
+                "unknown variant",
+            ),
+        ] {
+            let e = err(&format!("[port]\n{port}\n"));
+            assert!(e.contains(says), "{port}: {e}");
+        }
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::parse(MINIMAL, "t").unwrap();
         assert_eq!(c.workers.cores.0, vec![0]);

@@ -211,8 +211,8 @@ impl Socket {
             || c.block_size < page
             || c.block_count == 0
             || c.frame_size < 128
-            || c.frame_size % 16 != 0
-            || c.block_size % c.frame_size != 0
+            || !c.frame_size.is_multiple_of(16)
+            || !c.block_size.is_multiple_of(c.frame_size)
             || c.tx_frames == 0
         {
             return Err(OpenError::Sizes(format!(
@@ -253,6 +253,9 @@ impl Socket {
         .map_err(sys("PACKET_VERSION", iface))?;
         set_opt(&fd, libc::PACKET_IGNORE_OUTGOING, &1 as &libc::c_int)
             .map_err(sys("PACKET_IGNORE_OUTGOING", iface))?;
+        // A frame the kernel refuses (too long for the device) is skipped
+        // instead of stopping the TX ring at it until we come round again.
+        set_opt(&fd, libc::PACKET_LOSS, &1 as &libc::c_int).map_err(sys("PACKET_LOSS", iface))?;
         if c.qdisc_bypass {
             set_opt(&fd, libc::PACKET_QDISC_BYPASS, &1 as &libc::c_int)
                 .map_err(sys("PACKET_QDISC_BYPASS", iface))?;
@@ -349,7 +352,7 @@ impl Socket {
 
     /// A `u32` the kernel and we both write, at `offset` in the mapping.
     fn atomic_at(&self, offset: usize) -> Option<&AtomicU32> {
-        if offset % 4 != 0 || offset + 4 > self.map_len {
+        if !offset.is_multiple_of(4) || offset + 4 > self.map_len {
             return None;
         }
         // SAFETY: in bounds and 4-byte aligned (checked above; the mapping

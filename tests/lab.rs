@@ -1,0 +1,324 @@
+//! The lab (deploy/lab): real scanners attack a protected /24 through the
+//! appliance, inline on AF_PACKET between two veth pairs, with control
+//! beside it. Tools nobody here wrote (nmap, hping3, curl, the kernel's own
+//! TCP stack driven by a small worm script) do the talking.
+//!
+//! Needs root, iproute2, ethtool, nmap, hping3, curl and /usr/bin/python3;
+//! without them the test skips with one line, and under CI=true (where
+//! .ci/run installs them) it fails. Everything runs in namespaces this test
+//! creates (a prefix of its own) and takes down at the end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baitwall_dataplane::testbed::{prerequisite, tool};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_baitwall");
+const LAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/lab");
+
+/// The lab and the processes of one test; everything goes at drop.
+struct Lab {
+    prefix: String,
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let prefix = format!("bwt{}", std::process::id() % 100_000);
+        let status = Command::new(format!("{LAB}/up"))
+            .arg(&prefix)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "deploy/lab/up {prefix}");
+        Lab {
+            prefix,
+            children: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn ns(&self, which: &str) -> String {
+        format!("{}-{which}", self.prefix)
+    }
+
+    /// A command run in namespace `which` (out, bw, in).
+    fn exec(&self, which: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(which), program]);
+        c
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new(format!("{LAB}/down"))
+            .arg(&self.prefix)
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(format!("/dev/shm/{}.region", self.prefix));
+    }
+}
+
+fn ask(socket: &Path, request: Value) -> Value {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    writeln!(s, "{request}").unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["return"], "OK", "{request} -> {v}");
+    v["message"].clone()
+}
+
+/// curl from `source` in the outside namespace; the page, or None.
+fn fetch(lab: &Lab, source: &str, url: &str) -> Option<String> {
+    let out = lab
+        .exec("out", "curl")
+        .args(["-s", "--max-time", "3", "--interface", source, url])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn prerequisites() -> bool {
+    if !prerequisite(
+        is_root(),
+        "the lab needs root (network namespaces, AF_PACKET)",
+    ) {
+        return false;
+    }
+    ["ip", "ethtool", "nmap", "hping3", "curl"]
+        .iter()
+        .all(|t| tool(t).is_some())
+        && prerequisite(
+            Path::new("/usr/bin/python3").exists(),
+            "/usr/bin/python3 is not installed",
+        )
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// nmap's grepable output: open ports per host.
+fn open_ports(grepable: &str) -> BTreeMap<String, BTreeSet<u16>> {
+    let mut hosts = BTreeMap::new();
+    for line in grepable.lines().filter(|l| l.contains("Ports:")) {
+        let host = line.split_whitespace().nth(1).unwrap().to_string();
+        let ports = line.split("Ports:").nth(1).unwrap();
+        let open: BTreeSet<u16> = ports
+            .split(',')
+            .filter(|p| p.contains("/open/"))
+            .filter_map(|p| p.trim().split('/').next()?.parse().ok())
+            .collect();
+        hosts.insert(host, open);
+    }
+    hosts
+}
+
+#[test]
+fn scanners_see_decoys_a_worm_is_blocked_and_forged_sources_are_not() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::up();
+    let region = format!("/dev/shm/{}.region", lab.prefix);
+    let config = lab.dir.path().join("baitwall.toml");
+    let text = std::fs::read_to_string(format!("{LAB}/baitwall.toml"))
+        .unwrap()
+        .replace("/dev/shm/bwlab.region", &region);
+    std::fs::write(&config, text).unwrap();
+    let control = Command::new(BIN)
+        .args(["control", "run", "--region", &region, "--database"])
+        .arg(lab.dir.path().join("state.db"))
+        .arg("--socket")
+        .arg(lab.socket())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.children.push(control);
+    let dataplane = lab
+        .exec("bw", BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.children.push(dataplane);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if lab.socket().exists()
+            && ask(&lab.socket(), json!({"command": "status"}))["attached"] == true
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "control never attached");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The benign client reaches the real web server through the appliance.
+    let page = fetch(&lab, "203.0.113.10", "http://198.51.100.10/");
+    assert_eq!(
+        page.as_deref(),
+        Some("the real web server of 198.51.100.10\n")
+    );
+
+    // nmap -sS from the scanner: real hosts show their real ports, dark
+    // addresses show decoys whose open ports vary by persona.
+    let scan = lab
+        .exec("out", "nmap")
+        .args([
+            "-sS",
+            "-Pn",
+            "-n",
+            "--max-retries",
+            "1",
+            "-p",
+            "22,80,443,445,3389",
+            "-S",
+            "203.0.113.77",
+            "-e",
+            "o0",
+            "-oG",
+            "-",
+            "198.51.100.2-40",
+        ])
+        .output()
+        .unwrap();
+    assert!(scan.status.success());
+    let hosts = open_ports(&String::from_utf8_lossy(&scan.stdout));
+    assert_eq!(hosts.get("198.51.100.10"), Some(&BTreeSet::from([80])));
+    assert_eq!(hosts.get("198.51.100.22"), Some(&BTreeSet::from([22])));
+    let personas = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": "198.51.100.2", "sample": 39}}),
+    );
+    let scanned = BTreeSet::from([22u16, 80, 443, 445, 3389]);
+    let mut shapes = BTreeSet::new();
+    for d in personas.as_array().unwrap() {
+        let addr = d["address"].as_str().unwrap();
+        if addr.rsplit('.').next().unwrap().parse::<u8>().unwrap() > 40 {
+            continue;
+        }
+        let persona: BTreeSet<u16> = d["open_ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap() as u16)
+            .filter(|p| scanned.contains(p))
+            .collect();
+        assert_eq!(hosts.get(addr), Some(&persona), "{addr}: nmap vs persona");
+        assert_ne!(persona, scanned, "{addr}: never every port");
+        shapes.insert(persona);
+    }
+    assert!(shapes.len() >= 3, "personas differ: {shapes:?}");
+
+    // The worm: a decoy's port 80 with a request, then its port 443.
+    let decoy = personas
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            let open = d["open_ports"].as_array().unwrap();
+            open.contains(&json!(80)) && open.contains(&json!(443))
+        })
+        .expect("a decoy with 80 and 443 open")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let worm = lab
+        .exec("out", "/usr/bin/python3")
+        .args(["-c", WORM, &decoy])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&worm.stdout);
+    assert!(said.contains("80 connected"), "{said}");
+    let blocks = ask(&lab.socket(), json!({"command": "block-list"}));
+    let prefixes: Vec<&str> = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["203.0.113.66/32"], "only the worm is blocked");
+    // Blocked on every worker: the real server is out of its reach now...
+    assert_eq!(fetch(&lab, "203.0.113.66", "http://198.51.100.10/"), None);
+    // ...and not out of the benign client's.
+    assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
+
+    // hping3 forging the benign client: SYNs and ACKs to the decoy.
+    for flags in ["-S", "-A"] {
+        let status = lab
+            .exec("out", "hping3")
+            .args([
+                flags,
+                "-a",
+                "203.0.113.10",
+                "-p",
+                "80",
+                "-c",
+                "20",
+                "-i",
+                "u2000",
+                "-q",
+                &decoy,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        // hping3 exits 1 when no reply came back (the replies went to the
+        // real client, which drops them): either is fine.
+        assert!(status.code().is_some());
+    }
+    let covered = ask(
+        &lab.socket(),
+        json!({"command": "block-list", "arguments": {"covering": "203.0.113.10"}}),
+    );
+    assert_eq!(covered, json!([]), "a forged source is never blocked");
+    assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
+}
+
+/// The worm: connects to DECOY:80 from 203.0.113.66 and sends a request
+/// (a data bite), then connects to DECOY:443 (a port bite).
+const WORM: &str = r#"
+import socket, sys
+decoy = sys.argv[1]
+def attempt(port, data):
+    s = socket.socket(); s.settimeout(2); s.bind(("203.0.113.66", 0))
+    try:
+        s.connect((decoy, port)); print(port, "connected", flush=True)
+        if data: s.sendall(data)
+        s.recv(100)
+    except Exception as e:
+        print(port, type(e).__name__, flush=True)
+    finally:
+        s.close()
+attempt(80, b"GET / HTTP/1.0\r\n\r\n")
+attempt(443, None)
+"#;
