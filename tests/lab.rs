@@ -32,18 +32,19 @@ struct Lab {
 
 impl Lab {
     fn up() -> Lab {
-        let prefix = format!("bwt{}", std::process::id() % 100_000);
+        // The guard first: a lab that fails half-way up is still taken down.
+        let lab = Lab {
+            prefix: format!("bwt{}", std::process::id() % 100_000),
+            children: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
         let status = Command::new(format!("{LAB}/up"))
-            .arg(&prefix)
+            .arg(&lab.prefix)
             .stdout(Stdio::null())
             .status()
             .unwrap();
-        assert!(status.success(), "deploy/lab/up {prefix}");
-        Lab {
-            prefix,
-            children: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
-        }
+        assert!(status.success(), "deploy/lab/up {}", lab.prefix);
+        lab
     }
 
     fn ns(&self, which: &str) -> String {
