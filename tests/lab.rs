@@ -3,7 +3,8 @@
 //! beside it. Tools nobody here wrote (nmap, hping3, curl, the kernel's own
 //! TCP stack driven by a small worm script) do the talking.
 //!
-//! Needs root, iproute2, ethtool, nmap, hping3, curl and /usr/bin/python3;
+//! Needs root, iproute2, ethtool, nmap, hping3, masscan, zmap, curl and
+//! /usr/bin/python3;
 //! without them the test skips with one line, and under CI=true (where
 //! .ci/run installs them) it fails. Everything runs in namespaces this test
 //! creates (a prefix of its own) and takes down at the end.
@@ -107,7 +108,7 @@ fn prerequisites() -> bool {
     ) {
         return false;
     }
-    ["ip", "ethtool", "nmap", "hping3", "curl"]
+    ["ip", "ethtool", "nmap", "hping3", "masscan", "zmap", "curl", "timeout"]
         .iter()
         .all(|t| tool(t).is_some())
         && prerequisite(
@@ -303,6 +304,92 @@ fn scanners_see_decoys_a_worm_is_blocked_and_forged_sources_are_not() {
     );
     assert_eq!(covered, json!([]), "a forged source is never blocked");
     assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
+
+    // masscan over the /24 at its default rate (100 packets a second). Its
+    // own stack sends everything to one "router" MAC: the appliance answers
+    // by address, whatever the MAC. (masscan 1.3.2 may hang after its
+    // --wait: the output it printed is kept.)
+    let masscan = lab
+        .exec("out", "timeout")
+        .args([
+            "30",
+            "masscan",
+            "198.51.100.0/24",
+            "-p80,443",
+            "--source-ip",
+            "203.0.113.77",
+            "--router-mac",
+            "02:00:00:00:00:fe",
+            "-e",
+            "o0",
+            "--wait",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let found: BTreeSet<(String, u16)> = String::from_utf8_lossy(&masscan.stdout)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("Discovered open port ")?;
+            let (port, host) = rest.split_once("/tcp on ")?;
+            Some((host.trim().to_string(), port.parse().ok()?))
+        })
+        .collect();
+    assert!(found.len() >= 20, "masscan sees decoys: {found:?}");
+    // What masscan found agrees with what nmap saw where both looked.
+    for (host, port) in &found {
+        assert_ne!(host, "198.51.100.1", "the router is never a decoy");
+        if let Some(open) = hosts.get(host.as_str()) {
+            assert!(open.contains(port), "{host}:{port} was not open to nmap");
+        }
+    }
+    // zmap over a dark /16 at its default rate: decoys everywhere, and the
+    // appliance keeps up (the per-prober rate limit answers only part of it).
+    let zmap = lab
+        .exec("out", "timeout")
+        .args([
+            "60",
+            "zmap",
+            "-p",
+            "80",
+            "-i",
+            "o0",
+            "-S",
+            "203.0.113.77",
+            "-G",
+            "02:00:00:00:00:fe",
+            "-b",
+            "/dev/null",
+            "-q",
+            "-o",
+            "-",
+            "10.99.0.0/16",
+        ])
+        .output()
+        .unwrap();
+    let answered: Vec<String> = String::from_utf8_lossy(&zmap.stdout)
+        .lines()
+        .filter(|l| l.starts_with("10.99."))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        answered.len() >= 100,
+        "zmap sees decoys: {}",
+        answered.len()
+    );
+    let stats = ask(&lab.socket(), json!({"command": "stats"}));
+    assert_eq!(
+        stats["total"]["port_drops"], 0,
+        "no frame lost below the workers"
+    );
+    assert!(
+        stats["control"]["ring_drops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d == 0),
+        "no event lost between the processes"
+    );
 }
 
 /// The worm: connects to DECOY:80 from 203.0.113.66 and sends a request
