@@ -108,9 +108,11 @@ fn prerequisites() -> bool {
     ) {
         return false;
     }
-    ["ip", "ethtool", "nmap", "hping3", "masscan", "zmap", "curl", "timeout"]
-        .iter()
-        .all(|t| tool(t).is_some())
+    [
+        "ip", "ethtool", "nmap", "hping3", "masscan", "zmap", "curl", "timeout",
+    ]
+    .iter()
+    .all(|t| tool(t).is_some())
         && prerequisite(
             Path::new("/usr/bin/python3").exists(),
             "/usr/bin/python3 is not installed",
