@@ -267,6 +267,8 @@ pub enum Backend {
     Pcap,
     /// Live traffic through AF_PACKET (TPACKET_V3) sockets.
     Afpacket,
+    /// A DPDK device (cargo feature `dpdk`).
+    Dpdk,
 }
 
 /// How replayed frames are paced.
@@ -334,6 +336,30 @@ pub struct PortSection {
     /// afpacket: TX ring slots per socket.
     #[serde(default = "default_tx_frames")]
     pub tx_frames: Count<16, { 1 << 20 }>,
+    /// dpdk: the EAL's arguments, as on DPDK's command line.
+    pub eal: Option<Vec<String>>,
+    /// dpdk: the device (a PCI address, or a virtual device's name).
+    pub device: Option<String>,
+    /// dpdk: descriptors per RX and TX ring.
+    #[serde(default = "default_descriptors")]
+    pub descriptors: Count<64, 32768>,
+}
+
+fn default_descriptors() -> Count<64, 32768> {
+    Count(1024)
+}
+
+/// A DPDK port, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpdkPlan {
+    /// The EAL's arguments.
+    pub eal: Vec<String>,
+    /// The device's name.
+    pub device: String,
+    /// Mbufs in the pool (`pool_size`).
+    pub mbufs: u32,
+    /// Descriptors per RX and TX ring.
+    pub descriptors: u16,
 }
 
 fn default_block_size() -> Count<4096, { 1 << 26 }> {
@@ -881,6 +907,8 @@ pub enum PortPlan {
     },
     /// Live traffic on AF_PACKET sockets.
     AfPacket(AfPacketConfig),
+    /// A DPDK device.
+    Dpdk(DpdkPlan),
 }
 
 impl PortSection {
@@ -965,9 +993,41 @@ impl Config {
                 if let Some((field, _)) = live_fields.iter().find(|(_, set)| *set) {
                     return Err(fail(field, "only for the afpacket backend"));
                 }
+                for (field, set) in [
+                    ("eal", port.eal.is_some()),
+                    ("device", port.device.is_some()),
+                ] {
+                    if set {
+                        return Err(fail(field, "only for the dpdk backend"));
+                    }
+                }
+            }
+            Backend::Dpdk => {
+                if port.device.is_none() {
+                    return Err(fail(
+                        "device",
+                        "the dpdk backend needs `device` (a PCI address or a virtual device)",
+                    ));
+                }
+                for (field, set) in [("rx", port.rx.is_some()), ("tx", port.tx.is_some())]
+                    .into_iter()
+                    .chain(live_fields)
+                {
+                    if set {
+                        return Err(fail(field, "not for the dpdk backend"));
+                    }
+                }
+                if port.clock == Some(ClockSource::Trace) {
+                    return Err(fail("clock", "a live port runs on the system clock"));
+                }
             }
             Backend::Afpacket => {
-                for (field, set) in [("rx", port.rx.is_some()), ("tx", port.tx.is_some())] {
+                for (field, set) in [
+                    ("rx", port.rx.is_some()),
+                    ("tx", port.tx.is_some()),
+                    ("eal", port.eal.is_some()),
+                    ("device", port.device.is_some()),
+                ] {
                     if set {
                         return Err(fail(
                             field,
@@ -1121,6 +1181,12 @@ impl Config {
                     ..baitwall_afpacket::RingConfig::default()
                 },
                 buffers_per_queue: port.pool_size.0,
+            }),
+            Backend::Dpdk => PortPlan::Dpdk(DpdkPlan {
+                eal: port.eal.clone().unwrap_or_default(),
+                device: port.device.clone().unwrap_or_default(),
+                mbufs: u32::try_from(port.pool_size.0).unwrap_or(u32::MAX),
+                descriptors: port.descriptors.0 as u16,
             }),
         }
     }

@@ -114,38 +114,18 @@ pub fn run(
                     plan.interfaces.join(", ")
                 )
             })?;
-            let mut dataplane =
-                Dataplane::start(&mut port, &runtime, Clock::monotonic(), stop.clone())?;
-            let mut last_progress = Instant::now();
-            let mut events = Vec::new();
-            // A live port runs until stopped (SIGINT, SIGTERM).
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(1));
-                let fresh = dataplane.drain_events();
-                spread_latches(&mut dataplane, &fresh);
-                keep_events(&mut events, fresh);
-                if last_progress.elapsed() >= Duration::from_secs(1) {
-                    progress(&dataplane.stats());
-                    last_progress = Instant::now();
-                }
-            }
-            let mut report = dataplane.stop();
-            keep_events(&mut events, std::mem::take(&mut report.events));
-            let total = &report.snapshot.total;
-            let counts = PcapReport {
-                frames_in: total.rx_packets,
-                frames_out: total.tx_packets,
-                completed: false,
-                ..PcapReport::default()
-            };
-            Ok(RunOutcome {
-                dataplane: report,
-                pcap: counts,
-                elapsed: started.elapsed(),
-                interrupted: true,
-                events,
-            })
+            run_live(&mut port, &runtime, stop, progress, started)
         }
+        #[cfg(feature = "dpdk")]
+        PortPlan::Dpdk(plan) => {
+            let mut port = crate::io::dpdk::DpdkPort::open(&plan, runtime.cores.len())
+                .with_context(|| format!("opening the DPDK device {}", plan.device))?;
+            run_live(&mut port, &runtime, stop, progress, started)
+        }
+        #[cfg(not(feature = "dpdk"))]
+        PortPlan::Dpdk(_) => anyhow::bail!(
+            "port.backend = \"dpdk\": this build has no DPDK backend (build with `--features dpdk`, with DPDK installed)"
+        ),
     }
 }
 
@@ -171,6 +151,45 @@ fn spread_latches(dataplane: &mut Dataplane, events: &[WorkerEvent]) {
             dataplane.broadcast(ControlMsg::Latch(e.event.src));
         }
     }
+}
+
+/// Runs workers on a live port until `stop` (SIGINT, SIGTERM).
+fn run_live<P: crate::io::Port>(
+    port: &mut P,
+    runtime: &crate::runtime::RuntimeConfig,
+    stop: Arc<AtomicBool>,
+    mut progress: impl FnMut(&StatsSnapshot),
+    started: Instant,
+) -> anyhow::Result<RunOutcome> {
+    let mut dataplane = Dataplane::start(port, runtime, Clock::monotonic(), stop.clone())?;
+    let mut last_progress = Instant::now();
+    let mut events = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(1));
+        let fresh = dataplane.drain_events();
+        spread_latches(&mut dataplane, &fresh);
+        keep_events(&mut events, fresh);
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            progress(&dataplane.stats());
+            last_progress = Instant::now();
+        }
+    }
+    let mut report = dataplane.stop();
+    keep_events(&mut events, std::mem::take(&mut report.events));
+    let total = &report.snapshot.total;
+    let counts = PcapReport {
+        frames_in: total.rx_packets,
+        frames_out: total.tx_packets,
+        completed: false,
+        ..PcapReport::default()
+    };
+    Ok(RunOutcome {
+        dataplane: report,
+        pcap: counts,
+        elapsed: started.elapsed(),
+        interrupted: true,
+        events,
+    })
 }
 
 /// An event as JSON, with addresses written as text.
