@@ -1365,8 +1365,12 @@ udp_replied = "90s"
                 &["line 2", "unknown field `corez`"],
             ),
             (
+                "[port]\nbackend = \"netmap\"\n",
+                &["line 2", "unknown variant `netmap`"],
+            ),
+            (
                 "[port]\nbackend = \"dpdk\"\n",
-                &["line 2", "unknown variant `dpdk`"],
+                &["line 1", "port.device: the dpdk backend needs `device`"],
             ),
             ("[port]\nbackend = \"pcap\"\n", &["line 1", "port.rx"]),
             (
