@@ -338,8 +338,11 @@ pub struct PortSection {
     pub tx_frames: Count<16, { 1 << 20 }>,
     /// dpdk: the EAL's arguments, as on DPDK's command line.
     pub eal: Option<Vec<String>>,
-    /// dpdk: the device (a PCI address, or a virtual device's name).
+    /// dpdk: the device (a PCI address, or a virtual device's name); with
+    /// `mode = "inline"`, the outside one.
     pub device: Option<String>,
+    /// dpdk inline: the device towards the protected network.
+    pub inside_device: Option<String>,
     /// dpdk: descriptors per RX and TX ring.
     #[serde(default = "default_descriptors")]
     pub descriptors: Count<64, 32768>,
@@ -354,8 +357,10 @@ fn default_descriptors() -> Count<64, 32768> {
 pub struct DpdkPlan {
     /// The EAL's arguments.
     pub eal: Vec<String>,
-    /// The device's name.
+    /// The device's name (inline: the outside one).
     pub device: String,
+    /// Inline: the device towards the protected network.
+    pub inside: Option<String>,
     /// Mbufs in the pool (`pool_size`).
     pub mbufs: u32,
     /// Descriptors per RX and TX ring.
@@ -996,6 +1001,7 @@ impl Config {
                 for (field, set) in [
                     ("eal", port.eal.is_some()),
                     ("device", port.device.is_some()),
+                    ("inside_device", port.inside_device.is_some()),
                 ] {
                     if set {
                         return Err(fail(field, "only for the dpdk backend"));
@@ -1009,9 +1015,21 @@ impl Config {
                         "the dpdk backend needs `device` (a PCI address or a virtual device)",
                     ));
                 }
+                let inline = port.mode == Some(PortMode::Inline);
+                if inline != port.inside_device.is_some() || port.mode == Some(PortMode::Tap) {
+                    return Err(fail(
+                        "mode",
+                        "dpdk runs one-arm (`device`) or inline (`mode = \"inline\"`, `device` outside and `inside_device`)",
+                    ));
+                }
+                if inline && port.inside_device == port.device {
+                    return Err(fail("inside_device", "must differ from `device`"));
+                }
+                let mut others = live_fields;
+                others[0].1 = false; // `mode` is checked above
                 for (field, set) in [("rx", port.rx.is_some()), ("tx", port.tx.is_some())]
                     .into_iter()
-                    .chain(live_fields)
+                    .chain(others)
                 {
                     if set {
                         return Err(fail(field, "not for the dpdk backend"));
@@ -1027,6 +1045,7 @@ impl Config {
                     ("tx", port.tx.is_some()),
                     ("eal", port.eal.is_some()),
                     ("device", port.device.is_some()),
+                    ("inside_device", port.inside_device.is_some()),
                 ] {
                     if set {
                         return Err(fail(
@@ -1185,6 +1204,7 @@ impl Config {
             Backend::Dpdk => PortPlan::Dpdk(DpdkPlan {
                 eal: port.eal.clone().unwrap_or_default(),
                 device: port.device.clone().unwrap_or_default(),
+                inside: port.inside_device.clone(),
                 mbufs: u32::try_from(port.pool_size.0).unwrap_or(u32::MAX),
                 descriptors: port.descriptors.0 as u16,
             }),
@@ -1351,7 +1371,7 @@ udp_replied = "90s"
     /// Each bad file names the field (or value) and the line it is on.
     #[test]
     fn errors_name_the_field_and_the_line() {
-        let cases: [(&str, &[&str]); 9] = [
+        let cases: [(&str, &[&str]); 10] = [
             (
                 "[workers]\nburst = 0\n[port]\nbackend = \"pcap\"\nrx = \"x\"\n",
                 &["line 2", "burst 0 is out of range"],

@@ -1,5 +1,7 @@
-//! The DPDK port (cargo feature `dpdk`): one DPDK Ethernet device, one
-//! queue pair per worker, RSS programmed with the same symmetric Toeplitz
+//! The DPDK port (cargo feature `dpdk`): one DPDK Ethernet device (one-arm)
+//! or two (inline: `device` outside, `inside_device` inside; forwarded
+//! frames cross, decoy replies go back where the probe came from), one
+//! queue pair per worker and device, RSS programmed with the same symmetric Toeplitz
 //! key the software path uses ([`crate::rss::SYMMETRIC_KEY`]), frames in
 //! DPDK's own mbufs from one mempool: no copy between the wire and the
 //! engine, the reply written in place in the mbuf.
@@ -16,23 +18,27 @@ use baitwall_dpdk::{DpdkError, Eal, EthPort, Mbuf, Mempool, PortQueue};
 
 pub use crate::config::DpdkPlan as DpdkConfig;
 
-use super::{BufTooSmall, Burst, PacketBuf, Port, Queue, QueueStats, TxOutcome};
+use super::{BufTooSmall, Burst, Egress, PacketBuf, Port, Queue, QueueStats, TxOutcome};
 
-/// A frame in an mbuf.
-pub struct DpdkBuf(Mbuf);
+/// A frame in an mbuf, and the device it came in by.
+pub struct DpdkBuf {
+    mbuf: Mbuf,
+    side: u8,
+    egress: Egress,
+}
 
 impl PacketBuf for DpdkBuf {
     fn data(&self) -> &[u8] {
-        self.0.data()
+        self.mbuf.data()
     }
     fn data_mut(&mut self) -> &mut [u8] {
-        self.0.data_mut()
+        self.mbuf.data_mut()
     }
     fn capacity(&self) -> usize {
-        self.0.capacity()
+        self.mbuf.capacity()
     }
     fn set_len(&mut self, len: usize) -> Result<(), BufTooSmall> {
-        if self.0.set_len(len) {
+        if self.mbuf.set_len(len) {
             Ok(())
         } else {
             Err(BufTooSmall)
@@ -41,19 +47,25 @@ impl PacketBuf for DpdkBuf {
     fn timestamp_ns(&self) -> u64 {
         0
     }
+    fn set_egress(&mut self, egress: Egress) {
+        self.egress = egress;
+    }
 }
 
-/// One worker's queue pair.
+/// One worker's queue pair on each device.
 pub struct DpdkQueue {
-    queue: PortQueue,
+    /// Outside (or the only device) first, then inside.
+    sides: Vec<PortQueue>,
     eal: &'static Eal,
     registered: bool,
-    /// Reused for every transmit burst (allocated once).
-    out: Vec<Mbuf>,
-    /// The port stays up while a queue lives; the pool with it.
-    port: Arc<EthPort>,
+    /// Reused for every transmit burst, one per device (allocated once).
+    out: [Vec<Mbuf>; 2],
+    /// Which device `rx_burst` reads first (alternates, for fairness).
+    first: usize,
+    /// The devices stay up while a queue lives; the pool with them.
+    ports: Vec<Arc<EthPort>>,
     _pool: Arc<Mempool>,
-    /// The device's drops, as last read (queue 0 reads them for the port).
+    /// The devices' drops, as last read.
     drops: u64,
     idle_polls: u32,
 }
@@ -71,32 +83,63 @@ impl Queue for DpdkQueue {
             let _ = self.eal.register_thread();
             self.registered = true;
         }
-        let n = self
-            .queue
-            .rx_burst(max.min(super::MAX_BURST), |m| out.push(DpdkBuf(m)));
+        let max = max.min(super::MAX_BURST);
+        let sides = self.sides.len();
+        let mut n = 0;
+        for k in 0..sides {
+            let side = (self.first + k) % sides;
+            if let Some(q) = self.sides.get_mut(side) {
+                n += q.rx_burst(max - n, |mbuf| {
+                    out.push(DpdkBuf {
+                        mbuf,
+                        side: side as u8,
+                        egress: Egress::Forward,
+                    })
+                });
+            }
+            if n >= max {
+                break;
+            }
+        }
+        self.first = (self.first + 1) % sides.max(1);
         if n == 0 {
             self.idle_polls += 1;
             if self.idle_polls >= STATS_EVERY_IDLE {
                 self.idle_polls = 0;
-                if let Ok(s) = self.port.stats() {
-                    self.drops = s.imissed + s.rx_nombuf + s.ierrors;
-                }
+                self.drops = self
+                    .ports
+                    .iter()
+                    .filter_map(|p| p.stats().ok())
+                    .map(|s| s.imissed + s.rx_nombuf + s.ierrors)
+                    .sum();
             }
         }
         n
     }
 
     fn tx_burst(&mut self, bufs: &mut Burst<DpdkBuf>) -> TxOutcome {
-        self.out.extend(bufs.drain(..).map(|b| b.0));
-        let total = self.out.len();
-        let sent = self.queue.tx_burst(&mut self.out);
-        // What the device had no room for goes back to the pool.
-        self.out.clear();
-        TxOutcome {
-            sent,
-            dropped: total - sent,
-            skipped: 0,
+        let inline = self.sides.len() > 1;
+        for b in bufs.drain(..) {
+            let side = usize::from(b.side).min(1);
+            let to = match (inline, b.egress) {
+                (false, _) => 0,
+                (true, Egress::Reply) => side,
+                (true, Egress::Forward) => 1 - side,
+            };
+            if let Some(v) = self.out.get_mut(to) {
+                v.push(b.mbuf);
+            }
         }
+        let mut outcome = TxOutcome::default();
+        for (q, v) in self.sides.iter_mut().zip(self.out.iter_mut()) {
+            let total = v.len();
+            let sent = q.tx_burst(v);
+            outcome.sent += sent;
+            outcome.dropped += total - sent;
+            // What the device had no room for goes back to the pool.
+            v.clear();
+        }
+        outcome
     }
 
     fn recycle(&mut self, buf: DpdkBuf) {
@@ -110,7 +153,7 @@ impl Queue for DpdkQueue {
     }
 }
 
-/// The port: the EAL, the pool, the device and its queues.
+/// The port: the EAL, the pool, the devices and their queues.
 pub struct DpdkPort {
     name: String,
     queues: Vec<DpdkQueue>,
@@ -118,37 +161,44 @@ pub struct DpdkPort {
 
 impl DpdkPort {
     /// Starts the EAL (once per process), creates the pool, and starts the
-    /// device with `queues` queue pairs.
+    /// device(s) with `queues` queue pairs each.
     pub fn open(config: &DpdkConfig, queues: usize) -> Result<DpdkPort, DpdkError> {
         let eal = Eal::init(&config.eal)?;
         let pool = Arc::new(Mempool::new(eal, "bw_pool", config.mbufs, 256)?);
-        let id = EthPort::find(eal, &config.device)?;
         let n = u16::try_from(queues).unwrap_or(u16::MAX);
-        let port = Arc::new(EthPort::start(
-            eal,
-            id,
-            n,
-            config.descriptors,
-            &pool,
-            &crate::rss::SYMMETRIC_KEY,
-        )?);
+        let mut ports = Vec::new();
+        for device in std::iter::once(&config.device).chain(config.inside.iter()) {
+            let id = EthPort::find(eal, device)?;
+            ports.push(Arc::new(EthPort::start(
+                eal,
+                id,
+                n,
+                config.descriptors,
+                &pool,
+                &crate::rss::SYMMETRIC_KEY,
+            )?));
+        }
         let queues = (0..n)
-            .filter_map(|q| PortQueue::new(&port, q))
-            .map(|queue| DpdkQueue {
-                queue,
+            .map(|q| DpdkQueue {
+                sides: ports.iter().filter_map(|p| PortQueue::new(p, q)).collect(),
                 eal,
                 registered: false,
-                out: Vec::with_capacity(super::MAX_BURST),
-                port: port.clone(),
+                out: [
+                    Vec::with_capacity(super::MAX_BURST),
+                    Vec::with_capacity(super::MAX_BURST),
+                ],
+                first: 0,
+                ports: ports.clone(),
                 _pool: pool.clone(),
                 drops: 0,
                 idle_polls: 0,
             })
             .collect();
-        Ok(DpdkPort {
-            name: format!("dpdk:{}", config.device),
-            queues,
-        })
+        let name = match &config.inside {
+            Some(inside) => format!("dpdk:inline:{},{inside}", config.device),
+            None => format!("dpdk:{}", config.device),
+        };
+        Ok(DpdkPort { name, queues })
     }
 }
 
