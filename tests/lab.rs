@@ -32,10 +32,10 @@ struct Lab {
 }
 
 impl Lab {
-    fn up() -> Lab {
+    fn up(tag: &str) -> Lab {
         // The guard first: a lab that fails half-way up is still taken down.
         let lab = Lab {
-            prefix: format!("bwt{}", std::process::id() % 100_000),
+            prefix: format!("{tag}{}", std::process::id() % 100_000),
             children: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
         };
@@ -61,6 +61,90 @@ impl Lab {
 
     fn socket(&self) -> PathBuf {
         self.dir.path().join("control.sock")
+    }
+
+    /// Starts control and the dataplane with the lab's configuration, its
+    /// `[port]` section replaced by `port` when given; waits for the attach.
+    fn start_appliance(&mut self, port: Option<&str>) {
+        let region = format!("/dev/shm/{}.region", self.prefix);
+        let config = self.dir.path().join("baitwall.toml");
+        let mut text = std::fs::read_to_string(format!("{LAB}/baitwall.toml"))
+            .unwrap()
+            .replace("/dev/shm/bwlab.region", &region);
+        if let Some(port) = port {
+            let start = text.find("[port]").unwrap();
+            let end = text.find("[flows]").unwrap();
+            text.replace_range(start..end, port);
+        }
+        std::fs::write(&config, text).unwrap();
+        let control = Command::new(BIN)
+            .args(["control", "run", "--region", &region, "--database"])
+            .arg(self.dir.path().join("state.db"))
+            .arg("--socket")
+            .arg(self.socket())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(control);
+        let dataplane = self
+            .exec("bw", BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(dataplane);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.socket().exists()
+                && ask(&self.socket(), json!({"command": "status"}))["attached"] == true
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "control never attached");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The worm bites the first decoy of .2-.40 with 80 and 443 open; then
+    /// only it is blocked, and on every worker: it cannot reach the real
+    /// server any more, the benign client still can. Returns the decoy.
+    fn worm_is_blocked(&self) -> String {
+        let personas = ask(
+            &self.socket(),
+            json!({"command": "decoys", "arguments": {"address": "198.51.100.2", "sample": 39}}),
+        );
+        let decoy = personas
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| {
+                let open = d["open_ports"].as_array().unwrap();
+                open.contains(&json!(80)) && open.contains(&json!(443))
+            })
+            .expect("a decoy with 80 and 443 open")["address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let worm = self
+            .exec("out", "/usr/bin/python3")
+            .args(["-c", WORM, &decoy])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&worm.stdout);
+        assert!(said.contains("80 connected"), "{said}");
+        let blocks = ask(&self.socket(), json!({"command": "block-list"}));
+        let prefixes: Vec<&str> = blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["prefix"].as_str().unwrap())
+            .collect();
+        assert_eq!(prefixes, ["203.0.113.66/32"], "only the worm is blocked");
+        assert_eq!(fetch(self, "203.0.113.66", "http://198.51.100.10/"), None);
+        assert!(fetch(self, "203.0.113.10", "http://198.51.100.10/").is_some());
+        decoy
     }
 }
 
@@ -149,41 +233,8 @@ fn scanners_see_decoys_a_worm_is_blocked_and_forged_sources_are_not() {
     if !prerequisites() {
         return;
     }
-    let mut lab = Lab::up();
-    let region = format!("/dev/shm/{}.region", lab.prefix);
-    let config = lab.dir.path().join("baitwall.toml");
-    let text = std::fs::read_to_string(format!("{LAB}/baitwall.toml"))
-        .unwrap()
-        .replace("/dev/shm/bwlab.region", &region);
-    std::fs::write(&config, text).unwrap();
-    let control = Command::new(BIN)
-        .args(["control", "run", "--region", &region, "--database"])
-        .arg(lab.dir.path().join("state.db"))
-        .arg("--socket")
-        .arg(lab.socket())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.children.push(control);
-    let dataplane = lab
-        .exec("bw", BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.children.push(dataplane);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if lab.socket().exists()
-            && ask(&lab.socket(), json!({"command": "status"}))["attached"] == true
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "control never attached");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut lab = Lab::up("bwt");
+    lab.start_appliance(None);
 
     // The benign client reaches the real web server through the appliance.
     let page = fetch(&lab, "203.0.113.10", "http://198.51.100.10/");
@@ -243,37 +294,7 @@ fn scanners_see_decoys_a_worm_is_blocked_and_forged_sources_are_not() {
     assert!(shapes.len() >= 3, "personas differ: {shapes:?}");
 
     // The worm: a decoy's port 80 with a request, then its port 443.
-    let decoy = personas
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| {
-            let open = d["open_ports"].as_array().unwrap();
-            open.contains(&json!(80)) && open.contains(&json!(443))
-        })
-        .expect("a decoy with 80 and 443 open")["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let worm = lab
-        .exec("out", "/usr/bin/python3")
-        .args(["-c", WORM, &decoy])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&worm.stdout);
-    assert!(said.contains("80 connected"), "{said}");
-    let blocks = ask(&lab.socket(), json!({"command": "block-list"}));
-    let prefixes: Vec<&str> = blocks
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["prefix"].as_str().unwrap())
-        .collect();
-    assert_eq!(prefixes, ["203.0.113.66/32"], "only the worm is blocked");
-    // Blocked on every worker: the real server is out of its reach now...
-    assert_eq!(fetch(&lab, "203.0.113.66", "http://198.51.100.10/"), None);
-    // ...and not out of the benign client's.
-    assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
+    let decoy = lab.worm_is_blocked();
 
     // hping3 forging the benign client: SYNs and ACKs to the decoy.
     for flags in ["-S", "-A"] {
@@ -392,6 +413,39 @@ fn scanners_see_decoys_a_worm_is_blocked_and_forged_sources_are_not() {
             .all(|d| d == 0),
         "no event lost between the processes"
     );
+}
+
+#[test]
+fn the_worm_is_blocked_the_same_way_through_dpdk() {
+    if !prerequisites()
+        || !prerequisite(
+            Command::new("pkg-config")
+                .args(["--exists", "libdpdk"])
+                .status()
+                .is_ok_and(|s| s.success()),
+            "DPDK (libdpdk-dev) is not installed",
+        )
+    {
+        return;
+    }
+    // The same lab, the appliance on DPDK: net_af_packet devices on the
+    // same veth ends, inline, two workers (two queue pairs per device).
+    let mut lab = Lab::up("bwd");
+    let file_prefix = lab.prefix.clone();
+    lab.start_appliance(Some(&format!(
+        "[port]\nbackend = \"dpdk\"\nmode = \"inline\"\n\
+         device = \"net_af_packet0\"\ninside_device = \"net_af_packet1\"\npool_size = 8191\n\
+         eal = [\"--no-huge\", \"--no-pci\", \"--file-prefix\", \"{file_prefix}\", \"--no-shconf\", \"-m\", \"256\",\n\
+                \"-l\", \"0-1\", \"--log-level=lib.eal:error\",\n\
+                \"--vdev=net_af_packet0,iface=ext,qpairs=2\", \"--vdev=net_af_packet1,iface=int,qpairs=2\"]\n\n"
+    )));
+    let status = ask(&lab.socket(), json!({"command": "status"}));
+    assert_eq!(status["port"], "dpdk:inline:net_af_packet0,net_af_packet1");
+    assert_eq!(
+        fetch(&lab, "203.0.113.10", "http://198.51.100.10/").as_deref(),
+        Some("the real web server of 198.51.100.10\n")
+    );
+    lab.worm_is_blocked();
 }
 
 /// The worm: connects to DECOY:80 from 203.0.113.66 and sends a request

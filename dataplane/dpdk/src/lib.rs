@@ -16,6 +16,8 @@
 
 // The FFI is the crate; each block says why it is sound.
 #![allow(unsafe_code)]
+// Built without DPDK, the plumbing for the calls is left unused.
+#![cfg_attr(bw_no_dpdk, allow(dead_code, unused_imports))]
 
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::ptr::NonNull;
