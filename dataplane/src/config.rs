@@ -269,6 +269,8 @@ pub enum Backend {
     Afpacket,
     /// A DPDK device (cargo feature `dpdk`).
     Dpdk,
+    /// Live traffic through AF_XDP sockets (cargo feature `afxdp`).
+    Afxdp,
 }
 
 /// How replayed frames are paced.
@@ -346,6 +348,42 @@ pub struct PortSection {
     /// dpdk: descriptors per RX and TX ring.
     #[serde(default = "default_descriptors")]
     pub descriptors: Count<64, 32768>,
+    /// afxdp: how the XDP program attaches.
+    pub xdp_mode: Option<XdpModeSetting>,
+    /// afxdp: UMEM frames per socket (half receive, half transmit).
+    #[serde(default = "default_umem_frames")]
+    pub umem_frames: Count<128, { 1 << 20 }>,
+}
+
+fn default_umem_frames() -> Count<128, { 1 << 20 }> {
+    Count(4096)
+}
+
+/// `[port] xdp_mode`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpModeSetting {
+    /// The kernel chooses (native where the driver can).
+    Auto,
+    /// The driver's hook.
+    Native,
+    /// The generic hook (any interface).
+    Skb,
+}
+
+/// An AF_XDP port, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfXdpPlan {
+    /// Mode and interfaces, as for AF_PACKET.
+    pub mode: PortMode,
+    /// Interfaces in the mode's order.
+    pub interfaces: Vec<String>,
+    /// Attach mode.
+    pub xdp_mode: XdpModeSetting,
+    /// UMEM frames per socket.
+    pub umem_frames: u32,
+    /// Buffers per queue.
+    pub buffers_per_queue: usize,
 }
 
 fn default_descriptors() -> Count<64, 32768> {
@@ -914,6 +952,8 @@ pub enum PortPlan {
     AfPacket(AfPacketConfig),
     /// A DPDK device.
     Dpdk(DpdkPlan),
+    /// Live traffic on AF_XDP sockets.
+    AfXdp(AfXdpPlan),
 }
 
 impl PortSection {
@@ -1039,7 +1079,10 @@ impl Config {
                     return Err(fail("clock", "a live port runs on the system clock"));
                 }
             }
-            Backend::Afpacket => {
+            Backend::Afpacket | Backend::Afxdp => {
+                if port.backend == Backend::Afpacket && port.xdp_mode.is_some() {
+                    return Err(fail("xdp_mode", "only for the afxdp backend"));
+                }
                 for (field, set) in [
                     ("rx", port.rx.is_some()),
                     ("tx", port.tx.is_some()),
@@ -1199,6 +1242,13 @@ impl Config {
                     tx_frames: port.tx_frames.0 as u32,
                     ..baitwall_afpacket::RingConfig::default()
                 },
+                buffers_per_queue: port.pool_size.0,
+            }),
+            Backend::Afxdp => PortPlan::AfXdp(AfXdpPlan {
+                mode: port.mode.unwrap_or(PortMode::OneArm),
+                interfaces: port.interfaces(),
+                xdp_mode: port.xdp_mode.unwrap_or(XdpModeSetting::Auto),
+                umem_frames: port.umem_frames.0 as u32,
                 buffers_per_queue: port.pool_size.0,
             }),
             Backend::Dpdk => PortPlan::Dpdk(DpdkPlan {

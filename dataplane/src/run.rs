@@ -116,6 +116,32 @@ pub fn run(
             })?;
             run_live(&mut port, &runtime, stop, progress, started)
         }
+        #[cfg(feature = "afxdp")]
+        PortPlan::AfXdp(plan) => {
+            use crate::config::XdpModeSetting;
+            let config = crate::io::afxdp::AfXdpConfig {
+                mode: plan.mode,
+                interfaces: plan.interfaces.clone(),
+                xdp: baitwall_afxdp::XdpConfig {
+                    frames: plan.umem_frames,
+                    mode: match plan.xdp_mode {
+                        XdpModeSetting::Auto => baitwall_afxdp::XdpMode::Auto,
+                        XdpModeSetting::Native => baitwall_afxdp::XdpMode::Native,
+                        XdpModeSetting::Skb => baitwall_afxdp::XdpMode::Skb,
+                    },
+                },
+                buffers_per_queue: plan.buffers_per_queue,
+            };
+            let mut port = crate::io::afxdp::AfXdpPort::open(&config, runtime.cores.len())
+                .with_context(|| {
+                    format!("opening the afxdp port on {}", plan.interfaces.join(", "))
+                })?;
+            run_live(&mut port, &runtime, stop, progress, started)
+        }
+        #[cfg(not(feature = "afxdp"))]
+        PortPlan::AfXdp(_) => anyhow::bail!(
+            "port.backend = \"afxdp\": this build has no AF_XDP backend (build with `--features afxdp`)"
+        ),
         #[cfg(feature = "dpdk")]
         PortPlan::Dpdk(plan) => {
             let mut port = crate::io::dpdk::DpdkPort::open(&plan, runtime.cores.len())

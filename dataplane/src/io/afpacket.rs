@@ -20,7 +20,7 @@
 //! burst per interface, the price of a kernel backend (AF_XDP and DPDK
 //! avoid both).
 
-use baitwall_afpacket::{RingConfig, Socket, Stats};
+use baitwall_afpacket::{RingConfig, Socket};
 
 use super::{
     BUF_CAPACITY, BufTooSmall, Burst, Egress, PacketBuf, Port, Queue, QueueStats, TxOutcome,
@@ -98,10 +98,58 @@ impl PacketBuf for AfBuf {
     }
 }
 
+/// What the kernel backends' sockets (AF_PACKET, AF_XDP) offer a queue.
+pub trait FrameSocket: Send {
+    /// Calls `f` for up to `max` received frames.
+    fn recv_frames(&mut self, max: usize, f: impl FnMut(RxFrame<'_>)) -> usize;
+    /// Queues a frame for transmit; false when there is no room.
+    fn send_frame(&mut self, frame: &[u8]) -> bool;
+    /// Hands queued frames to the kernel.
+    fn flush_frames(&mut self);
+    /// Frames the kernel dropped before we saw them (a system call: call rarely).
+    fn kernel_drops(&mut self) -> u64;
+}
+
+/// A received frame, borrowed from the socket's ring.
+pub struct RxFrame<'a> {
+    /// The bytes.
+    pub data: &'a [u8],
+    /// Receive time, Unix nanoseconds (0: unknown).
+    pub timestamp_ns: u64,
+    /// A VLAN tag the driver took off: (TPID, TCI).
+    pub vlan: Option<(u16, u16)>,
+}
+
+impl FrameSocket for Socket {
+    fn recv_frames(&mut self, max: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
+        self.recv(max, |frame| {
+            f(RxFrame {
+                data: frame.data,
+                timestamp_ns: frame.timestamp_ns,
+                vlan: frame.vlan,
+            })
+        })
+    }
+    fn send_frame(&mut self, frame: &[u8]) -> bool {
+        self.send(frame)
+    }
+    fn flush_frames(&mut self) {
+        // A failed flush leaves the frames queued for the next one.
+        let _ = self.flush();
+    }
+    fn kernel_drops(&mut self) -> u64 {
+        self.statistics().map_or(0, |s| s.drops)
+    }
+}
+
 /// One worker's queue: a socket per interface and a buffer pool.
-pub struct AfPacketQueue {
+pub type AfPacketQueue = KernelQueue<Socket>;
+
+/// One worker's queue on a kernel backend: a socket per interface and a
+/// buffer pool.
+pub struct KernelQueue<S> {
     mode: PortMode,
-    sockets: Vec<Socket>,
+    sockets: Vec<S>,
     pool: Vec<AfBuf>,
     /// Which interface `rx_burst` reads first (alternates, for fairness).
     first: usize,
@@ -109,8 +157,8 @@ pub struct AfPacketQueue {
     no_buffer: u64,
     /// Frames longer than a buffer, dropped.
     oversize: u64,
-    /// Kernel counters as last read.
-    kernel: Stats,
+    /// Kernel drops as last read.
+    kernel_drops: u64,
     /// Empty polls since the kernel counters were last read.
     idle_polls: u32,
 }
@@ -119,23 +167,30 @@ pub struct AfPacketQueue {
 /// polls, so the call never lands between bursts under load.
 const STATS_EVERY_IDLE: u32 = 4096;
 
-impl AfPacketQueue {
-    fn refresh_kernel_stats(&mut self) {
-        let mut total = Stats::default();
-        for s in &mut self.sockets {
-            if let Ok(k) = s.statistics() {
-                total.packets += k.packets;
-                total.drops += k.drops;
-                total.freezes += k.freezes;
-            }
+impl<S: FrameSocket> KernelQueue<S> {
+    /// A queue over `sockets` (in the mode's interface order) with
+    /// `buffers` preallocated buffers.
+    pub fn new(mode: PortMode, sockets: Vec<S>, buffers: usize) -> Self {
+        KernelQueue {
+            mode,
+            sockets,
+            pool: (0..buffers).map(|_| AfBuf::new()).collect(),
+            first: 0,
+            no_buffer: 0,
+            oversize: 0,
+            kernel_drops: 0,
+            idle_polls: 0,
         }
-        self.kernel = total;
+    }
+
+    fn refresh_kernel_stats(&mut self) {
+        self.kernel_drops = self.sockets.iter_mut().map(|s| s.kernel_drops()).sum();
     }
 }
 
 /// Copies a received frame into `buf`, putting back an 802.1Q tag the
 /// driver took off (so a forwarded frame leaves as it came).
-fn fill(buf: &mut AfBuf, frame: &baitwall_afpacket::Frame<'_>) -> bool {
+fn fill(buf: &mut AfBuf, frame: &RxFrame<'_>) -> bool {
     let data = frame.data;
     let tag = frame.vlan.filter(|_| data.len() >= 12);
     let need = data.len() + if tag.is_some() { 4 } else { 0 };
@@ -156,7 +211,7 @@ fn fill(buf: &mut AfBuf, frame: &baitwall_afpacket::Frame<'_>) -> bool {
     true
 }
 
-impl Queue for AfPacketQueue {
+impl<S: FrameSocket> Queue for KernelQueue<S> {
     type Buf = AfBuf;
 
     fn rx_burst(&mut self, out: &mut Burst<AfBuf>, max: usize) -> usize {
@@ -174,7 +229,7 @@ impl Queue for AfPacketQueue {
             let discard = self.mode == PortMode::Tap && side == 1;
             let (pool, no_buffer, oversize) =
                 (&mut self.pool, &mut self.no_buffer, &mut self.oversize);
-            n += socket.recv(max - n, |frame| {
+            n += socket.recv_frames(max - n, |frame| {
                 if discard {
                     return;
                 }
@@ -221,7 +276,7 @@ impl Queue for AfPacketQueue {
             match to.map(|i| {
                 self.sockets
                     .get_mut(i)
-                    .map(|s| s.send(&buf.data[..buf.len]))
+                    .map(|s| s.send_frame(&buf.data[..buf.len]))
             }) {
                 Some(Some(true)) => outcome.sent += 1,
                 Some(_) => outcome.dropped += 1,
@@ -230,8 +285,7 @@ impl Queue for AfPacketQueue {
             self.pool.push(buf);
         }
         for s in &mut self.sockets {
-            // A failed flush leaves the frames queued for the next one.
-            let _ = s.flush();
+            s.flush_frames();
         }
         outcome
     }
@@ -242,7 +296,7 @@ impl Queue for AfPacketQueue {
 
     fn stats(&self) -> QueueStats {
         QueueStats {
-            rx_dropped: self.kernel.drops + self.no_buffer + self.oversize,
+            rx_dropped: self.kernel_drops + self.no_buffer + self.oversize,
         }
     }
 }
@@ -270,18 +324,11 @@ impl AfPacketPort {
                 };
                 sockets.push(Socket::open(iface, &ring)?);
             }
-            out.push(AfPacketQueue {
-                mode: config.mode,
+            out.push(KernelQueue::new(
+                config.mode,
                 sockets,
-                pool: (0..config.buffers_per_queue)
-                    .map(|_| AfBuf::new())
-                    .collect(),
-                first: 0,
-                no_buffer: 0,
-                oversize: 0,
-                kernel: Stats::default(),
-                idle_polls: 0,
-            });
+                config.buffers_per_queue,
+            ));
         }
         let mode = match config.mode {
             PortMode::OneArm => "one-arm",

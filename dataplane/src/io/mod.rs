@@ -14,6 +14,8 @@
 //! [`afpacket`], live traffic through the kernel's packet rings.
 
 pub mod afpacket;
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;
