@@ -328,6 +328,52 @@ fn scanners_see_decoys_a_worm_is_blocked_and_forged_sources_are_not() {
     assert_eq!(covered, json!([]), "a forged source is never blocked");
     assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
 
+    // OS and version detection against a decoy with SSH open: a plausible
+    // OS guess and service. -O first: -sV connects, which is a bite, and
+    // blocks the scanner.
+    let ssh_decoy = personas
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            d["open_ports"].as_array().unwrap().contains(&json!(22)) && d["persona"] != "router"
+        })
+        .expect("a decoy with SSH")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let os = lab
+        .exec("out", "nmap")
+        .args([
+            "-O",
+            "-Pn",
+            "-n",
+            "-p",
+            "22,80,443",
+            "-S",
+            "203.0.113.77",
+            "-e",
+            "o0",
+            &ssh_decoy,
+        ])
+        .output()
+        .unwrap();
+    let os = String::from_utf8_lossy(&os.stdout);
+    assert!(
+        os.contains("Running") || os.contains("OS guesses") || os.contains("OS details"),
+        "no OS guess: {os}"
+    );
+    let version = lab
+        .exec("out", "nmap")
+        .args(["-sV", "-Pn", "-n", "-p", "22", &ssh_decoy])
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.contains("22/tcp open  ssh") && version.contains("SSH"),
+        "{version}"
+    );
+
     // masscan over the /24 at its default rate (100 packets a second). Its
     // own stack sends everything to one "router" MAC: the appliance answers
     // by address, whatever the MAC. (masscan 1.3.2 may hang after its
