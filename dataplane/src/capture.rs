@@ -135,13 +135,15 @@ impl Writer {
             }
             let secs = f.time_ns / 1_000_000_000;
             let micros = (f.time_ns % 1_000_000_000) / 1_000;
-            let mut head = [0u8; 16];
-            head[0..4].copy_from_slice(&(secs as u32).to_le_bytes());
-            head[4..8].copy_from_slice(&(micros as u32).to_le_bytes());
-            head[8..12].copy_from_slice(&u32::from(f.len).to_le_bytes());
-            head[12..16].copy_from_slice(&f.orig_len.to_le_bytes());
-            open.out.write_all(&head)?;
-            open.out.write_all(f.bytes())?;
+            // One write per record: a failure never leaves half a record.
+            let mut one = [0u8; 16 + SNAP];
+            one[0..4].copy_from_slice(&(secs as u32).to_le_bytes());
+            one[4..8].copy_from_slice(&(micros as u32).to_le_bytes());
+            one[8..12].copy_from_slice(&u32::from(f.len).to_le_bytes());
+            one[12..16].copy_from_slice(&f.orig_len.to_le_bytes());
+            let data = f.bytes();
+            one[16..16 + data.len()].copy_from_slice(data);
+            open.out.write_all(&one[..16 + data.len()])?;
             open.bytes += record;
             Ok::<bool, std::io::Error>(true)
         })();
@@ -151,7 +153,11 @@ impl Writer {
                 self.report.frames += 1;
             }
             Ok(false) => self.report.over_cap += 1,
-            Err(_) => self.report.errors += 1,
+            Err(_) => {
+                self.report.errors += 1;
+                // Reopened (and measured again) at its next frame.
+                self.open.remove(&f.src);
+            }
         }
     }
 

@@ -234,11 +234,9 @@ impl Socket {
         }
         // SAFETY: plain socket(2); the result is checked before use.
         let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::c_int::from(ETH_P_ALL.to_be() as i16),
-            )
+            // Protocol 0: the socket receives nothing until `bind` below
+            // names the interface (and ETH_P_ALL), after the rings exist.
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
         };
         if raw < 0 {
             return Err(sys("socket(AF_PACKET)", iface)(io::Error::last_os_error()));
@@ -513,18 +511,19 @@ impl Socket {
         if self.tx_pending == 0 {
             return Ok(());
         }
-        self.tx_pending = 0;
         // SAFETY: send(2) with no buffer: the kernel reads the TX ring.
         let rc =
             unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            // Busy: the frames stay queued and go with the next flush.
+            // Busy: the frames stay queued and go with the next flush
+            // (the queue flushes again when it finds nothing to receive).
             if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) {
                 return Ok(());
             }
             return Err(e);
         }
+        self.tx_pending = 0;
         Ok(())
     }
 

@@ -61,10 +61,17 @@ int bw_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t tx_
     memset(&conf, 0, sizeof(conf));
     uint64_t hf = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
     hf &= info.flow_type_rss_offloads;
-    if (queues > 1 && hf != 0) {
+    /* The key must be the device's length (40 bytes on many NICs, 52 on
+     * others): our symmetric key is a repeated 16-bit pattern, so it is
+     * repeated to whatever length the device takes. */
+    uint8_t sized[256];
+    if (queues > 1 && hf != 0 && key_len >= 2) {
+        uint8_t want = info.hash_key_size ? info.hash_key_size : key_len;
+        for (unsigned i = 0; i < want; i++)
+            sized[i] = key[i % 2];
         conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-        conf.rx_adv_conf.rss_conf.rss_key = (uint8_t *)key;
-        conf.rx_adv_conf.rss_conf.rss_key_len = key_len;
+        conf.rx_adv_conf.rss_conf.rss_key = sized;
+        conf.rx_adv_conf.rss_conf.rss_key_len = want;
         conf.rx_adv_conf.rss_conf.rss_hf = hf;
     }
     if (queues > info.max_rx_queues || queues > info.max_tx_queues)

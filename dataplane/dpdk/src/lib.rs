@@ -331,11 +331,14 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
-/// A started Ethernet port; stopped and closed on drop.
+/// A started Ethernet port; stopped and closed when its last handle (the
+/// port or one of its queues) is dropped.
 #[derive(Debug)]
 pub struct EthPort {
     id: u16,
     queues: u16,
+    /// The queues are handed out once (one thread per queue).
+    taken: std::sync::atomic::AtomicBool,
 }
 
 impl EthPort {
@@ -369,7 +372,7 @@ impl EthPort {
         descriptors: u16,
         pool: &Mempool,
         key: &[u8; 40],
-    ) -> Result<EthPort, DpdkError> {
+    ) -> Result<std::sync::Arc<EthPort>, DpdkError> {
         #[cfg(not(bw_no_dpdk))]
         {
             // SAFETY: the EAL is up; the pool outlives the port (the caller
@@ -392,7 +395,11 @@ impl EthPort {
                     rc,
                 ));
             }
-            Ok(EthPort { id, queues })
+            Ok(std::sync::Arc::new(EthPort {
+                id,
+                queues,
+                taken: std::sync::atomic::AtomicBool::new(false),
+            }))
         }
         #[cfg(bw_no_dpdk)]
         {
@@ -409,6 +416,20 @@ impl EthPort {
     /// Queue pairs.
     pub fn queues(&self) -> u16 {
         self.queues
+    }
+
+    /// Every queue pair, each usable by one thread; handed out once (a
+    /// second call gets none), and each keeps the port open.
+    pub fn take_queues(self: &std::sync::Arc<Self>) -> Vec<PortQueue> {
+        if self.taken.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Vec::new();
+        }
+        (0..self.queues)
+            .map(|queue| PortQueue {
+                port: self.clone(),
+                queue,
+            })
+            .collect()
     }
 
     /// The device's counters.
@@ -438,31 +459,23 @@ impl EthPort {
 impl Drop for EthPort {
     fn drop(&mut self) {
         #[cfg(not(bw_no_dpdk))]
-        // SAFETY: the port was started by us; no queue handle outlives it
-        // (queues borrow nothing, but callers stop using them first: the
-        // dataplane drops its queues before the port).
+        // SAFETY: the port was started by us, and this is its last handle:
+        // every PortQueue holds an Arc of it, so no queue can be used after
+        // the port stops.
         unsafe {
             ffi::bw_port_stop(self.id);
         }
     }
 }
 
-/// One queue pair of a port, used by one thread at a time.
+/// One queue pair of a port, owned by one thread; it keeps the port open.
 #[derive(Debug)]
 pub struct PortQueue {
-    port: u16,
+    port: std::sync::Arc<EthPort>,
     queue: u16,
 }
 
 impl PortQueue {
-    /// Queue `queue` of `port`.
-    pub fn new(port: &EthPort, queue: u16) -> Option<PortQueue> {
-        (queue < port.queues).then_some(PortQueue {
-            port: port.id,
-            queue,
-        })
-    }
-
     /// Receives up to `max` frames (at most [`MAX_BURST`]), handing each to `out`.
     pub fn rx_burst(&mut self, max: usize, mut out: impl FnMut(Mbuf)) -> usize {
         #[cfg(not(bw_no_dpdk))]
@@ -471,7 +484,7 @@ impl PortQueue {
             let n = max.min(MAX_BURST) as u16;
             // SAFETY: `raw` has room for `n` pointers; this queue is used by
             // one thread (we hold `&mut self`).
-            let got = unsafe { ffi::bw_rx_burst(self.port, self.queue, raw.as_mut_ptr(), n) };
+            let got = unsafe { ffi::bw_rx_burst(self.port.id, self.queue, raw.as_mut_ptr(), n) };
             for p in raw.iter().take(usize::from(got)) {
                 if let Some(ptr) = NonNull::new(*p) {
                     out(Mbuf { ptr });
@@ -499,7 +512,7 @@ impl PortQueue {
             // SAFETY: the first `n` entries are mbufs we own; the device
             // takes ownership of the first `sent` of them.
             let sent = usize::from(unsafe {
-                ffi::bw_tx_burst(self.port, self.queue, raw.as_mut_ptr(), n as u16)
+                ffi::bw_tx_burst(self.port.id, self.queue, raw.as_mut_ptr(), n as u16)
             });
             // Those are the device's now: drop our handles without freeing.
             for b in bufs.drain(..sent) {

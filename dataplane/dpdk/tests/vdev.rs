@@ -40,8 +40,10 @@ fn frames_sent_on_a_ring_port_come_back_whole_and_in_order() {
     let pool = Mempool::new(eal, "bw_test_pool", 2047, 0).unwrap();
     let id = EthPort::find(eal, "net_ring0").unwrap();
     let port = EthPort::start(eal, id, 1, 256, &pool, &[0x6d; 40]).unwrap();
-    let mut q = PortQueue::new(&port, 0).unwrap();
-    assert!(PortQueue::new(&port, 1).is_none(), "one queue only");
+    let mut queues = port.take_queues();
+    assert_eq!(queues.len(), 1, "one queue only");
+    assert!(port.take_queues().is_empty(), "queues are handed out once");
+    let mut q: PortQueue = queues.pop().unwrap();
     let mut received = Vec::new();
     for round in 0..10u8 {
         let mut out: Vec<_> = (0..32u8)

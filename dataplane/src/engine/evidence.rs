@@ -240,8 +240,11 @@ impl Evidence {
                 self.lost += 1;
             }
         }
-        if self.follow_packets == 0 || self.follow.iter().any(|f| f.src == *src && f.remaining > 0)
-        {
+        let followed = self
+            .follow
+            .iter()
+            .any(|f| f.src == *src && f.remaining > 0 && now_ns <= f.until_ns);
+        if self.follow_packets == 0 || followed {
             return;
         }
         // Replace the entry that ends first.

@@ -68,10 +68,11 @@ pub struct DpdkQueue {
     /// The devices' drops, as last read.
     drops: u64,
     idle_polls: u32,
+    reads_device_stats: bool,
 }
 
-/// Read the device's counters after this many empty polls.
-const STATS_EVERY_IDLE: u32 = 4096;
+/// Read the device's counters after this many empty polls (a burst counts 16).
+const STATS_EVERY_IDLE: u32 = 65536;
 
 impl Queue for DpdkQueue {
     type Buf = DpdkBuf;
@@ -102,8 +103,10 @@ impl Queue for DpdkQueue {
             }
         }
         self.first = (self.first + 1) % sides.max(1);
-        if n == 0 {
-            self.idle_polls += 1;
+        // The devices' counters are per device: queue 0 reads and reports
+        // them (the others would count them again), rarely, idle or busy.
+        if self.reads_device_stats {
+            self.idle_polls += if n == 0 { 1 } else { 16 };
             if self.idle_polls >= STATS_EVERY_IDLE {
                 self.idle_polls = 0;
                 self.drops = self
@@ -164,23 +167,33 @@ impl DpdkPort {
     /// device(s) with `queues` queue pairs each.
     pub fn open(config: &DpdkConfig, queues: usize) -> Result<DpdkPort, DpdkError> {
         let eal = Eal::init(&config.eal)?;
-        let pool = Arc::new(Mempool::new(eal, "bw_pool", config.mbufs, 256)?);
         let n = u16::try_from(queues).unwrap_or(u16::MAX);
+        // Every RX and TX ring of every queue of every device full, a
+        // cache and a burst per worker: fewer mbufs than that starves the
+        // rings (or fails the start). DPDK likes 2^n - 1.
+        let devices = 1 + u32::from(config.inside.is_some());
+        let rings = devices * u32::from(n) * 2 * u32::from(config.descriptors);
+        let needed = rings + u32::from(n) * (256 + 64) + 1024;
+        let mbufs = config.mbufs.max(needed).next_power_of_two() - 1;
+        let pool = Arc::new(Mempool::new(eal, "bw_pool", mbufs, 256)?);
         let mut ports = Vec::new();
         for device in std::iter::once(&config.device).chain(config.inside.iter()) {
             let id = EthPort::find(eal, device)?;
-            ports.push(Arc::new(EthPort::start(
+            ports.push(EthPort::start(
                 eal,
                 id,
                 n,
                 config.descriptors,
                 &pool,
                 &crate::rss::SYMMETRIC_KEY,
-            )?));
+            )?);
         }
+        // Queue q of every device goes to worker q.
+        let mut per_device: Vec<std::vec::IntoIter<PortQueue>> =
+            ports.iter().map(|p| p.take_queues().into_iter()).collect();
         let queues = (0..n)
             .map(|q| DpdkQueue {
-                sides: ports.iter().filter_map(|p| PortQueue::new(p, q)).collect(),
+                sides: per_device.iter_mut().filter_map(Iterator::next).collect(),
                 eal,
                 registered: false,
                 out: [
@@ -192,6 +205,7 @@ impl DpdkPort {
                 _pool: pool.clone(),
                 drops: 0,
                 idle_polls: 0,
+                reads_device_stats: q == 0,
             })
             .collect();
         let name = match &config.inside {
