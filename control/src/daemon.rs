@@ -65,6 +65,9 @@ enum SessionEnd {
     Stopped,
     /// The region was replaced: the dataplane restarted.
     Replaced,
+    /// A push failed (a worker's rules ring stayed full): resynchronise the
+    /// same dataplane from the store, which already holds every change.
+    Resync,
 }
 
 /// What control reports as it runs (for logs and tests).
@@ -138,6 +141,9 @@ struct State {
     refused: u64,
     last_stats: Instant,
     last_figures: Instant,
+    /// A push failed: the session resynchronises the workers at the end
+    /// of this round.
+    resync: bool,
 }
 
 /// The dataplane, when attached.
@@ -203,6 +209,7 @@ pub fn run(
         queries: Vec::new(),
         next_query: 1,
         refused: 0,
+        resync: false,
         last_stats: Instant::now(),
         last_figures: Instant::now() - Duration::from_secs(10),
     };
@@ -320,33 +327,41 @@ impl State {
                 expiry: 0,
             });
         }
-        for &(net, len) in stored.iter().filter(|n| !wanted.contains(n)) {
+        let removed: Vec<Net> = stored
+            .iter()
+            .copied()
+            .filter(|n| !wanted.contains(n))
+            .collect();
+        for &(net, len) in &removed {
             self.store.remove_allow(&net, len)?;
             rules.push(Rule::Disallow { net, len });
         }
-        if let Some(a) = attached
-            && !rules.is_empty()
-        {
-            let g = self.store.next_generation()?;
-            push_all(a.ends, &rules, g)?;
+        if !rules.is_empty() {
+            let g = self.push_rules(attached, &rules)?;
+            for (net, len) in removed {
+                self.store.stamp_allow_removed(&net, len, g)?;
+            }
         }
         self.refresh_allowed()
     }
 
-    /// Pushes `rules` to every worker under a new generation, if attached.
+    /// Takes a generation for `rules` (stored changes are stamped with it,
+    /// attached or not, so a resync by generation finds them) and pushes
+    /// them to every worker when attached. A push that fails is not the
+    /// request's failure: the store holds the change, and the session
+    /// resynchronises the workers from it.
     fn push_rules(
-        &self,
+        &mut self,
         attached: Option<&mut Attached<'_>>,
         rules: &[Rule],
-    ) -> anyhow::Result<Option<u64>> {
-        match attached {
-            Some(a) => {
-                let g = self.store.next_generation()?;
-                push_all(a.ends, rules, g)?;
-                Ok(Some(g))
-            }
-            None => Ok(None),
+    ) -> anyhow::Result<u64> {
+        let g = self.store.next_generation()?;
+        if let Some(a) = attached
+            && push_all(a.ends, rules, g).is_err()
+        {
+            self.resync = true;
         }
+        Ok(g)
     }
 
     /// Per-worker counters read from the region.
@@ -585,9 +600,8 @@ impl State {
                 let change = store.upsert_block(&block, now_s())?;
                 let stored = store.block(&block.net, block.len)?.unwrap_or(block);
                 let generation = self.push_rules(attached, &[block_rule(&stored)])?;
-                if let Some(g) = generation {
-                    self.store.stamp_block(&stored.net, stored.len, g)?;
-                }
+                self.store
+                    .stamp_block(&stored.net, stored.len, generation)?;
                 if change != Change::Unchanged {
                     self.emit_block(&stored, "manual")?;
                 }
@@ -606,8 +620,7 @@ impl State {
                     len: target.1,
                 };
                 let generation = self.push_rules(attached, &[rule])?;
-                self.store
-                    .stamp_removed(&target.0, target.1, generation.unwrap_or(0))?;
+                self.store.stamp_removed(&target.0, target.1, generation)?;
                 self.emit_unblock(&target.0, target.1, Unblock::Removed)?;
                 ok(json!({"removed": net_text(&target.0, target.1), "generation": generation}))
             }
@@ -638,6 +651,8 @@ impl State {
                     len: target.1,
                 };
                 let generation = self.push_rules(attached, &[rule])?;
+                self.store
+                    .stamp_allow_removed(&target.0, target.1, generation)?;
                 self.refresh_allowed()?;
                 ok(json!({"removed": net_text(&target.0, target.1), "generation": generation}))
             }
@@ -829,6 +844,12 @@ fn resync(
     } else {
         (store.active_blocks(now_s())?, Vec::new())
     };
+    // Allow entries removed since (every allow in force is sent anyway).
+    let disallowed = if delta {
+        store.allow_removals_since(applied)?
+    } else {
+        Vec::new()
+    };
     let generation = store.next_generation()?;
     for b in &blocks {
         store.stamp_block(&b.net, b.len, generation)?;
@@ -845,6 +866,11 @@ fn resync(
             expiry: 0,
         })
         .collect();
+    rules.extend(
+        disallowed
+            .iter()
+            .map(|&(net, len)| Rule::Disallow { net, len }),
+    );
     rules.extend(blocks.iter().map(block_rule));
     rules.extend(removed.iter().map(|&(net, len)| Rule::Unblock { net, len }));
     push_all(ends, &rules, generation)?;
@@ -940,7 +966,11 @@ fn session(
     let mut ends: Vec<ControlEnds> = (0..workers)
         .filter_map(|w| region.control_ends(w))
         .collect();
-    resync(state, &region, &mut ends, notice)?;
+    if resync(state, &region, &mut ends, notice).is_err() {
+        // A worker's rules ring stayed full: try the whole resync again.
+        std::thread::sleep(Duration::from_millis(100));
+        return Ok(SessionEnd::Resync);
+    }
     let mut acked = vec![0u64; ends.len()];
     let mut announced = 0u64;
     let mut last_expiry = Instant::now();
@@ -1011,8 +1041,11 @@ fn session(
                 e.events.release();
             }
         }
-        if let Some(g) = batch {
-            push_all(&mut ends, &pending, g)?;
+        if let Some(g) = batch
+            && push_all(&mut ends, &pending, g).is_err()
+        {
+            // Stored already: the resync brings every worker up to date.
+            return Ok(SessionEnd::Resync);
         }
         let all_acked = acked.iter().copied().min().unwrap_or(0);
         if all_acked > announced {
@@ -1035,14 +1068,19 @@ fn session(
                     state.store.stamp_removed(&b.net, b.len, generation)?;
                     state.emit_unblock(&b.net, b.len, Unblock::Expired)?;
                 }
-                push_all(&mut ends, &rules, generation)?;
                 notice(Notice::Expired(expired.len()));
+                if push_all(&mut ends, &rules, generation).is_err() {
+                    return Ok(SessionEnd::Resync);
+                }
             }
         }
         state.housekeeping(Some(&Attached {
             ends: &mut ends,
             region: &region,
         }))?;
+        if std::mem::take(&mut state.resync) {
+            return Ok(SessionEnd::Resync);
+        }
         if last_region_check.elapsed() >= Duration::from_millis(100) {
             last_region_check = Instant::now();
             if let Ok(current) = Region::attach(&state.config.region)

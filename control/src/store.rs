@@ -13,7 +13,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// One block.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,11 +205,31 @@ impl Store {
                  COMMIT;",
             )?;
         }
+        if version < 5 {
+            // Version 5: allow entries removed, with the generation that
+            // removed them, so a resync by generation can send the removal
+            // to workers that missed it (as `removed` does for blocks).
+            self.conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS removed_allows (
+                     net BLOB NOT NULL,
+                     len INTEGER NOT NULL,
+                     generation INTEGER NOT NULL,
+                     PRIMARY KEY (net, len)
+                 );
+                 PRAGMA user_version = 5;
+                 COMMIT;",
+            )?;
+        }
         Ok(())
     }
 
     /// Adds an allow entry (kept until removed).
     pub fn add_allow(&self, net: &[u8; 16], len: u8, reason: &str, now_s: u32) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM removed_allows WHERE net = ?1 AND len = ?2",
+            params![&net[..], len],
+        )?;
         self.conn.execute(
             "INSERT INTO allows (net, len, reason, created) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT(net, len) DO UPDATE SET reason = ?3",
@@ -224,6 +244,27 @@ impl Store {
             "DELETE FROM allows WHERE net = ?1 AND len = ?2",
             params![&net[..], len],
         )? > 0)
+    }
+
+    /// Records that the allow entry `net/len` was removed in `generation`.
+    pub fn stamp_allow_removed(&self, net: &[u8; 16], len: u8, generation: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO removed_allows (net, len, generation) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(net, len) DO UPDATE SET generation = ?3",
+            params![&net[..], len, generation as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Allow entries removed after `generation` (and not added back).
+    pub fn allow_removals_since(&self, generation: u64) -> Result<Vec<([u8; 16], u8)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT net, len FROM removed_allows WHERE generation > ?1")?;
+        let rows = stmt.query_map(params![generation as i64], |r| {
+            Ok((blob16(r.get(0)?), r.get(1)?))
+        })?;
+        rows.collect()
     }
 
     /// The allow entries that came from the policy's allowlist.
@@ -804,6 +845,22 @@ mod tests {
         assert_eq!(s.hosts(10).unwrap(), vec![([7; 16], 443, 100, 200)]);
         assert!(s.remove_allow(&worm(), 128).unwrap());
         assert!(s.allows().unwrap().is_empty());
+    }
+
+    #[test]
+    fn allow_removals_are_found_by_generation_until_added_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.add_allow(&worm(), 128, "lab", 1).unwrap();
+        assert!(s.remove_allow(&worm(), 128).unwrap());
+        s.stamp_allow_removed(&worm(), 128, 7).unwrap();
+        assert_eq!(s.allow_removals_since(6).unwrap(), [(worm(), 128)]);
+        assert!(
+            s.allow_removals_since(7).unwrap().is_empty(),
+            "the workers have 7"
+        );
+        s.add_allow(&worm(), 128, "back", 2).unwrap();
+        assert!(s.allow_removals_since(0).unwrap().is_empty(), "added back");
     }
 
     #[test]
