@@ -129,7 +129,7 @@ impl Lab {
             .to_string();
         let worm = self
             .exec("out", "/usr/bin/python3")
-            .args(["-c", WORM, &decoy])
+            .args([&format!("{LAB}/worm.py"), &decoy])
             .output()
             .unwrap();
         let said = String::from_utf8_lossy(&worm.stdout);
@@ -493,22 +493,3 @@ fn the_worm_is_blocked_the_same_way_through_dpdk() {
     );
     lab.worm_is_blocked();
 }
-
-/// The worm: connects to DECOY:80 from 203.0.113.66 and sends a request
-/// (a data bite), then connects to DECOY:443 (a port bite).
-const WORM: &str = r#"
-import socket, sys
-decoy = sys.argv[1]
-def attempt(port, data):
-    s = socket.socket(); s.settimeout(2); s.bind(("203.0.113.66", 0))
-    try:
-        s.connect((decoy, port)); print(port, "connected", flush=True)
-        if data: s.sendall(data)
-        s.recv(100)
-    except Exception as e:
-        print(port, type(e).__name__, flush=True)
-    finally:
-        s.close()
-attempt(80, b"GET / HTTP/1.0\r\n\r\n")
-attempt(443, None)
-"#;

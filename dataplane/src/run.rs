@@ -52,7 +52,7 @@ impl RunOutcome {
 pub fn run(
     config: &Config,
     stop: Arc<AtomicBool>,
-    mut progress: impl FnMut(&StatsSnapshot),
+    progress: impl FnMut(&StatsSnapshot),
 ) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
     let runtime = config.runtime();
@@ -83,18 +83,7 @@ pub fn run(
                     return Err(e.into());
                 }
             };
-            let mut last_progress = Instant::now();
-            let mut events = Vec::new();
-            while !replay.is_finished() && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(1));
-                let fresh = dataplane.drain_events();
-                spread_latches(&mut dataplane, &fresh);
-                keep_events(&mut events, fresh);
-                if last_progress.elapsed() >= Duration::from_secs(1) {
-                    progress(&dataplane.stats());
-                    last_progress = Instant::now();
-                }
-            }
+            let mut events = supervise(&mut dataplane, &stop, progress, || replay.is_finished());
             let interrupted = stop.load(Ordering::Relaxed);
             let mut report = dataplane.stop();
             keep_events(&mut events, std::mem::take(&mut report.events));
@@ -179,27 +168,39 @@ fn spread_latches(dataplane: &mut Dataplane, events: &[WorkerEvent]) {
     }
 }
 
-/// Runs workers on a live port until `stop` (SIGINT, SIGTERM).
-fn run_live<P: crate::io::Port>(
-    port: &mut P,
-    runtime: &crate::runtime::RuntimeConfig,
-    stop: Arc<AtomicBool>,
+/// Watches running workers until `stop` or `done()`: spreads their latches,
+/// keeps their events, reports progress about once a second.
+fn supervise(
+    dataplane: &mut Dataplane,
+    stop: &AtomicBool,
     mut progress: impl FnMut(&StatsSnapshot),
-    started: Instant,
-) -> anyhow::Result<RunOutcome> {
-    let mut dataplane = Dataplane::start(port, runtime, Clock::monotonic(), stop.clone())?;
+    done: impl Fn() -> bool,
+) -> Vec<WorkerEvent> {
     let mut last_progress = Instant::now();
     let mut events = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !done() && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(1));
         let fresh = dataplane.drain_events();
-        spread_latches(&mut dataplane, &fresh);
+        spread_latches(dataplane, &fresh);
         keep_events(&mut events, fresh);
         if last_progress.elapsed() >= Duration::from_secs(1) {
             progress(&dataplane.stats());
             last_progress = Instant::now();
         }
     }
+    events
+}
+
+/// Runs workers on a live port until `stop` (SIGINT, SIGTERM).
+fn run_live<P: crate::io::Port>(
+    port: &mut P,
+    runtime: &crate::runtime::RuntimeConfig,
+    stop: Arc<AtomicBool>,
+    progress: impl FnMut(&StatsSnapshot),
+    started: Instant,
+) -> anyhow::Result<RunOutcome> {
+    let mut dataplane = Dataplane::start(port, runtime, Clock::monotonic(), stop.clone())?;
+    let mut events = supervise(&mut dataplane, &stop, progress, || false);
     let mut report = dataplane.stop();
     keep_events(&mut events, std::mem::take(&mut report.events));
     let total = &report.snapshot.total;

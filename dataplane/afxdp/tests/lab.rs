@@ -124,8 +124,7 @@ fn the_worm_is_blocked_through_af_xdp() {
             "exec",
             &format!("{}-out", lab.0),
             "/usr/bin/python3",
-            "-c",
-            WORM,
+            &format!("{LAB}/worm.py"),
             &decoy.to_string(),
         ])
         .output()
@@ -143,22 +142,3 @@ fn the_worm_is_blocked_through_af_xdp() {
     assert!(outcome.dataplane.port.starts_with("afxdp:inline:ext,int"));
     assert!(outcome.dataplane.snapshot.total.latched >= 1);
 }
-
-/// Connects to DECOY:80 from 203.0.113.66 and sends a request (a data
-/// bite), then tries DECOY:443.
-const WORM: &str = r#"
-import socket, sys
-decoy = sys.argv[1]
-def attempt(port, data):
-    s = socket.socket(); s.settimeout(2); s.bind(("203.0.113.66", 0))
-    try:
-        s.connect((decoy, port)); print(port, "connected", flush=True)
-        if data: s.sendall(data)
-        s.recv(100)
-    except Exception as e:
-        print(port, type(e).__name__, flush=True)
-    finally:
-        s.close()
-attempt(80, b"GET / HTTP/1.0\r\n\r\n")
-attempt(443, None)
-"#;

@@ -38,6 +38,17 @@ pub enum PortMode {
     Tap,
 }
 
+impl PortMode {
+    /// The mode's name, as in the configuration.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PortMode::OneArm => "one-arm",
+            PortMode::Inline => "inline",
+            PortMode::Tap => "tap",
+        }
+    }
+}
+
 /// What to open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AfPacketConfig {
@@ -336,13 +347,12 @@ impl AfPacketPort {
                 config.buffers_per_queue,
             ));
         }
-        let mode = match config.mode {
-            PortMode::OneArm => "one-arm",
-            PortMode::Inline => "inline",
-            PortMode::Tap => "tap",
-        };
         Ok(AfPacketPort {
-            name: format!("afpacket:{mode}:{}", config.interfaces.join(",")),
+            name: format!(
+                "afpacket:{}:{}",
+                config.mode.as_str(),
+                config.interfaces.join(",")
+            ),
             queues: out,
         })
     }

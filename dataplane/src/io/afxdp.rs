@@ -74,13 +74,12 @@ impl AfXdpPort {
                 config.buffers_per_queue,
             ));
         }
-        let mode = match config.mode {
-            PortMode::OneArm => "one-arm",
-            PortMode::Inline => "inline",
-            PortMode::Tap => "tap",
-        };
         Ok(AfXdpPort {
-            name: format!("afxdp:{mode}:{}", config.interfaces.join(",")),
+            name: format!(
+                "afxdp:{}:{}",
+                config.mode.as_str(),
+                config.interfaces.join(",")
+            ),
             queues: out,
         })
     }
