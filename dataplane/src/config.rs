@@ -1207,6 +1207,11 @@ impl Config {
                     },
                     None => BlockConfig::default(),
                 },
+                // A tap port cannot drop: blocked sources are severed.
+                sever_blocked: matches!(
+                    self.port.get_ref().backend,
+                    Backend::Afpacket | Backend::Afxdp
+                ) && self.port.get_ref().mode == Some(PortMode::Tap),
             },
         }
     }

@@ -64,6 +64,7 @@ pub fn frame(data: &[u8]) {
                 flow_seed: 1,
                 deception: None,
                 blocks: crate::engine::BlockConfig::default(),
+                sever_blocked: false,
             }),
         });
         black_box(engine.process(&mut buf, now));

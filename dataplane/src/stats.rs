@@ -52,6 +52,8 @@ pub struct Counters {
     /// Frames the port dropped before the worker saw them (a kernel ring
     /// full, no free buffer), as the backend last counted them.
     pub port_drops: u64,
+    /// Tap mode: connections of blocked sources severed (two RSTs each).
+    pub severed: u64,
 }
 
 impl Counters {
@@ -70,11 +72,11 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 25 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 26 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 /// Names of the fixed cells, in [`Counters::as_cells`] order, as the region
 /// publishes them: `"<type> <name>"`.
-const FIXED_NAMES: [&str; 25] = [
+const FIXED_NAMES: [&str; 26] = [
     "counter rx_packets",
     "counter rx_bytes",
     "counter tx_packets",
@@ -100,6 +102,7 @@ const FIXED_NAMES: [&str; 25] = [
     "counter captured",
     "counter capture_lost",
     "counter port_drops",
+    "counter severed",
 ];
 
 /// The name of every cell, in order: what the control region's counter
@@ -156,6 +159,7 @@ impl Counters {
             d.captured,
             d.capture_lost,
             self.port_drops,
+            self.severed,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -203,6 +207,7 @@ impl Counters {
         c.deception.captured = next();
         c.deception.capture_lost = next();
         c.port_drops = next();
+        c.severed = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -335,6 +340,8 @@ pub struct WorkerStats {
     pub capture_lost: u64,
     /// Frames the port dropped before a worker saw them.
     pub port_drops: u64,
+    /// Tap mode: connections of blocked sources severed.
+    pub severed: u64,
 }
 
 fn named<const N: usize>(
@@ -381,6 +388,7 @@ impl From<&Counters> for WorkerStats {
             captured: c.deception.captured,
             capture_lost: c.deception.capture_lost,
             port_drops: c.port_drops,
+            severed: c.severed,
         }
     }
 }

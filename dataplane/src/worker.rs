@@ -200,6 +200,30 @@ pub fn run<Q: Queue>(
                     buf.set_egress(Egress::Reply);
                     tx.push(buf);
                 }
+                Verdict::Sever => {
+                    // Two RSTs for one frame: room in this burst, and a
+                    // second buffer, or the frame is just dropped.
+                    let mut second = (tx.len() + 2 <= MAX_BURST).then(|| queue.alloc()).flatten();
+                    let written = second
+                        .as_mut()
+                        .is_some_and(|other| engine.write_severance(&mut buf, other, now_ns));
+                    match second {
+                        Some(mut other) if written => {
+                            counters.severed += 1;
+                            buf.set_egress(Egress::Reply);
+                            other.set_egress(Egress::Reply);
+                            tx.push(buf);
+                            tx.push(other);
+                        }
+                        other => {
+                            if let Some(o) = other {
+                                queue.recycle(o);
+                            }
+                            counters.drop(DropReason::Blocked);
+                            queue.recycle(buf);
+                        }
+                    }
+                }
                 Verdict::Drop(reason) => {
                     counters.drop(reason);
                     queue.recycle(buf);

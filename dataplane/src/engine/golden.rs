@@ -1052,3 +1052,55 @@ fn wire_names_match_the_engines_names() {
     let dark = answers(&engine(), v4("192.0.2.1"), 0, T0);
     assert_eq!(code::darkness_name(dark[0].darkness), "unprotected");
 }
+
+#[test]
+fn on_a_tap_a_blocked_sources_connection_is_severed_at_both_ends() {
+    let mut e = Engine::new(&EngineConfig {
+        flow_capacity: 4096,
+        deception: Some(shared(no_wait(), RateConfig::default())),
+        sever_blocked: true,
+        ..EngineConfig::default()
+    });
+    let worm = Endpoint::new([2, 0, 0, 0, 0, 0x66], Ipv4Addr::new(203, 0, 113, 66), 40000);
+    let server = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(198, 51, 100, 10), 80);
+    e.latch(v4("203.0.113.66"));
+    // A segment of an established connection the tap saw go by.
+    let mut f = synth::tcp(&worm, &server, Flags::PSH_ACK, 1000, 5000, b"GET");
+    assert_eq!(e.process(&mut f, T0), Verdict::Sever);
+    let mut other: Vec<u8> = Vec::new();
+    assert!(e.write_severance(&mut f, &mut other, T0));
+    // To the source, as from the server: seq = the segment's ack.
+    let r = tcp_reply(&f);
+    assert_eq!((r.src, r.dst), (server.ip, worm.ip));
+    assert_eq!((r.src_mac, r.dst_mac), (server.mac, worm.mac));
+    assert_eq!((r.sport, r.dport), (80, 40000));
+    assert!(r.rst && !r.syn && r.payload.is_empty());
+    assert_eq!(r.seq, 5000);
+    // To the server, as from the source: seq = just past the segment.
+    let r = tcp_reply(&other);
+    assert_eq!((r.src, r.dst), (worm.ip, server.ip));
+    assert_eq!((r.src_mac, r.dst_mac), (worm.mac, server.mac));
+    assert_eq!((r.sport, r.dport), (40000, 80));
+    assert!(r.rst && r.payload.is_empty());
+    assert_eq!(r.seq, 1003);
+    // Nothing to write twice; a RST from the source is only dropped.
+    assert!(!e.write_severance(&mut f, &mut other, T0));
+    let mut rst = synth::tcp(&worm, &server, Flags::RST_ACK, 1003, 5000, &[]);
+    assert_eq!(e.process(&mut rst, T0), Verdict::Drop(DropReason::Blocked));
+    // A flood is bounded: the budget runs out within one millisecond.
+    let severed = (0..2000u32)
+        .filter(|i| {
+            let mut g = synth::tcp(&worm, &server, Flags::PSH_ACK, 2000 + i, 5000, b"x");
+            e.process(&mut g, T0 + 1_000_000) == Verdict::Sever
+        })
+        .count();
+    assert!((1..=1000).contains(&severed), "{severed}");
+    // Without a tap, a blocked source's frame is dropped, not severed.
+    let mut inline = engine();
+    inline.latch(v4("203.0.113.66"));
+    let mut g = synth::tcp(&worm, &server, Flags::PSH_ACK, 1000, 5000, b"GET");
+    assert_eq!(
+        inline.process(&mut g, T0),
+        Verdict::Drop(DropReason::Blocked)
+    );
+}

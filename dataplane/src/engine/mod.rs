@@ -20,6 +20,7 @@ mod golden;
 pub mod limit;
 pub mod persona;
 pub mod query;
+pub mod sever;
 pub mod space;
 
 use std::sync::Arc;
@@ -132,6 +133,10 @@ pub enum Verdict {
     Reply,
     /// Drop the frame and count the reason.
     Drop(DropReason),
+    /// Tap mode: the frame comes from a blocked source and cannot be
+    /// dropped; sever its connection with RSTs to both ends
+    /// ([`Engine::write_severance`]).
+    Sever,
 }
 
 /// The engine's settings.
@@ -147,6 +152,9 @@ pub struct EngineConfig {
     pub deception: Option<Arc<DeceptionShared>>,
     /// Sizes of the block state.
     pub blocks: BlockConfig,
+    /// Tap mode: answer a blocked source's TCP segments by severing its
+    /// connection (RSTs to both ends) instead of dropping them.
+    pub sever_blocked: bool,
 }
 
 /// Sizes of a worker's block state.
@@ -190,6 +198,7 @@ impl Default for EngineConfig {
             flow_seed: 0x6261_6974_7761_6c6c,
             deception: None,
             blocks: BlockConfig::default(),
+            sever_blocked: false,
         }
     }
 }
@@ -200,6 +209,10 @@ pub struct Engine {
     blocks: Blocklist,
     ipv6_block_len: u8,
     deceiver: Option<Deceiver>,
+    /// Tap mode: sever blocked sources' connections (`None`: drop).
+    severer: Option<sever::Severer>,
+    /// The connection the last [`Verdict::Sever`] asked to sever.
+    sever_plan: Option<sever::SeverPlan>,
 }
 
 impl Engine {
@@ -213,7 +226,23 @@ impl Engine {
                 .deception
                 .as_ref()
                 .map(|shared| Deceiver::new(shared.clone(), config.flow_seed, 0)),
+            severer: config.sever_blocked.then(sever::Severer::default),
+            sever_plan: None,
         }
+    }
+
+    /// Writes the two RSTs a [`Verdict::Sever`] asked for: to the source
+    /// into `to_source` (the frame's buffer) and to the destination into
+    /// `to_destination`. False when there is nothing to write.
+    pub fn write_severance<B: PacketBuf>(
+        &mut self,
+        to_source: &mut B,
+        to_destination: &mut B,
+        now_ns: u64,
+    ) -> bool {
+        self.sever_plan.take().is_some_and(|plan| {
+            sever::write(&plan, to_source, to_destination, now_ns / 1_000_000).is_ok()
+        })
     }
 
     /// Decides one frame; a reply is written into `buf` in place. `now_ns`
@@ -229,6 +258,14 @@ impl Engine {
         if info.is_ip() && self.blocks.standing(&info.src, now_s) == Standing::Blocked {
             if let Some(d) = self.deceiver.as_mut() {
                 d.blocked_frame(buf.data(), &info.src, now_ns);
+            }
+            if let Some(plan) = self
+                .severer
+                .as_mut()
+                .and_then(|s| s.plan(buf.data(), &info, now_ns))
+            {
+                self.sever_plan = Some(plan);
+                return Verdict::Sever;
             }
             return Verdict::Drop(DropReason::Blocked);
         }

@@ -32,6 +32,29 @@ pub enum PersonaKind {
     Router,
 }
 
+impl Persona {
+    /// A plain face for frames written on behalf of a real host (tap
+    /// mode's RSTs): its own MAC, Linux's TTL and DF, no IP-ID, nothing open.
+    pub const fn for_host(mac: EthernetAddress) -> Persona {
+        Persona {
+            kind: PersonaKind::LinuxSsh,
+            mac,
+            ttl: 64,
+            window: 0,
+            window_scale: 0,
+            mss: 1460,
+            options: &[],
+            dont_frag: true,
+            ip_id: IpIdMode::Zero,
+            clock_offset: 0,
+            ts_hz: 0,
+            open_ports: &[],
+            http_server: "",
+            ssh_banner: "",
+        }
+    }
+}
+
 impl PersonaKind {
     /// Stable lower-case name.
     pub const fn as_str(self) -> &'static str {

@@ -311,6 +311,13 @@ impl<S: FrameSocket> Queue for KernelQueue<S> {
         self.pool.push(buf);
     }
 
+    fn alloc(&mut self) -> Option<AfBuf> {
+        let mut buf = self.pool.pop()?;
+        buf.len = 0;
+        buf.side = 0;
+        Some(buf)
+    }
+
     fn stats(&self) -> QueueStats {
         QueueStats {
             rx_dropped: self.kernel_drops + self.no_buffer + self.oversize,

@@ -103,6 +103,12 @@ pub trait Queue: Send {
     /// Returns a frame to the pool without sending it.
     fn recycle(&mut self, buf: Self::Buf);
 
+    /// An empty buffer from the pool, for a frame the worker writes itself
+    /// (tap mode's second RST); `None` when the backend has none to give.
+    fn alloc(&mut self) -> Option<Self::Buf> {
+        None
+    }
+
     /// Backend counters for this queue.
     fn stats(&self) -> QueueStats {
         QueueStats::default()
