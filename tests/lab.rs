@@ -33,6 +33,11 @@ struct Lab {
 
 impl Lab {
     fn up(tag: &str) -> Lab {
+        Lab::up_with(tag, &[])
+    }
+
+    /// `deploy/lab/up` with `args` after the prefix (`--tap`).
+    fn up_with(tag: &str, args: &[&str]) -> Lab {
         // The guard first: a lab that fails half-way up is still taken down.
         let lab = Lab {
             prefix: format!("{tag}{}", std::process::id() % 100_000),
@@ -41,6 +46,7 @@ impl Lab {
         };
         let status = Command::new(format!("{LAB}/up"))
             .arg(&lab.prefix)
+            .args(args)
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -210,6 +216,50 @@ fn is_root() -> bool {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+#[test]
+fn on_a_tap_the_worms_connections_are_severed() {
+    if !prerequisites() || !tool("tc").is_some_and(|_| tool("bridge").is_some()) {
+        return;
+    }
+    // The lab on a tap: the appliance sees copies (mirrored to `mon`) and
+    // can only inject (by `inj`); blocks become RSTs to both ends.
+    let mut lab = Lab::up_with("bwp", &["--tap"]);
+    lab.start_appliance(Some(
+        "[port]\nbackend = \"afpacket\"\nmode = \"tap\"\nmonitor = \"mon\"\ninject = \"inj\"\n\n",
+    ));
+    assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
+    let personas = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": "198.51.100.2", "sample": 39}}),
+    );
+    let decoy = personas
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["open_ports"].as_array().unwrap().contains(&json!(80)))
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let worm = lab
+        .exec("out", "/usr/bin/python3")
+        .args([&format!("{LAB}/worm.py"), &decoy])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&worm.stdout);
+    // The decoy answered through the injection port; the request bit; the
+    // connection was reset under the worm.
+    assert!(said.contains("80 connected"), "{said}");
+    assert!(said.contains("80 ConnectionResetError"), "{said}");
+    let blocks = ask(&lab.socket(), json!({"command": "block-list"}));
+    assert_eq!(blocks[0]["prefix"], "203.0.113.66/32", "{blocks}");
+    // Its traffic still crosses the tap, but every connection is severed.
+    assert_eq!(fetch(&lab, "203.0.113.66", "http://198.51.100.10/"), None);
+    assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
+    let stats = ask(&lab.socket(), json!({"command": "stats"}));
+    assert!(stats["total"]["severed"].as_u64().unwrap() >= 2, "{stats}");
 }
 
 /// nmap's grepable output: open ports per host.

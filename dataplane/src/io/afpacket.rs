@@ -11,8 +11,9 @@
 //!   the probe came from, frames the engine drops (a blocked source) never
 //!   cross;
 //! - **tap**: a SPAN or TAP feeds `monitor` (copies: nothing is forwarded),
-//!   decoy replies leave by `inject`. Blocks cannot drop mirrored traffic;
-//!   they reach the network through the firewall integrations.
+//!   decoy replies leave by `inject`. Blocks cannot drop mirrored traffic:
+//!   a blocked source's TCP segments are answered with RSTs to both ends
+//!   (`engine::sever`), and the firewall integrations do the rest.
 //!
 //! Frames are copied out of the RX ring into the queue's own preallocated
 //! buffers (the reply is written in place there) and copied into TX slots
