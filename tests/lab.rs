@@ -220,7 +220,7 @@ fn is_root() -> bool {
 
 #[test]
 fn on_a_tap_the_worms_connections_are_severed() {
-    if !prerequisites() || !tool("tc").is_some_and(|_| tool("bridge").is_some()) {
+    if !prerequisites() || tool("tc").is_none() || tool("bridge").is_none() {
         return;
     }
     // The lab on a tap: the appliance sees copies (mirrored to `mon`) and
