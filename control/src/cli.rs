@@ -186,9 +186,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     }
                 ),
                 Notice::Blocked { block, change } => eprintln!(
-                    "block {} until {} ({}, {:?})",
+                    "block {} {} ({}, {:?})",
                     net_text(&block.net, block.len),
-                    block.expires,
+                    crate::eve::seconds_text(block.expires)
+                        .map_or_else(|| "permanently".to_string(), |t| format!("until {t}")),
                     block.reason,
                     change
                 ),
