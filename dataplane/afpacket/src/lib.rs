@@ -43,8 +43,10 @@ pub struct RingConfig {
     pub frame_size: u32,
     /// TX slots.
     pub tx_frames: u32,
-    /// Fanout group to join (hash mode), if any.
-    pub fanout: Option<u16>,
+    /// Fanout group to join (hash mode), if any: `Some(Fanout::New)` makes
+    /// a group with an id the kernel picks, unique in the namespace (read
+    /// it with [`Socket::fanout_group`] for the other members).
+    pub fanout: Option<Fanout>,
     /// Put the interface in promiscuous mode while the socket is open.
     pub promiscuous: bool,
     /// Transmit straight to the driver, past the qdisc.
@@ -66,6 +68,16 @@ impl Default for RingConfig {
             qdisc_bypass: true,
         }
     }
+}
+
+/// Which fanout group a socket joins.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Fanout {
+    /// A new group, its id chosen by the kernel (no clash with another
+    /// process's group in the same network namespace).
+    New,
+    /// The group of that id (made by a first socket with `New`).
+    Join(u16),
 }
 
 /// Why a socket could not be opened.
@@ -340,12 +352,36 @@ impl Socket {
             set_opt(&socket.fd, libc::PACKET_ADD_MEMBERSHIP, &mreq)
                 .map_err(sys("PACKET_ADD_MEMBERSHIP (promiscuous)", iface))?;
         }
-        if let Some(group) = c.fanout {
-            let arg: libc::c_int =
-                libc::c_int::from(group) | ((libc::PACKET_FANOUT_HASH as libc::c_int) << 16);
+        if let Some(fanout) = c.fanout {
+            let (group, flags) = match fanout {
+                Fanout::New => (0, libc::PACKET_FANOUT_FLAG_UNIQUEID),
+                Fanout::Join(id) => (id, 0),
+            };
+            let kind = (libc::PACKET_FANOUT_HASH | flags) as libc::c_int;
+            let arg: libc::c_int = libc::c_int::from(group) | (kind << 16);
             set_opt(&socket.fd, libc::PACKET_FANOUT, &arg).map_err(sys("PACKET_FANOUT", iface))?;
         }
         Ok(socket)
+    }
+
+    /// The fanout group this socket is in (its id, for other members).
+    pub fn fanout_group(&self) -> io::Result<u16> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((v & 0xffff) as u16)
     }
 
     /// A `u32` the kernel and we both write, at `offset` in the mapping.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baitwall_afpacket::{RingConfig, Socket};
+use baitwall_afpacket::{Fanout, RingConfig, Socket};
 
 const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
@@ -166,15 +166,18 @@ fn a_fanout_group_spreads_flows_and_keeps_each_on_one_socket() {
         return;
     }
     let got = in_netns(|| {
-        let member = RingConfig {
-            fanout: Some(0x4242),
+        let first = RingConfig {
+            fanout: Some(Fanout::New),
             ..RingConfig::default()
         };
         let mut tx = Socket::open("bwa", &RingConfig::default()).unwrap();
-        let mut group = vec![
-            Socket::open("bwb", &member).unwrap(),
-            Socket::open("bwb", &member).unwrap(),
-        ];
+        let leader = Socket::open("bwb", &first).unwrap();
+        let id = leader.fanout_group().unwrap();
+        let member = RingConfig {
+            fanout: Some(Fanout::Join(id)),
+            ..RingConfig::default()
+        };
+        let mut group = vec![leader, Socket::open("bwb", &member).unwrap()];
         // 64 flows, three frames each.
         for round in 0..3u16 {
             for flow in 0..64u16 {

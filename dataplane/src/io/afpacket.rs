@@ -21,7 +21,7 @@
 //! burst per interface, the price of a kernel backend (AF_XDP and DPDK
 //! avoid both).
 
-use baitwall_afpacket::{RingConfig, Socket};
+use baitwall_afpacket::{Fanout, RingConfig, Socket};
 
 use super::{
     BUF_CAPACITY, BufTooSmall, Burst, Egress, PacketBuf, Port, Queue, QueueStats, TxOutcome,
@@ -339,15 +339,35 @@ impl AfPacketPort {
         queues: usize,
     ) -> Result<AfPacketPort, baitwall_afpacket::OpenError> {
         let mut out = Vec::with_capacity(queues);
+        // One fanout group per interface: the first queue's socket makes it
+        // (the kernel picks an id no other group in the namespace has), the
+        // others join it.
+        let mut groups: Vec<Option<u16>> = vec![None; config.interfaces.len()];
         for _ in 0..queues {
             let mut sockets = Vec::with_capacity(config.interfaces.len());
             for (i, iface) in config.interfaces.iter().enumerate() {
+                let fanout = match groups.get(i).copied().flatten() {
+                    Some(id) => Fanout::Join(id),
+                    None => Fanout::New,
+                };
                 let ring = RingConfig {
-                    // One group per interface, unique to this process.
-                    fanout: (queues > 1).then(|| fanout_group(i)),
+                    fanout: (queues > 1).then_some(fanout),
                     ..config.ring
                 };
-                sockets.push(Socket::open(iface, &ring)?);
+                let socket = Socket::open(iface, &ring)?;
+                if queues > 1
+                    && let Some(slot) = groups.get_mut(i)
+                    && slot.is_none()
+                {
+                    *slot = Some(socket.fanout_group().map_err(|source| {
+                        baitwall_afpacket::OpenError::Sys {
+                            what: "reading the fanout group",
+                            name: iface.clone(),
+                            source,
+                        }
+                    })?);
+                }
+                sockets.push(socket);
             }
             out.push(KernelQueue::new(
                 config.mode,
@@ -364,14 +384,6 @@ impl AfPacketPort {
             queues: out,
         })
     }
-}
-
-/// A fanout group id for interface `i` of this process (ids are shared by
-/// every process in the network namespace).
-fn fanout_group(i: usize) -> u16 {
-    (std::process::id() as u16)
-        .wrapping_mul(7)
-        .wrapping_add(i as u16)
 }
 
 impl Port for AfPacketPort {
