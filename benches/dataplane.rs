@@ -160,9 +160,6 @@ fn engine_bench(c: &mut Criterion) {
     g.finish();
 }
 
-
-
-
 fn marks_bench(c: &mut Criterion) {
     use baitwall_dataplane::config::Config;
     use baitwall_dataplane::engine::cookie::{CookieJar, CookieTuple};

@@ -60,7 +60,10 @@ fn forward_frames(n: u32, rng: &mut Xs) -> Vec<Vec<u8>> {
     (0..n)
         .map(|_| {
             let r = rng.next();
-            let src = ep(0x0a00_0000 | (r as u32 & 0x00ff_ffff), 1024 + (r >> 32) as u16 % 60000);
+            let src = ep(
+                0x0a00_0000 | (r as u32 & 0x00ff_ffff),
+                1024 + (r >> 32) as u16 % 60000,
+            );
             let dst = ep(0xc000_0200 | (r >> 48) as u32 & 0xff, 443);
             synth::tcp(&src, &dst, Flags::ACK, r as u32, 1, &[])
         })
@@ -73,7 +76,10 @@ fn syn_frames(n: u32, rng: &mut Xs) -> Vec<Vec<u8>> {
         .map(|i| {
             let r = rng.next();
             let src = ep(0xcb00_7100 | (r as u32 & 0xff), 1024 + i as u16 % 60000);
-            let dst = ep(0xc633_0000 | (r >> 32) as u32 & 0xffff, [22, 80, 443, 445][i as usize % 4]);
+            let dst = ep(
+                0xc633_0000 | (r >> 32) as u32 & 0xffff,
+                [22, 80, 443, 445][i as usize % 4],
+            );
             synth::tcp(&src, &dst, Flags::SYN, i, 0, &[])
         })
         .collect()
@@ -268,11 +274,31 @@ fn main() {
     };
     row("B0: read EtherType and source, drop", b0, "1".into());
     row("B1: reflect in place + IPv4 checksum", b1, "1".into());
-    row("B2c: B0 + 1M hashbrown set, keys not in cache", b2c, "1".into());
-    row(&format!("(a) forwarding, {flows} flows"), a, format!("{:.2}x B2c", b2c / a));
-    row("(b) SYN flood to dark space (marks)", b, format!("{:.2}x B1", b1 / b));
-    row(&format!("(c) 50% blocked ({blocks} exact + 100k prefixes)"), c, format!("{:.2}x B2c", b2c / c));
-    row("(d) mix 90/9/1, 1 worker", d, format!("{:.2}x B2c", b2c / d));
+    row(
+        "B2c: B0 + 1M hashbrown set, keys not in cache",
+        b2c,
+        "1".into(),
+    );
+    row(
+        &format!("(a) forwarding, {flows} flows"),
+        a,
+        format!("{:.2}x B2c", b2c / a),
+    );
+    row(
+        "(b) SYN flood to dark space (marks)",
+        b,
+        format!("{:.2}x B1", b1 / b),
+    );
+    row(
+        &format!("(c) 50% blocked ({blocks} exact + 100k prefixes)"),
+        c,
+        format!("{:.2}x B2c", b2c / c),
+    );
+    row(
+        "(d) mix 90/9/1, 1 worker",
+        d,
+        format!("{:.2}x B2c", b2c / d),
+    );
     println!(
         "{:<58} {:>9} {:>9.2} {:>12}",
         "(d) mix 90/9/1, 2 workers",

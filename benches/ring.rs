@@ -107,11 +107,18 @@ fn main() {
     let short = std::env::args().any(|a| a == "--short");
     let n = if short { 1_000_000 } else { 10_000_000 };
     let (o, c, r) = (best(ours, n), best(crossbeam, n), best(rtrb, n));
-    println!("ring benchmark: {n} records of 64 bytes, one producer and one consumer thread, best of 3");
+    println!(
+        "ring benchmark: {n} records of 64 bytes, one producer and one consumer thread, best of 3"
+    );
     println!("{:<44} {:>12} {:>10}", "", "M records/s", "ratio");
     println!("{:<44} {:>12.1} {:>10}", "rtrb::RingBuffer", r, "1");
     println!("{:<44} {:>12.1} {:>9.2}x", "crossbeam ArrayQueue", c, c / r);
-    println!("{:<44} {:>12.1} {:>9.2}x", "baitwall-channel ring (batched)", o, o / r);
+    println!(
+        "{:<44} {:>12.1} {:>9.2}x",
+        "baitwall-channel ring (batched)",
+        o,
+        o / r
+    );
     println!(
         "target (issue 7): no slower than rtrb in one process: {}",
         if o >= r { "met" } else { "NOT met" }
