@@ -113,32 +113,43 @@ impl Lab {
         }
     }
 
-    /// The worm bites the first decoy of .2-.40 with 80 and 443 open; then
-    /// only it is blocked, and on every worker: it cannot reach the real
-    /// server any more, the benign client still can. Returns the decoy.
-    fn worm_is_blocked(&self) -> String {
+    /// The first dark address of .2-.40 whose persona has every port of
+    /// `ports` open, as the dataplane describes it.
+    fn decoy_with(&self, ports: &[u16]) -> String {
         let personas = ask(
             &self.socket(),
             json!({"command": "decoys", "arguments": {"address": "198.51.100.2", "sample": 39}}),
         );
-        let decoy = personas
+        personas
             .as_array()
             .unwrap()
             .iter()
             .find(|d| {
                 let open = d["open_ports"].as_array().unwrap();
-                open.contains(&json!(80)) && open.contains(&json!(443))
+                ports.iter().all(|p| open.contains(&json!(p)))
             })
-            .expect("a decoy with 80 and 443 open")["address"]
+            .unwrap_or_else(|| panic!("a decoy with {ports:?} open"))["address"]
             .as_str()
             .unwrap()
-            .to_string();
+            .to_string()
+    }
+
+    /// Runs deploy/lab/worm.py against `decoy`; what it printed.
+    fn run_worm(&self, decoy: &str) -> String {
         let worm = self
             .exec("out", "/usr/bin/python3")
-            .args([&format!("{LAB}/worm.py"), &decoy])
+            .args([&format!("{LAB}/worm.py"), decoy])
             .output()
             .unwrap();
-        let said = String::from_utf8_lossy(&worm.stdout);
+        String::from_utf8_lossy(&worm.stdout).into_owned()
+    }
+
+    /// The worm bites the first decoy of .2-.40 with 80 and 443 open; then
+    /// only it is blocked, and on every worker: it cannot reach the real
+    /// server any more, the benign client still can. Returns the decoy.
+    fn worm_is_blocked(&self) -> String {
+        let decoy = self.decoy_with(&[80, 443]);
+        let said = self.run_worm(&decoy);
         assert!(said.contains("80 connected"), "{said}");
         let blocks = ask(&self.socket(), json!({"command": "block-list"}));
         let prefixes: Vec<&str> = blocks
@@ -230,25 +241,7 @@ fn on_a_tap_the_worms_connections_are_severed() {
         "[port]\nbackend = \"afpacket\"\nmode = \"tap\"\nmonitor = \"mon\"\ninject = \"inj\"\n\n",
     ));
     assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
-    let personas = ask(
-        &lab.socket(),
-        json!({"command": "decoys", "arguments": {"address": "198.51.100.2", "sample": 39}}),
-    );
-    let decoy = personas
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["open_ports"].as_array().unwrap().contains(&json!(80)))
-        .unwrap()["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let worm = lab
-        .exec("out", "/usr/bin/python3")
-        .args([&format!("{LAB}/worm.py"), &decoy])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&worm.stdout);
+    let said = lab.run_worm(&lab.decoy_with(&[80]));
     // The decoy answered through the injection port; the request bit; the
     // connection was reset under the worm.
     assert!(said.contains("80 connected"), "{said}");

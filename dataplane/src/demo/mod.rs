@@ -175,8 +175,9 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoResult> {
 }
 
 /// Runs the replay with the control process beside it: control starts
-/// first, is killed with SIGKILL a second into the replay (after the worm
-/// was latched) and started again; it resyncs the workers by generation.
+/// first, is killed with SIGKILL as soon as it has stored the worm's block
+/// (at least a second into the replay) and started again; it resyncs the
+/// workers by generation.
 fn run_with_control(
     config: &Config,
     options: &DemoOptions,
@@ -189,6 +190,12 @@ fn run_with_control(
         let dir = dir.to_owned();
         std::thread::spawn(move || -> anyhow::Result<std::process::Child> {
             std::thread::sleep(Duration::from_millis(1000));
+            // Not before control #1 has the worm's block (a loaded machine
+            // replays slower), so the story is the same on every run.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while control.blocks(&dir)?.is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             // SIGKILL: control gets no chance to tidy up.
             first.kill()?;
             first.wait()?;
@@ -240,7 +247,7 @@ fn tell_control(s: &ControlStory) -> String {
     }
     let _ = writeln!(
         out,
-        "  [demo] control #1 killed with SIGKILL one second into the replay, then started again"
+        "  [demo] control #1 killed with SIGKILL once it had stored the block, then started again"
     );
     for line in s.second.iter().filter(|l| !l.starts_with("generation")) {
         let _ = writeln!(out, "  [control #2] {line}");

@@ -326,13 +326,43 @@ impl<S: FrameSocket> Queue for KernelQueue<S> {
     }
 }
 
-/// The port: every queue opened up front.
-pub struct AfPacketPort {
+/// A kernel backend's port: one queue per worker, a socket per interface
+/// in each, and a name for `status`.
+pub struct KernelPort<S> {
     name: String,
-    queues: Vec<AfPacketQueue>,
+    queues: Vec<KernelQueue<S>>,
 }
 
-impl AfPacketPort {
+impl<S> KernelPort<S> {
+    /// The port `backend:mode:interfaces` over `queues`.
+    pub fn new(
+        backend: &str,
+        mode: PortMode,
+        interfaces: &[String],
+        queues: Vec<KernelQueue<S>>,
+    ) -> Self {
+        KernelPort {
+            name: format!("{backend}:{}:{}", mode.as_str(), interfaces.join(",")),
+            queues,
+        }
+    }
+}
+
+impl<S: FrameSocket + 'static> Port for KernelPort<S> {
+    type Queue = KernelQueue<S>;
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn take_queues(&mut self) -> Vec<KernelQueue<S>> {
+        std::mem::take(&mut self.queues)
+    }
+}
+
+/// The AF_PACKET port.
+pub type AfPacketPort = KernelPort<Socket>;
+impl KernelPort<Socket> {
     /// Opens `queues` queues on the configured interfaces.
     pub fn open(
         config: &AfPacketConfig,
@@ -375,25 +405,11 @@ impl AfPacketPort {
                 config.buffers_per_queue,
             ));
         }
-        Ok(AfPacketPort {
-            name: format!(
-                "afpacket:{}:{}",
-                config.mode.as_str(),
-                config.interfaces.join(",")
-            ),
-            queues: out,
-        })
-    }
-}
-
-impl Port for AfPacketPort {
-    type Queue = AfPacketQueue;
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn take_queues(&mut self) -> Vec<AfPacketQueue> {
-        std::mem::take(&mut self.queues)
+        Ok(KernelPort::new(
+            "afpacket",
+            config.mode,
+            &config.interfaces,
+            out,
+        ))
     }
 }

@@ -12,8 +12,7 @@
 
 use baitwall_afxdp::{XdpConfig, XdpError, XdpSocket};
 
-use super::Port;
-use super::afpacket::{FrameSocket, KernelQueue, PortMode, RxFrame};
+use super::afpacket::{FrameSocket, KernelPort, KernelQueue, PortMode, RxFrame};
 
 impl FrameSocket for XdpSocket {
     fn recv_frames(&mut self, max: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
@@ -52,13 +51,10 @@ pub struct AfXdpConfig {
 /// One worker's queue.
 pub type AfXdpQueue = KernelQueue<XdpSocket>;
 
-/// The port.
-pub struct AfXdpPort {
-    name: String,
-    queues: Vec<AfXdpQueue>,
-}
+/// The AF_XDP port.
+pub type AfXdpPort = KernelPort<XdpSocket>;
 
-impl AfXdpPort {
+impl KernelPort<XdpSocket> {
     /// Opens `queues` queues: queue `i` of every interface for worker `i`.
     pub fn open(config: &AfXdpConfig, queues: usize) -> Result<AfXdpPort, XdpError> {
         let mut out = Vec::with_capacity(queues);
@@ -74,25 +70,11 @@ impl AfXdpPort {
                 config.buffers_per_queue,
             ));
         }
-        Ok(AfXdpPort {
-            name: format!(
-                "afxdp:{}:{}",
-                config.mode.as_str(),
-                config.interfaces.join(",")
-            ),
-            queues: out,
-        })
-    }
-}
-
-impl Port for AfXdpPort {
-    type Queue = AfXdpQueue;
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn take_queues(&mut self) -> Vec<AfXdpQueue> {
-        std::mem::take(&mut self.queues)
+        Ok(KernelPort::new(
+            "afxdp",
+            config.mode,
+            &config.interfaces,
+            out,
+        ))
     }
 }
