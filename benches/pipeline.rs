@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use baitwall_channel::Rule;
 use baitwall_dataplane::config::Config;
-use baitwall_dataplane::engine::{Engine, EngineConfig};
+use baitwall_dataplane::engine::{Engine, EngineConfig, Verdict};
 use baitwall_dataplane::synth::{self, Endpoint, Flags};
 
 mod common;
@@ -96,20 +96,33 @@ fn blocked_frames(n: u32, blocked: &[u32], rng: &mut Xs) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// ns/packet of the best of `rounds` passes of `f` over copies of `frames`.
-fn measure(frames: &[Vec<u8>], rounds: usize, mut f: impl FnMut(&mut Vec<u8>)) -> f64 {
-    let mut buf = Vec::with_capacity(2048);
+/// Frames handed over at a time, as a worker receives them.
+const BURST: usize = 32;
+
+/// ns/packet of the best of `rounds` passes of `f` over copies of `frames`,
+/// a burst at a time.
+fn measure(frames: &[Vec<u8>], rounds: usize, mut f: impl FnMut(&mut [Vec<u8>])) -> f64 {
+    let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| Vec::with_capacity(2048)).collect();
     let mut best = f64::MAX;
     for _ in 0..rounds {
         let start = Instant::now();
-        for t in frames {
-            buf.clear();
-            buf.extend_from_slice(t);
-            f(&mut buf);
+        for burst in frames.chunks(BURST) {
+            for (buf, t) in bufs.iter_mut().zip(burst) {
+                buf.clear();
+                buf.extend_from_slice(t);
+            }
+            f(&mut bufs[..burst.len()]);
         }
         best = best.min(start.elapsed().as_nanos() as f64 / frames.len() as f64);
     }
     best
+}
+
+/// Runs the engine over a burst, as a worker does.
+fn run(e: &mut Engine, bufs: &mut [Vec<u8>]) {
+    let mut verdicts = [Verdict::Forward; BURST];
+    e.process_burst(bufs, NOW, &mut verdicts);
+    black_box(&verdicts);
 }
 
 fn engine(capacity: usize) -> Engine {
@@ -183,10 +196,16 @@ fn main() {
 
     // Baselines.
     let fwd = forward_frames(flows, &mut rng);
-    let b0 = measure(&fwd, rounds, |f| {
-        black_box((u16::from_be_bytes([f[12], f[13]]), &f[26..30]));
+    let b0 = measure(&fwd, rounds, |burst| {
+        for f in burst {
+            black_box((u16::from_be_bytes([f[12], f[13]]), &f[26..30]));
+        }
     });
-    let b1 = measure(&fwd, rounds, |f| reflect(black_box(f)));
+    let b1 = measure(&fwd, rounds, |burst| {
+        for f in burst {
+            reflect(black_box(f))
+        }
+    });
     let set: hashbrown::HashSet<u32> = (0..1u32 << 20).map(|_| rng.next() as u32).collect();
     let keys: Vec<u32> = set.iter().copied().collect();
     let cold: Vec<Vec<u8>> = (0..frames_n)
@@ -195,9 +214,11 @@ fn main() {
             synth::tcp(&src, &ep(0xc000_0201, 80), Flags::ACK, 1, 1, &[])
         })
         .collect();
-    let b2c = measure(&cold, rounds, |f| {
-        let src = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
-        black_box(set.contains(&src));
+    let b2c = measure(&cold, rounds, |burst| {
+        for f in burst {
+            let src = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+            black_box(set.contains(&src));
+        }
     });
 
     // (a) forwarding over `flows` active flows.
@@ -205,15 +226,11 @@ fn main() {
     for t in &fwd {
         e.process(&mut t.clone(), NOW);
     }
-    let a = measure(&fwd, rounds, |f| {
-        black_box(e.process(f, NOW));
-    });
+    let a = measure(&fwd, rounds, |b| run(&mut e, b));
     // (b) a SYN flood to dark space.
     let syns = syn_frames(frames_n as u32, &mut rng);
     let mut e = engine(1 << 16);
-    let b = measure(&syns, rounds, |f| {
-        black_box(e.process(f, NOW));
-    });
+    let b = measure(&syns, rounds, |b| run(&mut e, b));
     // (c) half from blocked sources, 1M exact + 100k prefixes loaded.
     let mut e = engine(flows as usize * 2);
     let blocked = load_blocks(&mut e, blocks, &mut rng);
@@ -222,14 +239,10 @@ fn main() {
     for t in &fwd {
         e.process(&mut t.clone(), NOW);
     }
-    let c = measure(&c_mix, rounds, |f| {
-        black_box(e.process(f, NOW));
-    });
+    let c = measure(&c_mix, rounds, |b| run(&mut e, b));
     // (d) 90% forwarding, 9% SYNs to dark space, 1% blocked.
     let d_mix = interleave(&[(&fwd, 90), (&syns, 9), (&bad, 1)], frames_n, &mut rng);
-    let d = measure(&d_mix, rounds, |f| {
-        black_box(e.process(f, NOW));
-    });
+    let d = measure(&d_mix, rounds, |b| run(&mut e, b));
     // (d) on two threads, each with its own engine and half the frames.
     let halves: Vec<Vec<Vec<u8>>> = d_mix.chunks(d_mix.len() / 2).map(<[_]>::to_vec).collect();
     // Two workers at once: each thread's best ns/packet is per packet of
@@ -254,9 +267,7 @@ fn main() {
                         for t in fwd {
                             e.process(&mut t.clone(), NOW);
                         }
-                        measure(half, rounds, |f| {
-                            black_box(e.process(f, NOW));
-                        })
+                        measure(half, rounds, |b| run(&mut e, b))
                     })
                 })
                 .collect();

@@ -20,7 +20,7 @@ use baitwall_channel::region::WorkerEnds;
 use crate::engine::bite::{Action, BiteKind};
 use crate::engine::event::{Event, EventKind};
 use crate::engine::flow::STATE_COUNT;
-use crate::engine::{DropReason, Engine, Verdict};
+use crate::engine::{DropReason, Engine, Prepared, Verdict};
 use crate::io::{Burst, Egress, MAX_BURST, PacketBuf, Queue, QueueStats};
 use crate::stats::{Counters, StatsBoard};
 
@@ -124,6 +124,7 @@ pub fn run<Q: Queue>(
     let mut counters = Counters::default();
     let mut rx: Burst<Q::Buf> = Burst::new();
     let mut tx: Burst<Q::Buf> = Burst::new();
+    let mut prepared = [Prepared::EMPTY; MAX_BURST];
     let mut idle = IdleState::default();
     let mut now_ns = clock.now_ns();
     let mut stopped = false;
@@ -182,14 +183,22 @@ pub fn run<Q: Queue>(
             }
             holding_until = None;
         }
-        for mut buf in rx.drain(..) {
+        // Look every frame's tables up ahead (see `engine`'s module doc),
+        // then decide the frames in order.
+        for (p, buf) in prepared.iter_mut().zip(rx.iter()) {
+            *p = engine.prepare(buf.data());
+        }
+        for p in prepared.iter().take(rx.len()) {
+            engine.prefetch_flow(p);
+        }
+        for (mut buf, p) in rx.drain(..).zip(prepared.iter()) {
             let len = buf.data().len() as u64;
             counters.rx_packets += 1;
             counters.rx_bytes += len;
             let verdict = if holding_until.is_some() {
                 Verdict::Drop(DropReason::Holding)
             } else {
-                engine.process(&mut buf, now_ns)
+                engine.decide(&mut buf, p, now_ns)
             };
             match verdict {
                 Verdict::Forward => {

@@ -2,18 +2,19 @@
 //! (IPv4 and IPv6) with absolute expiry times, and an allowlist that wins
 //! over every block, including an allowed address inside a blocked range.
 //!
-//! Exact addresses live in one hash set, prefixes in one hash map keyed by
-//! (length, network) plus the sorted list of lengths in use, so a lookup is
-//! one probe for the exact set and one per prefix length present (operators
-//! use a handful: /32, /24, /64, /48). Capacity is fixed at start and the
-//! maps are allocated for it then, so an insert never reallocates; when a
-//! table is full the insert is refused and the caller counts it. Expired
-//! entries stop matching at once and are swept out between bursts.
+//! Exact addresses and prefixes live in one [`PrefixTable`] (a cache line
+//! per bucket, prefetchable), keyed by network and length, with the lists
+//! of prefix lengths in use beside it: a lookup is one probe for the exact
+//! address and one per prefix length that can cover it. IPv4 and IPv6
+//! lengths are kept apart, so an IPv4 source never probes an IPv6 length
+//! (operators use a handful of each: /32, /24, /64, /48). Capacity is fixed
+//! at start and allocated then, so an insert never allocates; when a table
+//! is full the insert is refused and the caller counts it. Expired entries
+//! stop matching at once and are swept out between bursts.
 //!
 //! Times are Unix seconds; 0 means "never expires".
 
-use hashbrown::HashMap;
-
+use super::prefix_table::PrefixTable;
 use super::space::Prefix;
 
 /// An entry's expiry (Unix seconds; 0 = permanent).
@@ -39,12 +40,54 @@ pub enum Standing {
     Allowed,
 }
 
+/// The IPv4-mapped space `::ffff:0:0/96`, where IPv4 addresses live.
+const V4_MAPPED: u128 = 0xffff << 32;
+
+/// True when `net/len` lies inside the IPv4-mapped space.
+fn is_v4(net: u128, len: u8) -> bool {
+    len >= 96 && net >> 32 == V4_MAPPED >> 32
+}
+
+/// Prefix lengths in use, longest first, with how many prefixes have each.
+#[derive(Default)]
+struct Lengths(Vec<(u8, u32)>);
+
+impl Lengths {
+    fn add(&mut self, len: u8) {
+        match self.0.iter_mut().find(|(l, _)| *l == len) {
+            Some((_, n)) => *n += 1,
+            None => {
+                self.0.push((len, 1));
+                self.0.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+            }
+        }
+    }
+
+    fn remove(&mut self, len: u8) {
+        if let Some(i) = self.0.iter().position(|(l, _)| *l == len)
+            && let Some(entry) = self.0.get_mut(i)
+        {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                self.0.remove(i);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        self.0.iter().map(|(l, _)| *l)
+    }
+}
+
 /// One set of addresses and prefixes with expiries.
 struct Table {
-    exact: HashMap<[u8; 16], Expiry>,
-    prefixes: HashMap<(u8, u128), Expiry>,
-    /// Prefix lengths in use, longest first, with how many prefixes have each.
-    lengths: Vec<(u8, u32)>,
+    entries: PrefixTable,
+    /// Lengths of IPv4 prefixes (inside `::ffff:0:0/96`).
+    v4_lengths: Lengths,
+    /// Lengths of every other prefix (IPv6, and the few that cover the
+    /// IPv4-mapped space from outside it, such as `::/0`).
+    v6_lengths: Lengths,
+    exact: usize,
     exact_capacity: usize,
     prefix_capacity: usize,
 }
@@ -61,104 +104,143 @@ fn mask(len: u8) -> u128 {
     }
 }
 
+/// How many prefix lengths a burst's prefetch covers per source: beyond
+/// these, a lookup's further probes are paid when it runs.
+const PREFETCH_LENGTHS: usize = 4;
+
 impl Table {
-    fn new(exact_capacity: usize, prefix_capacity: usize) -> Self {
+    fn new(exact_capacity: usize, prefix_capacity: usize, seed: u64) -> Self {
         Table {
-            exact: HashMap::with_capacity(exact_capacity),
-            prefixes: HashMap::with_capacity(prefix_capacity),
-            lengths: Vec::with_capacity(129),
+            entries: PrefixTable::new(exact_capacity + prefix_capacity, seed),
+            v4_lengths: Lengths::default(),
+            v6_lengths: Lengths::default(),
+            exact: 0,
             exact_capacity,
             prefix_capacity,
         }
     }
 
+    fn lengths_mut(&mut self, net: u128, len: u8) -> &mut Lengths {
+        if is_v4(net, len) {
+            &mut self.v4_lengths
+        } else {
+            &mut self.v6_lengths
+        }
+    }
+
+    /// The prefix lengths that can cover `a`: an IPv4 address can only be
+    /// inside an IPv4 prefix or an IPv6 one of at most 96 bits; an IPv6
+    /// address never inside an IPv4 prefix.
+    #[inline]
+    fn lengths_for(&self, a: u128) -> impl Iterator<Item = u8> + '_ {
+        let v4 = a >> 32 == V4_MAPPED >> 32;
+        let v4_lengths = v4.then(|| self.v4_lengths.iter()).into_iter().flatten();
+        let v6_lengths = self.v6_lengths.iter().filter(move |&l| !v4 || l <= 96);
+        v4_lengths.chain(v6_lengths)
+    }
+
     fn insert(&mut self, prefix: Prefix, expiry: Expiry) -> Result<(), BlocklistError> {
         let (net, len) = (prefix.network(), prefix.len());
-        if len == 128 {
-            let key = net.to_be_bytes();
-            if !self.exact.contains_key(&key) && self.exact.len() >= self.exact_capacity {
+        let held = self.entries.get(net, len).is_some();
+        if !held {
+            if len == 128 && self.exact >= self.exact_capacity {
                 return Err(BlocklistError::ExactFull);
             }
-            self.exact.insert(key, expiry);
-            return Ok(());
-        }
-        if !self.prefixes.contains_key(&(len, net)) {
-            if self.prefixes.len() >= self.prefix_capacity {
+            if len < 128 && self.entries.len() - self.exact >= self.prefix_capacity {
                 return Err(BlocklistError::PrefixFull);
             }
-            match self.lengths.iter_mut().find(|(l, _)| *l == len) {
-                Some((_, n)) => *n += 1,
-                None => {
-                    self.lengths.push((len, 1));
-                    self.lengths
-                        .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-                }
+        }
+        let full = if len == 128 {
+            BlocklistError::ExactFull
+        } else {
+            BlocklistError::PrefixFull
+        };
+        // The table is sized for both capacities, so this only refuses
+        // what the checks above already would.
+        if self.entries.insert(net, len, expiry).map_err(|_| full)? {
+            if len == 128 {
+                self.exact += 1;
+            } else {
+                self.lengths_mut(net, len).add(len);
             }
         }
-        self.prefixes.insert((len, net), expiry);
         Ok(())
     }
 
     fn remove(&mut self, prefix: Prefix) -> bool {
         let (net, len) = (prefix.network(), prefix.len());
-        if len == 128 {
-            return self.exact.remove(&net.to_be_bytes()).is_some();
-        }
-        if self.prefixes.remove(&(len, net)).is_none() {
+        if !self.entries.remove(net, len) {
             return false;
         }
-        if let Some(i) = self.lengths.iter().position(|(l, _)| *l == len)
-            && let Some(entry) = self.lengths.get_mut(i)
-        {
-            entry.1 -= 1;
-            if entry.1 == 0 {
-                self.lengths.remove(i);
-            }
+        if len == 128 {
+            self.exact -= 1;
+        } else {
+            self.lengths_mut(net, len).remove(len);
         }
         true
     }
 
     #[inline]
     fn matches(&self, addr: &[u8; 16], now_s: u32) -> bool {
-        if self.exact.get(addr).is_some_and(|e| live(*e, now_s)) {
+        let a = u128::from_be_bytes(*addr);
+        if self.entries.get(a, 128).is_some_and(|e| live(e, now_s)) {
             return true;
         }
-        if self.lengths.is_empty() {
-            return false;
-        }
-        let a = u128::from_be_bytes(*addr);
-        self.lengths.iter().any(|(len, _)| {
-            self.prefixes
-                .get(&(*len, a & mask(*len)))
-                .is_some_and(|e| live(*e, now_s))
+        self.lengths_for(a).any(|len| {
+            self.entries
+                .get(a & mask(len), len)
+                .is_some_and(|e| live(e, now_s))
         })
+    }
+
+    /// Prefetches the lines a lookup of `addr` will read first.
+    #[inline]
+    fn prefetch(&self, addr: &[u8; 16]) {
+        let a = u128::from_be_bytes(*addr);
+        self.entries.prefetch(a, 128);
+        for len in self.lengths_for(a).take(PREFETCH_LENGTHS) {
+            self.entries.prefetch(a & mask(len), len);
+        }
     }
 
     /// Drops expired entries; returns how many. Allocates nothing: the
     /// per-length counts are rebuilt on the stack.
     fn sweep(&mut self, now_s: u32) -> usize {
         let before = self.len();
-        self.exact.retain(|_, e| live(*e, now_s));
-        self.prefixes.retain(|_, e| live(*e, now_s));
-        let mut counts = [0u32; 129];
-        for (len, _) in self.prefixes.keys() {
-            if let Some(c) = counts.get_mut(usize::from(*len)) {
+        let mut counts = [[0u32; 129]; 2];
+        let mut exact = 0;
+        self.entries.retain(|net, len, e| {
+            let keep = live(e, now_s);
+            if keep && len == 128 {
+                exact += 1;
+            } else if keep
+                && let Some(c) = counts
+                    .get_mut(usize::from(is_v4(net, len)))
+                    .and_then(|c| c.get_mut(usize::from(len)))
+            {
                 *c += 1;
             }
-        }
-        self.lengths.clear();
-        for len in (0..=128u8).rev() {
-            if let Some(&n) = counts.get(usize::from(len))
-                && n > 0
-            {
-                self.lengths.push((len, n));
+            keep
+        });
+        self.exact = exact;
+        for (family, lengths) in [&mut self.v6_lengths, &mut self.v4_lengths]
+            .into_iter()
+            .enumerate()
+        {
+            lengths.0.clear();
+            for len in (0..=128u8).rev() {
+                if let Some(&n) = counts.get(family).and_then(|c| c.get(usize::from(len)))
+                    && n > 0
+                {
+                    lengths.0.push((len, n));
+                }
             }
         }
         before - self.len()
     }
 
     fn len(&self) -> usize {
-        self.exact.len() + self.prefixes.len()
+        self.entries.len()
     }
 }
 
@@ -173,8 +255,8 @@ impl Blocklist {
     /// gets the same capacity), allocated now.
     pub fn new(exact: usize, prefixes: usize) -> Self {
         Blocklist {
-            blocks: Table::new(exact, prefixes),
-            allows: Table::new(exact.min(1 << 16), prefixes.min(1 << 16)),
+            blocks: Table::new(exact, prefixes, 0x626c_6f63),
+            allows: Table::new(exact.min(1 << 16), prefixes.min(1 << 16), 0x616c_6c6f),
         }
     }
 
@@ -213,6 +295,20 @@ impl Blocklist {
         }
     }
 
+    /// Prefetches the lines a [`Blocklist::standing`] of `addr` reads first
+    /// (a hint, made a burst ahead; nothing when nothing is blocked).
+    #[inline]
+    pub fn prefetch(&self, addr: &[u8; 16]) {
+        if self.blocks.len() != 0 {
+            self.blocks.prefetch(addr);
+        }
+    }
+
+    /// Bytes of memory the block and allow tables hold.
+    pub fn memory(&self) -> usize {
+        self.blocks.entries.memory() + self.allows.entries.memory()
+    }
+
     /// True when `addr` is allowlisted.
     pub fn is_allowed(&self, addr: &[u8; 16], now_s: u32) -> bool {
         self.allows.matches(addr, now_s)
@@ -229,8 +325,12 @@ impl Blocklist {
     }
 
     /// Exact blocked addresses (for reports).
-    pub fn exact_blocks(&self) -> impl Iterator<Item = &[u8; 16]> {
-        self.blocks.exact.keys()
+    pub fn exact_blocks(&self) -> impl Iterator<Item = [u8; 16]> + '_ {
+        self.blocks
+            .entries
+            .iter()
+            .filter(|&(_, len, _)| len == 128)
+            .map(|(net, _, _)| net.to_be_bytes())
     }
 }
 
@@ -264,6 +364,32 @@ mod tests {
         assert_eq!(b.standing(&a("2001:db8:bae::7"), 10), Standing::Clear);
         // An IPv4 /24 never matches IPv6 space and vice versa.
         assert_eq!(b.standing(&a("::cb00:7105"), 10), Standing::Clear);
+    }
+
+    #[test]
+    fn short_ipv6_prefixes_cover_ipv4_sources_and_long_ones_never_do() {
+        let mut b = Blocklist::new(16, 16);
+        b.block(p("2001:db8::/32"), 0).unwrap();
+        assert_eq!(b.standing(&a("192.0.2.1"), 1), Standing::Clear);
+        b.block(p("::ffff:0:0/96"), 0).unwrap();
+        assert_eq!(b.standing(&a("192.0.2.1"), 1), Standing::Blocked);
+        assert!(b.unblock(p("::ffff:0:0/96")));
+        b.block(p("::/0"), 0).unwrap();
+        assert_eq!(b.standing(&a("192.0.2.1"), 1), Standing::Blocked);
+        assert_eq!(b.standing(&a("2001:db9::1"), 1), Standing::Blocked);
+        // The sweep rebuilds both length lists from what it keeps.
+        b.block(p("198.51.100.0/24"), 5).unwrap();
+        assert_eq!(b.sweep(10), 1);
+        assert_eq!(b.standing(&a("198.51.100.1"), 11), Standing::Blocked);
+        assert!(b.unblock(p("::/0")));
+        assert_eq!(b.standing(&a("198.51.100.1"), 11), Standing::Clear);
+        assert_eq!(b.standing(&a("2001:db8::1"), 11), Standing::Blocked);
+    }
+
+    #[test]
+    fn the_default_sizes_fit_in_64_mib() {
+        let b = Blocklist::new(1_000_000, 100_000);
+        assert!(b.memory() <= 64 << 20, "{} bytes", b.memory());
     }
 
     #[test]
@@ -345,6 +471,6 @@ mod tests {
         assert_eq!(b.standing(&a("203.0.113.1"), 1), Standing::Clear);
         assert_eq!(b.standing(&a("198.51.100.1"), 1), Standing::Blocked);
         assert!(b.unblock(p("198.51.100.0/24")));
-        assert!(b.blocks.lengths.is_empty());
+        assert!(b.blocks.v4_lengths.0.is_empty() && b.blocks.v6_lengths.0.is_empty());
     }
 }

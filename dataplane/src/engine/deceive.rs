@@ -364,6 +364,13 @@ impl Deceiver {
         self.events.drain()
     }
 
+    /// Prefetches what deciding `info`'s frame will read first (a burst
+    /// ahead; see [`crate::engine::Engine::prepare`]).
+    #[inline]
+    pub fn prefetch(&self, info: &PacketInfo) {
+        self.shared.space.prefetch(&info.src, &info.dst);
+    }
+
     /// Handles one classified frame. `None`: not the deceiver's business
     /// (forward it); `Some(verdict)`: a mark was written in place, or the
     /// frame is dropped.

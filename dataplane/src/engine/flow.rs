@@ -9,6 +9,14 @@
 //! cache lines per packet. Capacity is fixed at start, so nothing is ever
 //! rehashed or allocated on the packet path.
 //!
+//! Bursts. A worker computes every frame's [`FlowSlot`] first and
+//! prefetches its bucket's metadata line ([`FlowTable::prefetch_bucket`]),
+//! then, a few frames ahead of the one it decides, the entry line the tag
+//! points at ([`FlowTable::prefetch_entry`]): the cold misses of a burst
+//! overlap instead of being paid one after the other. Both arrays sit in
+//! huge pages ([`baitwall_mem::HugeSlice`]) so that a lookup in a table of
+//! a hundred megabytes does not also miss the TLB.
+//!
 //! Expiry and eviction. Each state has a timeout; an entry whose idle time is
 //! past its state's timeout is free. A sweep between bursts walks a few
 //! buckets at a time and counts what it frees; an insert also reuses an
@@ -24,6 +32,7 @@
 
 use std::hash::BuildHasher;
 
+use baitwall_mem::{HugeSlice, prefetch};
 use foldhash::fast::FixedState;
 
 use crate::wire::TcpFlags;
@@ -267,6 +276,14 @@ struct FlowEntry {
 const _: () = assert!(std::mem::size_of::<BucketMeta>() == 64);
 const _: () = assert!(std::mem::size_of::<FlowEntry>() == 64);
 
+/// Where a flow lives in its table: the bucket and the tag (from one hash
+/// of the key, [`FlowTable::slot`]).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    bucket: usize,
+    tag: u16,
+}
+
 /// What a packet did to the table.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct FlowUpdate {
@@ -327,8 +344,8 @@ pub struct FlowInfo {
 /// assert_eq!(synack.state, Some(FlowState::SynReceived));
 /// ```
 pub struct FlowTable {
-    meta: Box<[BucketMeta]>,
-    entries: Box<[FlowEntry]>,
+    meta: HugeSlice<BucketMeta>,
+    entries: HugeSlice<FlowEntry>,
     mask: usize,
     hasher: FixedState,
     timeouts: Timeouts,
@@ -342,8 +359,8 @@ impl FlowTable {
     pub fn new(capacity: usize, timeouts: Timeouts, seed: u64) -> Self {
         let buckets = capacity.div_ceil(WAYS).max(1).next_power_of_two();
         FlowTable {
-            meta: vec![BucketMeta::default(); buckets].into_boxed_slice(),
-            entries: vec![FlowEntry::default(); buckets * WAYS].into_boxed_slice(),
+            meta: HugeSlice::new(buckets, BucketMeta::default()),
+            entries: HugeSlice::new(buckets * WAYS, FlowEntry::default()),
             mask: buckets - 1,
             hasher: FixedState::with_seed(seed),
             timeouts,
@@ -377,11 +394,45 @@ impl FlowTable {
         &self.timeouts
     }
 
+    /// Where `key`'s flow lives: hashed once per frame, then used to
+    /// prefetch and to track.
     #[inline]
-    fn locate(&self, key: &FlowKey) -> (usize, u16) {
+    pub fn slot(&self, key: &FlowKey) -> FlowSlot {
         let h = self.hasher.hash_one(key);
         // Low bits pick the bucket, high bits make the tag.
-        ((h as usize) & self.mask, (h >> 48) as u16)
+        FlowSlot {
+            bucket: (h as usize) & self.mask,
+            tag: (h >> 48) as u16,
+        }
+    }
+
+    #[inline]
+    fn locate(&self, key: &FlowKey) -> (usize, u16) {
+        let slot = self.slot(key);
+        (slot.bucket, slot.tag)
+    }
+
+    /// Prefetches the metadata line of `slot`'s bucket (a hint).
+    #[inline]
+    pub fn prefetch_bucket(&self, slot: FlowSlot) {
+        if let Some(meta) = self.meta.get(slot.bucket) {
+            prefetch(meta);
+        }
+    }
+
+    /// Prefetches the entry line whose tag matches `slot`'s, reading the
+    /// bucket's metadata (prefetched earlier, so by now in cache). A hint:
+    /// a tag that matches another flow only wastes the prefetch.
+    #[inline]
+    pub fn prefetch_entry(&self, slot: FlowSlot) {
+        let Some(meta) = self.meta.get(slot.bucket) else {
+            return;
+        };
+        if let Some(way) = (0..WAYS).find(|&w| meta.state[w] != 0 && meta.tags[w] == slot.tag)
+            && let Some(entry) = self.entries.get(slot.bucket * WAYS + way)
+        {
+            prefetch(entry);
+        }
     }
 
     #[inline]
@@ -436,7 +487,23 @@ impl FlowTable {
         len: u32,
         now_ms: u32,
     ) -> FlowUpdate {
-        let (bucket, tag) = self.locate(key);
+        let slot = self.slot(key);
+        self.track_at(slot, key, from_lo, tcp, len, now_ms)
+    }
+
+    /// [`FlowTable::track`] with the key's slot computed already (it must be
+    /// `self.slot(key)`).
+    #[inline]
+    pub fn track_at(
+        &mut self,
+        slot: FlowSlot,
+        key: &FlowKey,
+        from_lo: bool,
+        tcp: Option<TcpFlags>,
+        len: u32,
+        now_ms: u32,
+    ) -> FlowUpdate {
+        let FlowSlot { bucket, tag } = slot;
         let found = self.find(bucket, tag, key);
         let live = found.filter(|&way| {
             self.meta

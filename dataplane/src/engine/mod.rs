@@ -5,6 +5,16 @@
 //! reason); if deception is configured, let the [`deceive::Deceiver`] drop a
 //! latched source or answer for a dark address in place; otherwise track
 //! the flow and forward.
+//!
+//! Per burst, in three passes, so that the cold misses of the burst's
+//! table lookups overlap instead of queueing (every big table is far larger
+//! than the caches): [`Engine::prepare`] classifies every frame, hashes its
+//! flow key and prefetches the flow bucket, the blocklist slots and the
+//! liveness slots it will need; [`Engine::prefetch_flow`] then prefetches
+//! each flow's entry line; [`Engine::decide`] finally decides each frame in
+//! order. Only the lookups are done ahead: every decision still sees the
+//! state the frames before it left (a bite early in a burst blocks its
+//! source's later frames in the same burst).
 
 pub mod bite;
 pub mod blocklist;
@@ -19,6 +29,7 @@ pub mod flow;
 mod golden;
 pub mod limit;
 pub mod persona;
+pub mod prefix_table;
 pub mod query;
 pub mod sever;
 pub mod space;
@@ -31,7 +42,7 @@ use blocklist::{Blocklist, BlocklistError, Standing};
 use classify::{PacketInfo, classify};
 use deceive::{Deceiver, DeceptionCounters, DeceptionShared};
 use event::Event;
-use flow::{FlowKey, FlowTable, FlowUpdate, Timeouts};
+use flow::{FlowKey, FlowSlot, FlowTable, Timeouts};
 use space::Prefix;
 
 /// Why a frame was dropped. Each reason is a counter; names are stable
@@ -138,6 +149,26 @@ pub enum Verdict {
     /// ([`Engine::write_severance`]).
     Sever,
 }
+
+/// A frame looked at ahead of its turn: its classification and where its
+/// flow lives (see [`Engine::prepare`]). Valid for the frame's contents as
+/// they were when it was made.
+#[derive(Copy, Clone, Debug)]
+pub struct Prepared {
+    info: Result<PacketInfo, DropReason>,
+    flow: Option<(FlowKey, bool, FlowSlot)>,
+}
+
+impl Prepared {
+    /// A placeholder for arrays of a burst's frames.
+    pub const EMPTY: Prepared = Prepared {
+        info: Err(DropReason::Truncated),
+        flow: None,
+    };
+}
+
+/// Frames [`Engine::process_burst`] prepares at a time.
+const PREPARE_AHEAD: usize = 32;
 
 /// The engine's settings.
 #[derive(Clone)]
@@ -246,12 +277,99 @@ impl Engine {
     }
 
     /// Decides one frame; a reply is written into `buf` in place. `now_ns`
-    /// is the worker clock.
+    /// is the worker clock. ([`Engine::prepare`] then [`Engine::decide`].)
     #[inline]
     pub fn process<B: PacketBuf>(&mut self, buf: &mut B, now_ns: u64) -> Verdict {
-        let info = match classify(buf.data()) {
+        let prepared = self.prepare(buf.data());
+        self.decide(buf, &prepared, now_ns)
+    }
+
+    /// Decides a burst of frames, `verdicts[i]` for `bufs[i]`, prefetching
+    /// ahead. Only for frames that need no [`Verdict::Sever`] follow-up
+    /// (the worker, which writes severances, runs the passes itself).
+    pub fn process_burst<B: PacketBuf>(
+        &mut self,
+        bufs: &mut [B],
+        now_ns: u64,
+        verdicts: &mut [Verdict],
+    ) {
+        let mut prepared = [Prepared::EMPTY; PREPARE_AHEAD];
+        for (bufs, verdicts) in bufs
+            .chunks_mut(PREPARE_AHEAD)
+            .zip(verdicts.chunks_mut(PREPARE_AHEAD))
+        {
+            for (p, buf) in prepared.iter_mut().zip(bufs.iter()) {
+                *p = self.prepare(buf.data());
+            }
+            let n = bufs.len().min(verdicts.len());
+            for p in prepared.iter().take(n) {
+                self.prefetch_flow(p);
+            }
+            for ((buf, verdict), p) in bufs.iter_mut().zip(verdicts.iter_mut()).zip(&prepared) {
+                *verdict = self.decide(buf, p, now_ns);
+            }
+        }
+    }
+
+    /// First pass over a burst: classifies `frame`, hashes its flow key and
+    /// prefetches the flow bucket's metadata, the blocklist slots of its
+    /// source and the liveness slots deception will read. Changes nothing.
+    #[inline]
+    pub fn prepare(&self, frame: &[u8]) -> Prepared {
+        let info = match classify(frame) {
             Ok(info) => info,
-            Err(e) => return Verdict::Drop(e.into()),
+            Err(e) => {
+                return Prepared {
+                    info: Err(e.into()),
+                    flow: None,
+                };
+            }
+        };
+        let mut flow = None;
+        if info.is_ip() {
+            self.blocks.prefetch(&info.src);
+            if let Some(d) = &self.deceiver {
+                d.prefetch(&info);
+            }
+            let (key, from_lo) = FlowKey::new(
+                info.ip_version,
+                info.protocol,
+                info.src,
+                info.src_port,
+                info.dst,
+                info.dst_port,
+            );
+            let slot = self.flows.slot(&key);
+            self.flows.prefetch_bucket(slot);
+            flow = Some((key, from_lo, slot));
+        }
+        Prepared {
+            info: Ok(info),
+            flow,
+        }
+    }
+
+    /// Second pass: prefetches the flow entry `prepared`'s tag points at
+    /// (its bucket's metadata, prefetched by [`Engine::prepare`], is read).
+    #[inline]
+    pub fn prefetch_flow(&self, prepared: &Prepared) {
+        if let Some((_, _, slot)) = prepared.flow {
+            self.flows.prefetch_entry(slot);
+        }
+    }
+
+    /// Last pass: decides the frame `prepared` was made from, which must
+    /// not have changed since; a reply is written into `buf` in place.
+    #[inline]
+    pub fn decide<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        prepared: &Prepared,
+        now_ns: u64,
+    ) -> Verdict {
+        let info = match prepared.info {
+            Ok(info) => info,
+            Err(reason) => return Verdict::Drop(reason),
         };
         // Unix seconds: block expiries are absolute.
         let now_s = (now_ns / 1_000_000_000) as u32;
@@ -276,7 +394,11 @@ impl Engine {
         }
         // Wrapping by design: the flow table works on wrapping u32 milliseconds.
         let now_ms = (now_ns / 1_000_000) as u32;
-        self.track(&info, buf.data().len(), now_ms);
+        if let Some((key, from_lo, slot)) = &prepared.flow {
+            let len = buf.data().len() as u32;
+            self.flows
+                .track_at(*slot, key, *from_lo, info.tcp_flags, len, now_ms);
+        }
         Verdict::Forward
     }
 
@@ -349,32 +471,12 @@ impl Engine {
 
     /// Exact sources blocked here (latched, or pushed by control).
     pub fn latched(&self) -> Vec<[u8; 16]> {
-        self.blocks.exact_blocks().copied().collect()
+        self.blocks.exact_blocks().collect()
     }
 
     /// The block state (read-only).
     pub fn blocklist(&self) -> &Blocklist {
         &self.blocks
-    }
-
-    /// Updates the flow table for a classified IP packet.
-    #[inline]
-    fn track(&mut self, info: &PacketInfo, len: usize, now_ms: u32) -> Option<FlowUpdate> {
-        if !info.is_ip() {
-            return None;
-        }
-        let (key, from_lo) = FlowKey::new(
-            info.ip_version,
-            info.protocol,
-            info.src,
-            info.src_port,
-            info.dst,
-            info.dst_port,
-        );
-        Some(
-            self.flows
-                .track(&key, from_lo, info.tcp_flags, len as u32, now_ms),
-        )
     }
 
     /// Periodic work between bursts: sweep `buckets` flow buckets for expired flows.

@@ -160,6 +160,14 @@ impl LiveMap {
         }
     }
 
+    /// Prefetches `addr`'s slot (a hint, made a burst ahead of the lookup).
+    #[inline]
+    pub fn prefetch(&self, addr: &[u8; 16]) {
+        if let Some(slot) = self.slot(addr) {
+            baitwall_mem::prefetch(slot);
+        }
+    }
+
     /// When `addr` (or an address sharing its slot) last sent; 0 = never.
     #[inline]
     pub fn last_seen(&self, addr: &[u8; 16]) -> u32 {
@@ -224,6 +232,19 @@ impl AddressSpace {
     #[inline]
     pub fn is_inside(&self, addr: &[u8; 16]) -> bool {
         self.protected.contains(addr) && !self.excluded.contains(addr)
+    }
+
+    /// Prefetches the liveness slots a frame from `src` to `dst` will touch:
+    /// the destination's when it is protected (is it dark?), the source's
+    /// when it is inside (it is learned live).
+    #[inline]
+    pub fn prefetch(&self, src: &[u8; 16], dst: &[u8; 16]) {
+        if self.protected.contains(dst) {
+            self.live.prefetch(dst);
+        }
+        if self.protected.contains(src) {
+            self.live.prefetch(src);
+        }
     }
 
     /// Learns from a packet sent by `src` at `now_s` (seconds since start + 1).
