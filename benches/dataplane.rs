@@ -6,7 +6,9 @@
 //!   (read the EtherType and the IPv4 source address: the floor).
 //! - `rss`: the software Toeplitz hash of a frame.
 //! - `flow_track`: one packet through the flow table with 1k and 1M live
-//!   flows (1M: the table is far larger than the caches, so most lookups miss).
+//!   flows (and 10M with `BAITWALL_BENCH_10M=1`: 2.3 GB and a minute of
+//!   set-up), one at a time and a burst at a time with prefetch, as the
+//!   engine does (1M: the table is far larger than the caches).
 //! - `engine`: classify + flow tracking, the forwarding path.
 //! - `marks`: a SYN to a dark address turned into the decoy's SYN-ACK in
 //!   place (cookie, persona, checksums), next to B1 (reflect a frame in
@@ -106,23 +108,27 @@ fn rss_bench(c: &mut Criterion) {
 
 fn flow_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("flow_track");
-    for flows in [1_000u32, 1_000_000] {
+    let sizes: &[u32] = if std::env::var_os("BAITWALL_BENCH_10M").is_some() {
+        &[1_000, 1_000_000, 10_000_000]
+    } else {
+        &[1_000, 1_000_000]
+    };
+    for &flows in sizes {
         let mut table = FlowTable::new(flows as usize * 2, Timeouts::default(), 7);
-        let keys: Vec<(FlowKey, bool)> = (0..flows)
-            .map(|i| {
-                let src = Ipv4Addr::from(0x0a00_0000 | i).to_ipv6_mapped().octets();
-                let dst = Ipv4Addr::new(198, 51, 100, 10).to_ipv6_mapped().octets();
-                FlowKey::new(4, 6, src, 1024 + (i % 50000) as u16, dst, 80)
-            })
-            .collect();
-        for (k, lo) in &keys {
-            table.track(k, *lo, Some(TcpFlags::ACK), 60, 0);
+        let dst = Ipv4Addr::new(198, 51, 100, 10).to_ipv6_mapped().octets();
+        let key = |i: u32| {
+            let src = Ipv4Addr::from(0x0a00_0000 | i).to_ipv6_mapped().octets();
+            FlowKey::new(4, 6, src, 1024 + (i % 50000) as u16, dst, 80)
+        };
+        for i in 0..flows {
+            let (k, lo) = key(i);
+            table.track(&k, lo, Some(TcpFlags::ACK), 60, 0);
         }
-        // Visit the flows in a scattered order so the 1M case misses the
-        // caches; the keys themselves are read in sequence, as they would come
-        // from packets already in cache.
-        let order: Vec<(FlowKey, bool)> = (0..keys.len())
-            .map(|i| keys[(i * 7919) % keys.len()])
+        // Visit the flows in a scattered order so the big tables miss the
+        // caches; the keys themselves are read in sequence, as they would
+        // come from packets already in cache.
+        let order: Vec<(FlowKey, bool)> = (0..flows.min(1 << 22))
+            .map(|i| key(((u64::from(i) * 7919) % u64::from(flows)) as u32))
             .collect();
         let batch = 4096.min(order.len());
         g.throughput(Throughput::Elements(batch as u64));
@@ -136,9 +142,35 @@ fn flow_bench(c: &mut Criterion) {
                 }
             })
         });
+        // As the engine does it: a burst's slots hashed and their buckets
+        // prefetched, then their entries, then the flows tracked.
+        let mut pos = 0usize;
+        g.bench_function(format!("{flows}_flows_burst"), |b| {
+            b.iter(|| {
+                let mut slots = [Default::default(); BURST];
+                for _ in 0..batch / BURST {
+                    let start = pos;
+                    for s in slots.iter_mut() {
+                        *s = table.slot(&order[pos].0);
+                        table.prefetch_bucket(*s);
+                        pos = (pos + 1) % order.len();
+                    }
+                    for s in &slots {
+                        table.prefetch_entry(*s);
+                    }
+                    for (i, s) in slots.iter().enumerate() {
+                        let (k, lo) = &order[(start + i) % order.len()];
+                        black_box(table.track_at(*s, k, *lo, Some(TcpFlags::ACK), 60, 1));
+                    }
+                }
+            })
+        });
     }
     g.finish();
 }
+
+/// Frames per burst in the burst variants, as a worker receives them.
+const BURST: usize = 32;
 
 fn engine_bench(c: &mut Criterion) {
     let frames = syn_frames(4096);
@@ -234,76 +266,12 @@ fn marks_bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Block lookups at full size: 1,000,000 exact sources and 100,000 prefixes
-/// (IPv4 /24s and IPv6 /48s), looking up addresses that are mostly not
-/// blocked (the common case: every packet is checked), next to a plain std
-/// hash set of the same 1M exact addresses in the same run.
-fn blocklist_bench(c: &mut Criterion) {
-    use baitwall_dataplane::engine::blocklist::{Blocklist, Standing};
-    use baitwall_dataplane::engine::space::Prefix;
-    let mut bl = Blocklist::new(1_000_000, 100_000);
-    let mut std_set: std::collections::HashSet<[u8; 16]> =
-        std::collections::HashSet::with_capacity(1_000_000);
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
-    let mut random_addr = |v4: bool| {
-        if v4 {
-            Ipv4Addr::from(next() as u32).to_ipv6_mapped().octets()
-        } else {
-            ((u128::from(next()) << 64) | u128::from(next())).to_be_bytes()
-        }
-    };
-    for i in 0..1_000_000u32 {
-        let a = random_addr(i % 2 == 0);
-        bl.block(Prefix::host(a), 0).unwrap();
-        std_set.insert(a);
-    }
-    for i in 0..100_000u32 {
-        let a = u128::from_be_bytes(random_addr(i % 2 == 0));
-        let len = if i % 2 == 0 { 120 } else { 48 };
-        bl.block(Prefix::from_parts(a, len), 0).unwrap();
-    }
-    // Two million probes visited 4,096 at a time: lookups miss the caches,
-    // as they do on a live link.
-    let probes: Vec<[u8; 16]> = (0..(1u32 << 21)).map(|i| random_addr(i % 2 == 0)).collect();
-    let batch = 4096;
-    let mut g = c.benchmark_group("blocklist");
-    g.throughput(Throughput::Elements(batch as u64));
-    let mut pos = 0usize;
-    g.bench_function("ours_1m_exact_100k_prefixes", |b| {
-        b.iter(|| {
-            pos = (pos + batch) % probes.len();
-            probes[pos..pos + batch]
-                .iter()
-                .filter(|a| bl.standing(black_box(a), 10) != Standing::Clear)
-                .count()
-        })
-    });
-    let mut pos = 0usize;
-    g.bench_function("std_hashset_1m_exact_only", |b| {
-        b.iter(|| {
-            pos = (pos + batch) % probes.len();
-            probes[pos..pos + batch]
-                .iter()
-                .filter(|a| std_set.contains(black_box(*a)))
-                .count()
-        })
-    });
-    g.finish();
-}
-
 criterion_group!(
     benches,
     classify_bench,
     rss_bench,
     flow_bench,
     engine_bench,
-    marks_bench,
-    blocklist_bench
+    marks_bench
 );
 criterion_main!(benches);

@@ -14,7 +14,8 @@
 //! (d) 90% forwarding, 9% SYNs to dark space, 1% blocked. Then (d) on two
 //! threads, each with its own engine, for the scaling efficiency.
 //!
-//! `cargo bench --bench pipeline` (add `-- --short` for the CI-sized run).
+//! `cargo bench --bench pipeline` (add `-- --short` for the CI-sized run,
+//! `-- --profile-syn-flood` to run mix (b) alone long enough for `perf record`).
 //! Every frame is copied from its template into the work buffer before it
 //! is processed (the engine rewrites marks in place); the baselines do the
 //! same copy, so ratios compare like with like. It prints ns/packet, Mpps
@@ -231,6 +232,12 @@ fn main() {
     let syns = syn_frames(frames_n as u32, &mut rng);
     let mut e = engine(1 << 16);
     let b = measure(&syns, rounds, |b| run(&mut e, b));
+    if std::env::args().any(|a| a == "--profile-syn-flood") {
+        // For `perf record`: the SYN flood alone, long enough to sample.
+        let b = measure(&syns, 40, |b| run(&mut e, b));
+        println!("(b) SYN flood: {b:.1} ns/packet");
+        return;
+    }
     // (c) half from blocked sources, 1M exact + 100k prefixes loaded.
     let mut e = engine(flows as usize * 2);
     let blocked = load_blocks(&mut e, blocks, &mut rng);

@@ -144,7 +144,6 @@ pub struct Deceiver {
     counters: DeceptionCounters,
     services: foldhash::fast::FixedState,
     service_seen: Box<[u64]>,
-    personas: PersonaCache,
     guesses: GuessTable,
     event_budget: EventBudget,
     /// Marks since the last sampled one.
@@ -246,42 +245,6 @@ impl EventBudget {
     }
 }
 
-/// Slots of the per-worker persona cache.
-const PERSONA_SLOTS: usize = 1024;
-
-/// A decoy address and its persona.
-type CachedPersona = ([u8; 16], Persona);
-
-/// A direct-mapped cache of recently used personas: deriving one costs two
-/// SipHash rounds, and a scan or a connection hits the same decoy repeatedly.
-struct PersonaCache {
-    slots: Box<[Option<CachedPersona>]>,
-    hasher: foldhash::fast::FixedState,
-}
-
-impl PersonaCache {
-    fn new(seed: u64) -> Self {
-        PersonaCache {
-            slots: vec![None; PERSONA_SLOTS].into_boxed_slice(),
-            hasher: foldhash::fast::FixedState::with_seed(seed),
-        }
-    }
-
-    #[inline]
-    fn get(&mut self, maker: &PersonaMaker, addr: &[u8; 16]) -> Persona {
-        let i = self.hasher.hash_one(addr) as usize & (PERSONA_SLOTS - 1);
-        match self.slots.get_mut(i) {
-            Some(Some((a, p))) if a == addr => *p,
-            Some(slot) => {
-                let p = maker.persona(addr);
-                *slot = Some((*addr, p));
-                p
-            }
-            None => maker.persona(addr),
-        }
-    }
-}
-
 /// Slots of the per-worker cache of reported services.
 const SERVICE_SLOTS: usize = 4096;
 
@@ -313,7 +276,6 @@ impl Deceiver {
             counters: DeceptionCounters::default(),
             services: foldhash::fast::FixedState::with_seed(seed ^ 0x5e5e),
             service_seen: vec![0; SERVICE_SLOTS].into_boxed_slice(),
-            personas: PersonaCache::new(seed ^ 0x7065),
             guesses: GuessTable::new(seed ^ 0x6775),
             event_budget: EventBudget::default(),
             mark_seq: 0,
@@ -516,7 +478,7 @@ impl Deceiver {
         if let Some(v) = self.limited(&target, &src, now_ms) {
             return Some(v);
         }
-        let persona = self.personas.get(&self.shared.personas, &target);
+        let persona = self.shared.personas.persona(&target);
         Some(match neighbor::arp_reply(buf, &q, &persona) {
             Ok(()) => self.mark(MarkKind::Arp),
             Err(e) => Verdict::Drop(e.into()),
@@ -543,7 +505,7 @@ impl Deceiver {
         if let Some(v) = self.limited(&target, &q.sender_ip.octets(), now_ms) {
             return Some(v);
         }
-        let persona = self.personas.get(&self.shared.personas, &target);
+        let persona = self.shared.personas.persona(&target);
         Some(match neighbor::neighbor_advert(buf, &q, &persona) {
             Ok(()) => self.mark(MarkKind::Ndp),
             Err(e) => Verdict::Drop(e.into()),
@@ -563,7 +525,7 @@ impl Deceiver {
             return v;
         }
         self.note_sweep(info, now_ms * 1_000_000);
-        let persona = self.personas.get(&self.shared.personas, &info.dst);
+        let persona = self.shared.personas.persona(&info.dst);
         match icmp::echo_reply(buf, info, &persona, now_ms) {
             Ok(()) => self.mark(MarkKind::Echo),
             Err(e) => Verdict::Drop(e.into()),
@@ -575,7 +537,7 @@ impl Deceiver {
             return v;
         }
         self.note_sweep(info, now_ms * 1_000_000);
-        let persona = self.personas.get(&self.shared.personas, &info.dst);
+        let persona = self.shared.personas.persona(&info.dst);
         if self.shared.udp_services.contains(&info.dst_port) {
             match udp::service_reply(buf, info, &persona, now_ms) {
                 Ok(true) => return self.mark(MarkKind::Udp),
@@ -605,7 +567,7 @@ impl Deceiver {
             // Nothing answers a RST.
             return Verdict::Drop(DropReason::ToDecoy);
         }
-        let persona = self.personas.get(&self.shared.personas, &info.dst);
+        let persona = self.shared.personas.persona(&info.dst);
         let open = persona.is_open(probe.dst_port);
         if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
             if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
@@ -822,7 +784,7 @@ impl Deceiver {
         // lookup; events are rare next to packets).
         let persona = match kind {
             EventKind::Service => None,
-            _ => Some(self.personas.get(&self.shared.personas, &info.dst).kind),
+            _ => Some(self.shared.personas.persona(&info.dst).kind),
         };
         self.events.push(Event {
             kind,
