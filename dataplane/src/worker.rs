@@ -185,8 +185,11 @@ pub fn run<Q: Queue>(
         }
         // Look every frame's tables up ahead (see `engine`'s module doc),
         // then decide the frames in order.
+        for buf in rx.iter() {
+            Engine::prefetch_frame(buf.data());
+        }
         for (p, buf) in prepared.iter_mut().zip(rx.iter()) {
-            *p = engine.prepare(buf.data());
+            engine.prepare(buf.data(), p);
         }
         for p in prepared.iter().take(rx.len()) {
             engine.prefetch_flow(p);

@@ -145,6 +145,15 @@ uint8_t *bw_mbuf_data(struct rte_mbuf *m, uint16_t *len, uint16_t *room)
     return rte_pktmbuf_mtod(m, uint8_t *);
 }
 
+/* The same for a whole burst: one call into the shim per burst, not per
+ * mbuf. */
+void bw_mbufs_data(struct rte_mbuf **m, uint16_t n, uint8_t **data, uint16_t *len,
+                   uint16_t *room)
+{
+    for (uint16_t i = 0; i < n; i++)
+        data[i] = bw_mbuf_data(m[i], &len[i], &room[i]);
+}
+
 /* Sets a one-segment frame's length; -1 past the buffer (nothing changes)
  * or for a chained mbuf. */
 int bw_mbuf_set_len(struct rte_mbuf *m, uint16_t len)

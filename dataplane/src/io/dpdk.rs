@@ -64,7 +64,7 @@ pub struct DpdkQueue {
     first: usize,
     /// The devices stay up while a queue lives; the pool with them.
     ports: Vec<Arc<EthPort>>,
-    _pool: Arc<Mempool>,
+    pool: Arc<Mempool>,
     /// The devices' drops, as last read.
     drops: u64,
     idle_polls: u32,
@@ -145,6 +145,14 @@ impl Queue for DpdkQueue {
         outcome
     }
 
+    fn alloc(&mut self) -> Option<DpdkBuf> {
+        self.pool.alloc().map(|mbuf| DpdkBuf {
+            mbuf,
+            side: 0,
+            egress: Egress::Forward,
+        })
+    }
+
     fn recycle(&mut self, buf: DpdkBuf) {
         drop(buf);
     }
@@ -202,7 +210,7 @@ impl DpdkPort {
                 ],
                 first: 0,
                 ports: ports.clone(),
-                _pool: pool.clone(),
+                pool: pool.clone(),
                 drops: 0,
                 idle_polls: 0,
                 reads_device_stats: q == 0,
