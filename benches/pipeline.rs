@@ -140,14 +140,17 @@ fn engine(capacity: usize) -> Engine {
     })
 }
 
-/// Loads `n` exact blocks and 100k /24 blocks (outside 10/8 and 192.0.2/24);
-/// returns the exact ones.
-fn load_blocks(e: &mut Engine, n: u32, rng: &mut Xs) -> Vec<u32> {
-    let mapped = |a: u32| Ipv4Addr::from(a).to_ipv6_mapped().octets();
-    let exact: Vec<u32> = (0..n)
+/// `n` sources to block (in 96.0.0.0/4, outside 10/8 and 192.0.2/24).
+fn block_list(n: u32, rng: &mut Xs) -> Vec<u32> {
+    (0..n)
         .map(|_| 0x6400_0000 | (rng.next() as u32 & 0x0fff_ffff))
-        .collect();
-    for &a in &exact {
+        .collect()
+}
+
+/// Loads the exact blocks `exact` and `prefixes` /24 blocks (in 128/8 and up).
+fn load_blocks(e: &mut Engine, exact: &[u32], prefixes: u32) {
+    let mapped = |a: u32| Ipv4Addr::from(a).to_ipv6_mapped().octets();
+    for &a in exact {
         e.apply(&Rule::Block {
             net: mapped(a),
             len: 128,
@@ -155,7 +158,7 @@ fn load_blocks(e: &mut Engine, n: u32, rng: &mut Xs) -> Vec<u32> {
         })
         .unwrap();
     }
-    for i in 0..100_000u32 {
+    for i in 0..prefixes {
         e.apply(&Rule::Block {
             net: mapped(0x8000_0000 | (i << 8)),
             len: 120,
@@ -163,7 +166,6 @@ fn load_blocks(e: &mut Engine, n: u32, rng: &mut Xs) -> Vec<u32> {
         })
         .unwrap();
     }
-    exact
 }
 
 fn interleave(parts: &[(&[Vec<u8>], usize)], n: usize, rng: &mut Xs) -> Vec<Vec<u8>> {
@@ -182,8 +184,78 @@ fn interleave(parts: &[(&[Vec<u8>], usize)], n: usize, rng: &mut Xs) -> Vec<Vec<
         .collect()
 }
 
+/// `--sweep`: forwarding cost against the flow table's size (blocklist
+/// empty), then against the blocklist's size (64k flows), each point next
+/// to B2c from the same run; printed, and written as CSV to
+/// `target/pipeline-sweep.csv` for `benches/plot_sweep.py`.
+fn sweep() {
+    let mut rng = Xs(0x7377_6565_7021);
+    let mut csv = String::from("axis,size,ns_per_packet,b2c_ns\n");
+    let b2c = b2c_baseline(1 << 18, 3, &mut rng);
+    println!("sweep: forwarding, best of 3 passes; B2c {b2c:.1} ns/packet");
+    for flows in [1u32 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22] {
+        let fwd = forward_frames(flows, &mut rng);
+        let frames: Vec<Vec<u8>> = fwd
+            .iter()
+            .cycle()
+            .take((1 << 18).max(fwd.len()))
+            .cloned()
+            .collect();
+        let mut e = engine(flows as usize * 2);
+        for t in &fwd {
+            e.process(&mut t.clone(), NOW);
+        }
+        let ns = measure(&frames, 3, |b| run(&mut e, b));
+        println!("  flow table {flows:>9} flows: {ns:>7.1} ns/packet");
+        csv.push_str(&format!("flows,{flows},{ns:.2},{b2c:.2}\n"));
+    }
+    let fwd = forward_frames(1 << 16, &mut rng);
+    let frames: Vec<Vec<u8>> = fwd.iter().cycle().take(1 << 18).cloned().collect();
+    for blocks in [0u32, 1 << 14, 1 << 17, 1 << 20] {
+        let mut e = engine(1 << 17);
+        load_blocks(&mut e, &block_list(blocks, &mut rng), blocks / 10);
+        for t in &fwd {
+            e.process(&mut t.clone(), NOW);
+        }
+        let ns = measure(&frames, 3, |b| run(&mut e, b));
+        println!(
+            "  blocklist {blocks:>9} exact + {:>7} prefixes: {ns:>7.1} ns/packet",
+            blocks / 10
+        );
+        csv.push_str(&format!("blocks,{blocks},{ns:.2},{b2c:.2}\n"));
+    }
+    match std::fs::write("target/pipeline-sweep.csv", csv) {
+        Ok(()) => println!("written: target/pipeline-sweep.csv"),
+        Err(e) => println!("target/pipeline-sweep.csv not written: {e}"),
+    }
+}
+
+/// B2c over `frames_n` frames: the source looked up in a 1M-entry
+/// hashbrown set, keys not in cache.
+fn b2c_baseline(frames_n: usize, rounds: usize, rng: &mut Xs) -> f64 {
+    let set: hashbrown::HashSet<u32> = (0..1u32 << 20).map(|_| rng.next() as u32).collect();
+    let keys: Vec<u32> = set.iter().copied().collect();
+    let cold: Vec<Vec<u8>> = (0..frames_n)
+        .map(|_| {
+            let src = ep(keys[rng.next() as usize % keys.len()], 1);
+            synth::tcp(&src, &ep(0xc000_0201, 80), Flags::ACK, 1, 1, &[])
+        })
+        .collect();
+    measure(&cold, rounds, |burst| {
+        for f in burst {
+            let src = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+            black_box(set.contains(&src));
+        }
+    })
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "--sweep") {
+        sweep();
+        return;
+    }
     let short = std::env::args().any(|a| a == "--short");
+    let check = std::env::args().any(|a| a == "--check");
     let (frames_n, flows, blocks, rounds) = if short {
         (1 << 16, 1 << 16, 1 << 17, 3)
     } else {
@@ -207,20 +279,7 @@ fn main() {
             reflect(black_box(f))
         }
     });
-    let set: hashbrown::HashSet<u32> = (0..1u32 << 20).map(|_| rng.next() as u32).collect();
-    let keys: Vec<u32> = set.iter().copied().collect();
-    let cold: Vec<Vec<u8>> = (0..frames_n)
-        .map(|_| {
-            let src = ep(keys[rng.next() as usize % keys.len()], 1);
-            synth::tcp(&src, &ep(0xc000_0201, 80), Flags::ACK, 1, 1, &[])
-        })
-        .collect();
-    let b2c = measure(&cold, rounds, |burst| {
-        for f in burst {
-            let src = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
-            black_box(set.contains(&src));
-        }
-    });
+    let b2c = b2c_baseline(frames_n, rounds, &mut rng);
 
     // (a) forwarding over `flows` active flows.
     let mut e = engine(flows as usize * 2);
@@ -240,7 +299,8 @@ fn main() {
     }
     // (c) half from blocked sources, 1M exact + 100k prefixes loaded.
     let mut e = engine(flows as usize * 2);
-    let blocked = load_blocks(&mut e, blocks, &mut rng);
+    let blocked = block_list(blocks, &mut rng);
+    load_blocks(&mut e, &blocked, 100_000);
     let bad = blocked_frames(frames_n as u32, &blocked, &mut rng);
     let c_mix = interleave(&[(&fwd, 50), (&bad, 50)], frames_n, &mut rng);
     for t in &fwd {
@@ -263,14 +323,7 @@ fn main() {
                     let (fwd, blocked) = (&fwd, &blocked);
                     s.spawn(move || {
                         let mut e = engine(flows as usize * 2);
-                        for &a in blocked.iter() {
-                            e.apply(&Rule::Block {
-                                net: Ipv4Addr::from(a).to_ipv6_mapped().octets(),
-                                len: 128,
-                                expiry: 0,
-                            })
-                            .unwrap();
-                        }
+                        load_blocks(&mut e, blocked, 100_000);
                         for t in fwd {
                             e.process(&mut t.clone(), NOW);
                         }

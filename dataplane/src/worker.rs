@@ -163,10 +163,9 @@ pub fn run<Q: Queue>(
             (true, None) => now_ns,
             (false, _) => now_ns.max(clock.now_ns()),
         };
-        let now_ms = millis(now_ns);
         if n == 0 {
             counters.idle_polls += 1;
-            engine.maintain(SWEEP_PER_IDLE, now_ms);
+            engine.maintain(SWEEP_PER_IDLE, now_ns);
             counters.flows = engine.flows().counters();
             counters.port_drops = queue.stats().rx_dropped;
             publish(&links, config.id, &counters, ring.as_ref());
@@ -192,7 +191,7 @@ pub fn run<Q: Queue>(
             engine.prepare(buf.data(), p);
         }
         for p in prepared.iter().take(rx.len()) {
-            engine.prefetch_flow(p);
+            engine.prefetch_entries(p);
         }
         for (mut buf, p) in rx.drain(..).zip(prepared.iter()) {
             let len = buf.data().len() as u64;
@@ -258,7 +257,7 @@ pub fn run<Q: Queue>(
                 counters.drop(DropReason::TxRingFull);
             }
         }
-        engine.maintain(SWEEP_PER_BURST, now_ms);
+        engine.maintain(SWEEP_PER_BURST, now_ns);
         hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
         counters.flows = engine.flows().counters();
         counters.deception = engine.deception_counters();
@@ -267,7 +266,7 @@ pub fn run<Q: Queue>(
     }
     // A last full sweep, so the final counters say what has expired by now.
     let now_ms = millis(now_ns);
-    engine.maintain(usize::MAX, now_ms);
+    engine.maintain(usize::MAX, now_ns);
     hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
     counters.flows = engine.flows().counters();
     counters.deception = engine.deception_counters();

@@ -9,15 +9,17 @@
 //! Per burst, in three passes, so that the cold misses of the burst's
 //! table lookups overlap instead of queueing (every big table is far larger
 //! than the caches): [`Engine::prefetch_frame`] asks for every frame's
-//! headers, [`Engine::prepare`] classifies every frame, hashes its
-//! flow key and prefetches the flow bucket, the blocklist slots and the
-//! liveness slots it will need; [`Engine::prefetch_flow`] then prefetches
-//! each flow's entry line; [`Engine::decide`] finally decides each frame in
-//! order. Only the lookups are done ahead: every decision still sees the
-//! state the frames before it left (a bite early in a burst blocks its
-//! source's later frames in the same burst).
+//! headers, [`Engine::prepare`] classifies every frame, hashes its flow key
+//! and prefetches the flow bucket, the blocklist's summary and the liveness
+//! slots it will need; [`Engine::prefetch_entries`] then prefetches each
+//! flow's entry line and the blocklist lines its source needs (none, for
+//! most sources: the summary rules them out); [`Engine::decide`] finally
+//! decides each frame in order. Only the lookups are done ahead: every
+//! decision still sees the state the frames before it left (a bite early
+//! in a burst blocks its source's later frames in the same burst).
 
 pub mod bite;
+pub mod block_summary;
 pub mod blocklist;
 pub mod classify;
 pub mod cookie;
@@ -312,7 +314,7 @@ impl Engine {
             }
             let n = bufs.len().min(verdicts.len());
             for p in prepared.iter().take(n) {
-                self.prefetch_flow(p);
+                self.prefetch_entries(p);
             }
             for ((buf, verdict), p) in bufs.iter_mut().zip(verdicts.iter_mut()).zip(&prepared) {
                 *verdict = self.decide(buf, p, now_ns);
@@ -330,8 +332,8 @@ impl Engine {
     }
 
     /// First pass over a burst: classifies `frame` into `out`, hashes its
-    /// flow key and prefetches the flow bucket's metadata, the blocklist
-    /// slots of its source and the liveness slots deception will read.
+    /// flow key and prefetches the flow bucket's metadata, the blocklist's
+    /// summary for its source and the liveness slots deception will read.
     /// Changes nothing else.
     #[inline]
     pub fn prepare(&self, frame: &[u8], out: &mut Prepared) {
@@ -361,11 +363,14 @@ impl Engine {
     }
 
     /// Second pass: prefetches the flow entry `prepared`'s tag points at
-    /// (its bucket's metadata, prefetched by [`Engine::prepare`], is read).
+    /// and the blocklist lines its source needs, reading what
+    /// [`Engine::prepare`] prefetched (the flow bucket's metadata, the
+    /// blocklist's summary), in cache by now.
     #[inline]
-    pub fn prefetch_flow(&self, prepared: &Prepared) {
+    pub fn prefetch_entries(&self, prepared: &Prepared) {
         if let Some((_, _, slot)) = prepared.flow {
             self.flows.prefetch_entry(slot);
+            self.blocks.prefetch_entries(&prepared.info.src);
         }
     }
 
@@ -492,8 +497,14 @@ impl Engine {
         &self.blocks
     }
 
-    /// Periodic work between bursts: sweep `buckets` flow buckets for expired flows.
-    pub fn maintain(&mut self, buckets: usize, now_ms: u32) -> usize {
+    /// Periodic work between bursts: sweeps `buckets` flow buckets for
+    /// expired flows, and as many blocklist buckets for expired blocks and
+    /// allows (`now_ns`: the worker clock). Returns the flows freed.
+    pub fn maintain(&mut self, buckets: usize, now_ns: u64) -> usize {
+        // Wrapping by design, as in `decide`.
+        let now_ms = (now_ns / 1_000_000) as u32;
+        self.blocks
+            .maintain(buckets, (now_ns / 1_000_000_000) as u32);
         self.flows.sweep(buckets, now_ms)
     }
 

@@ -206,6 +206,41 @@ impl PrefixTable {
         })
     }
 
+    /// Buckets in the table (for sweeping it a range at a time).
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Keeps the keys of buckets `range` (cut at the table's end) that `keep` accepts; returns how
+    /// many it removed. A step of an incremental sweep: the overflowed bits
+    /// stay as they are (a lookup may walk a bucket too far, never miss).
+    pub fn retain_range(
+        &mut self,
+        range: std::ops::Range<usize>,
+        mut keep: impl FnMut(u128, u8, u32) -> bool,
+    ) -> usize {
+        let mut removed = 0;
+        let end = range.end.min(self.buckets.len());
+        let start = range.start.min(end);
+        for b in self.buckets.get_mut(start..end).into_iter().flatten() {
+            for s in 0..SLOTS {
+                if b.used & (1 << s) != 0 {
+                    let (net, len, e) = (
+                        b.nets.get(s).copied().unwrap_or(0),
+                        b.lens.get(s).copied().unwrap_or(0),
+                        b.expiry.get(s).copied().unwrap_or(0),
+                    );
+                    if !keep(net, len, e) {
+                        b.used &= !(1 << s);
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        self.len -= removed;
+        removed
+    }
+
     /// Keeps the keys `keep` accepts and recomputes the overflowed bits, so
     /// removals stop lengthening probes. Walks the whole table: between
     /// bursts, rarely.
@@ -293,6 +328,22 @@ mod tests {
     fn a_bucket_line_is_64_bytes_and_memory_stays_small_at_full_size() {
         let t = PrefixTable::new(1_100_000, 1);
         assert!(t.memory() <= 48 << 20, "{} bytes", t.memory());
+    }
+
+    #[test]
+    fn a_range_sweep_removes_only_in_its_range_and_keeps_lookups_whole() {
+        let mut t = PrefixTable::new(30, 5);
+        for k in 0..30u128 {
+            t.insert(k, 128, k as u32).unwrap();
+        }
+        let half = t.buckets() / 2;
+        let removed = t.retain_range(0..half, |_, _, e| e % 2 == 1)
+            + t.retain_range(half..t.buckets() + 7, |_, _, e| e % 2 == 1);
+        assert_eq!(removed, 15);
+        assert_eq!(t.len(), 15);
+        for k in 0..30u128 {
+            assert_eq!(t.get(k, 128).is_some(), k % 2 == 1, "key {k}");
+        }
     }
 
     #[test]
