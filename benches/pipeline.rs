@@ -396,4 +396,39 @@ fn main() {
         d2_mpps / mpps(d),
         verdict(d2_mpps / mpps(d) >= 1.8)
     );
+    if check {
+        let ratios = [
+            ("(a) / B1", b1 / a, CHECK_FLOORS[0]),
+            ("(b) / B1", b1 / b, CHECK_FLOORS[1]),
+            ("(c) / B1", b1 / c, CHECK_FLOORS[2]),
+            ("(d) / B1", b1 / d, CHECK_FLOORS[3]),
+            ("2 workers / 1", d2_mpps / mpps(d), CHECK_FLOORS[4]),
+        ];
+        if !regression_check(&ratios) {
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `--check` (CI, with `--short`): the ratios below which the run counts
+/// as a regression, in the order of `main`'s table. Each is about half of
+/// what the short run measures on the reference machine
+/// (docs/performance.md), against B1, the steadiest baseline (B2c, a
+/// cache-miss loop, moves by half between short runs): noise between runs
+/// does not trip them, a packet path twice as slow does.
+const CHECK_FLOORS: [f64; 5] = [0.12, 0.045, 0.06, 0.07, 1.3];
+
+/// Prints each ratio against its floor; false if any is below.
+fn regression_check(ratios: &[(&str, f64, f64)]) -> bool {
+    println!("\nregression check (--check):");
+    let mut ok = true;
+    for (name, ratio, floor) in ratios {
+        let pass = ratio >= floor;
+        ok &= pass;
+        println!(
+            "  {name:<16} {ratio:>6.3} (floor {floor:.3}): {}",
+            if pass { "ok" } else { "REGRESSION" }
+        );
+    }
+    ok
 }
