@@ -19,7 +19,7 @@
 use std::io::Write;
 use std::num::NonZeroU32;
 
-use xsk_rs::config::{BindFlags, Interface, SocketConfig, UmemConfig, XdpFlags};
+use xsk_rs::config::{BindFlags, Interface, QueueSize, SocketConfig, UmemConfig, XdpFlags};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 /// How the XDP program attaches.
@@ -105,8 +105,18 @@ impl XdpSocket {
     pub fn open(iface: &str, queue: u32, config: &XdpConfig) -> Result<XdpSocket, XdpError> {
         let frames = NonZeroU32::new(config.frames.max(64))
             .ok_or_else(|| XdpError::Config("frames must be positive".into()))?;
+        // Every ring holds what half the UMEM can put in it: the fill ring
+        // must take the whole receive half at once, and libxdp's default
+        // (2,048) would refuse a larger UMEM.
+        let ring = QueueSize::new((frames.get() / 2).next_power_of_two().max(2048))
+            .map_err(|e| XdpError::Config(format!("ring size: {e}")))?;
+        let umem_config = UmemConfig::builder()
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .build()
+            .map_err(|e| XdpError::Config(format!("UMEM: {e}")))?;
         let (umem, mut descs) =
-            Umem::new(UmemConfig::default(), frames, false).map_err(|e| XdpError::Umem {
+            Umem::new(umem_config, frames, false).map_err(|e| XdpError::Umem {
                 iface: iface.into(),
                 reason: e.to_string(),
             })?;
@@ -116,6 +126,8 @@ impl XdpSocket {
             XdpMode::Skb => XdpFlags::XDP_FLAGS_SKB_MODE,
         };
         let socket_config = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
             .xdp_flags(xdp_flags)
             .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
             .build();
