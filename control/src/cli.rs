@@ -199,6 +199,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     net_text(&b.net, b.len)
                 ),
                 Notice::Applied(g) => eprintln!("generation {g} in force on every worker"),
+                Notice::Detached { instance } => eprintln!(
+                    "dataplane instance {instance:016x} stopped or was replaced: waiting for the next"
+                ),
             })
         }
         Command::Sources { database, limit } => {

@@ -63,7 +63,8 @@ impl Settings {
 enum SessionEnd {
     /// Stop was requested.
     Stopped,
-    /// The region was replaced: the dataplane restarted.
+    /// The region was replaced (the dataplane restarted) or closed (it
+    /// stopped).
     Replaced,
     /// A push failed (a worker's rules ring stayed full): resynchronise the
     /// same dataplane from the store, which already holds every change.
@@ -97,6 +98,12 @@ pub enum Notice {
     Refused(Block),
     /// Every worker acknowledged a generation.
     Applied(u64),
+    /// The dataplane instance stopped (it closed its region) or was
+    /// replaced by a new one: the session with it is over.
+    Detached {
+        /// The instance id.
+        instance: u64,
+    },
 }
 
 fn now_s() -> u32 {
@@ -1083,15 +1090,20 @@ fn session(
         }
         if last_region_check.elapsed() >= Duration::from_millis(100) {
             last_region_check = Instant::now();
-            if let Ok(current) = Region::attach(&state.config.region)
-                && current.instance_id() != region.instance_id()
-            {
+            let replaced = Region::attach(&state.config.region)
+                .is_ok_and(|current| current.instance_id() != region.instance_id());
+            // A dataplane that stopped cleanly closed its region: nothing
+            // reads the rings any more, so this session is over too.
+            if replaced || !region.is_open() {
                 // Questions in flight die with this instance.
                 for q in state.queries.drain(..) {
                     let _ = q
                         .reply
-                        .send(api(Code::Unavailable, "the dataplane restarted"));
+                        .send(api(Code::Unavailable, "the dataplane stopped or restarted"));
                 }
+                notice(Notice::Detached {
+                    instance: region.instance_id(),
+                });
                 return Ok(SessionEnd::Replaced);
             }
         }

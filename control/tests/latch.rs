@@ -52,9 +52,13 @@ fn run_control(settings: Settings) -> (Arc<AtomicBool>, Notices, std::thread::Jo
     (stop, notices, handle)
 }
 
-fn wait_for(notices: &Mutex<Vec<Notice>>, what: &str, f: impl Fn(&Notice) -> bool) {
+/// Waits for a notice `f` accepts; returns the first such.
+fn wait_for(notices: &Mutex<Vec<Notice>>, what: &str, f: impl Fn(&Notice) -> bool) -> Notice {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !notices.lock().unwrap().iter().any(&f) {
+    loop {
+        if let Some(n) = notices.lock().unwrap().iter().find(|n| f(n)) {
+            return n.clone();
+        }
         assert!(
             Instant::now() < deadline,
             "timed out waiting for {what}: {:?}",
@@ -129,6 +133,37 @@ fn a_bite_on_one_worker_is_stored_and_enforced_everywhere_and_survives_restarts(
         .unwrap()
         .unwrap();
     assert_eq!(again.expires, expires, "the ban clock was not reset");
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+}
+
+#[test]
+fn a_dataplane_that_stops_ends_its_session_and_the_next_one_is_attached() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = settings(dir.path(), Policy::default());
+    let (stop, notices, control) = run_control(settings);
+    let (dp, _nic) = start_dataplane(&region);
+    let first = wait_for(&notices, "attach", |n| matches!(n, Notice::Attached { .. }));
+    let Notice::Attached { instance, .. } = first else {
+        unreachable!()
+    };
+    // A clean stop closes the region: control must not go on as if the
+    // dataplane were there (its status would say attached, its pushes
+    // would land in rings nobody reads).
+    dp.stop();
+    wait_for(
+        &notices,
+        "the session to end",
+        |n| matches!(n, Notice::Detached { instance: i } if *i == instance),
+    );
+    let (dp, _nic) = start_dataplane(&region);
+    wait_for(
+        &notices,
+        "the next attach",
+        |n| matches!(n, Notice::Attached { instance: i, .. } if *i != instance),
+    );
     stop.store(true, Ordering::Relaxed);
     control.join().unwrap();
     dp.stop();

@@ -131,6 +131,8 @@ pub struct Dataplane {
     events: Receiver<WorkerEvent>,
     undelivered: u64,
     capture: Option<(Arc<AtomicBool>, JoinHandle<CaptureReport>)>,
+    /// The control region, closed when the workers have stopped.
+    region: Option<Arc<Region>>,
 }
 
 /// Final report of a run.
@@ -261,6 +263,7 @@ impl Dataplane {
             events,
             undelivered: 0,
             capture,
+            region,
         })
     }
 
@@ -331,6 +334,10 @@ impl Dataplane {
             .filter_map(|h| h.join().ok())
             .collect();
         workers.sort_by_key(|w| w.id);
+        // Nothing reads or answers the rings any more: say so to control.
+        if let Some(region) = &self.region {
+            region.close();
+        }
         // The workers are done: the writer empties the queue and stops.
         let capture = self.capture.and_then(|(stop, handle)| {
             stop.store(true, Ordering::Release);

@@ -16,7 +16,8 @@
 //! 16      4     workers
 //! 20      4     slots per ring (power of two)
 //! 24      4     record size (64)
-//! 28      4     ready (0 while the creator initialises, then 1)
+//! 28      4     ready (0 while the creator initialises, 1 while its
+//!               dataplane runs, 2 once it has stopped: closed)
 //! 32      8     instance id (random, new at every dataplane start)
 //! 40      8     created (Unix nanoseconds)
 //! 48      4     counter cells per worker (256)
@@ -327,6 +328,20 @@ impl Region {
         Ok(Arc::new(region))
     }
 
+    /// Marks the region closed: its dataplane has stopped. [`Region::attach`]
+    /// refuses it from then on, and a control process attached to it ends
+    /// its session and waits for the next dataplane.
+    pub fn close(&self) {
+        self.ready().store(2, Ordering::Release);
+    }
+
+    /// True while the dataplane that made the region runs: ready, and not
+    /// closed. (A dataplane killed outright cannot close its region: the
+    /// next one replaces it with a new instance id.)
+    pub fn is_open(&self) -> bool {
+        self.ready().load(Ordering::Acquire) == 1
+    }
+
     fn ready(&self) -> &AtomicU32 {
         // SAFETY: offset 28 is 4-byte aligned inside the page-aligned
         // mapping, which lives as long as `self`; the field is only ever
@@ -498,6 +513,25 @@ mod tests {
         // Worker 0's rings are separate.
         assert!(ctl.control_ends(0).unwrap().events.pop().is_none());
         assert!(dp.worker_ends(2).is_none());
+    }
+
+    #[test]
+    fn a_closed_region_is_refused_and_seen_closed_by_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bw.region");
+        let dp = Region::create(&path, G, 7).unwrap();
+        let ctl = Region::attach(&path).unwrap();
+        assert!(dp.is_open() && ctl.is_open());
+        dp.close();
+        assert!(!ctl.is_open(), "control sees its dataplane stopped");
+        assert!(matches!(
+            Region::attach(&path),
+            Err(RegionError::NotReady(_))
+        ));
+        // The next dataplane replaces it.
+        let next = Region::create(&path, G, 8).unwrap();
+        assert!(next.is_open());
+        assert_eq!(Region::attach(&path).unwrap().instance_id(), 8);
     }
 
     #[test]
