@@ -52,6 +52,15 @@ impl Bucket {
         })
     }
 
+    /// Slot `s`'s key and expiry: `(net, len, expiry)`.
+    fn entry(&self, s: usize) -> (u128, u8, u32) {
+        (
+            self.nets.get(s).copied().unwrap_or(0),
+            self.lens.get(s).copied().unwrap_or(0),
+            self.expiry.get(s).copied().unwrap_or(0),
+        )
+    }
+
     fn free_slot(&self) -> Option<usize> {
         (0..SLOTS).find(|&s| self.used & (1 << s) == 0)
     }
@@ -196,13 +205,7 @@ impl PrefixTable {
         self.buckets.iter().flat_map(|b| {
             (0..SLOTS)
                 .filter(move |&s| b.used & (1 << s) != 0)
-                .map(move |s| {
-                    (
-                        b.nets.get(s).copied().unwrap_or(0),
-                        b.lens.get(s).copied().unwrap_or(0),
-                        b.expiry.get(s).copied().unwrap_or(0),
-                    )
-                })
+                .map(move |s| b.entry(s))
         })
     }
 
@@ -225,11 +228,7 @@ impl PrefixTable {
         for b in self.buckets.get_mut(start..end).into_iter().flatten() {
             for s in 0..SLOTS {
                 if b.used & (1 << s) != 0 {
-                    let (net, len, e) = (
-                        b.nets.get(s).copied().unwrap_or(0),
-                        b.lens.get(s).copied().unwrap_or(0),
-                        b.expiry.get(s).copied().unwrap_or(0),
-                    );
+                    let (net, len, e) = b.entry(s);
                     if !keep(net, len, e) {
                         b.used &= !(1 << s);
                         removed += 1;
@@ -244,21 +243,9 @@ impl PrefixTable {
     /// Keeps the keys `keep` accepts and recomputes the overflowed bits, so
     /// removals stop lengthening probes. Walks the whole table: between
     /// bursts, rarely.
-    pub fn retain(&mut self, mut keep: impl FnMut(u128, u8, u32) -> bool) {
+    pub fn retain(&mut self, keep: impl FnMut(u128, u8, u32) -> bool) {
+        self.retain_range(0..self.buckets.len(), keep);
         for b in self.buckets.iter_mut() {
-            for s in 0..SLOTS {
-                if b.used & (1 << s) != 0 {
-                    let (net, len, e) = (
-                        b.nets.get(s).copied().unwrap_or(0),
-                        b.lens.get(s).copied().unwrap_or(0),
-                        b.expiry.get(s).copied().unwrap_or(0),
-                    );
-                    if !keep(net, len, e) {
-                        b.used &= !(1 << s);
-                        self.len -= 1;
-                    }
-                }
-            }
             b.used &= !OVERFLOWED;
         }
         // Every key sits in its home or past a run of full buckets from it:
@@ -269,10 +256,7 @@ impl PrefixTable {
                 if b.used & (1 << s) == 0 {
                     continue;
                 }
-                let (net, len) = (
-                    b.nets.get(s).copied().unwrap_or(0),
-                    b.lens.get(s).copied().unwrap_or(0),
-                );
+                let (net, len, _) = b.entry(s);
                 let mut j = self.home(net, len);
                 while j != i {
                     if let Some(passed) = self.buckets.get_mut(j) {
