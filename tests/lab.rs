@@ -229,11 +229,25 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// One lab at a time. Each runs real tools at their own rates on a
+/// two-core machine (zmap at 10,000 probes a second), and the tap's
+/// severing races a real server's answer: run side by side, one lab's load
+/// decides another's outcome.
+static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_lab_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A lab that failed still ran to its end: the next one may start.
+    ONE_LAB_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn on_a_tap_the_worms_connections_are_severed() {
     if !prerequisites() || tool("tc").is_none() || tool("bridge").is_none() {
         return;
     }
+    let _lab = one_lab_at_a_time();
     // The lab on a tap: the appliance sees copies (mirrored to `mon`) and
     // can only inject (by `inj`); blocks become RSTs to both ends.
     let mut lab = Lab::up_with("bwp", &["--tap"]);
@@ -276,6 +290,7 @@ fn scanners_see_decoys_a_worm_is_blocked_and_forged_sources_are_not() {
     if !prerequisites() {
         return;
     }
+    let _lab = one_lab_at_a_time();
     let mut lab = Lab::up("bwt");
     lab.start_appliance(None);
 
@@ -517,6 +532,7 @@ fn the_worm_is_blocked_the_same_way_through_dpdk() {
     {
         return;
     }
+    let _lab = one_lab_at_a_time();
     // The same lab, the appliance on DPDK: net_af_packet devices on the
     // same veth ends, inline, two workers (two queue pairs per device).
     let mut lab = Lab::up("bwd");
