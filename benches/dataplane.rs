@@ -4,6 +4,8 @@
 //! - `classify`: our one-pass classification of an IPv4 TCP SYN, next to
 //!   etherparse's zero-copy `SlicedPacket` on the same frame, and next to B0
 //!   (read the EtherType and the IPv4 source address: the floor).
+//! - `classify_protocol`: the same per protocol (IPv4 TCP, UDP, ICMP echo,
+//!   IPv6 TCP, ARP), ours next to etherparse.
 //! - `rss`: the software Toeplitz hash of a frame.
 //! - `flow_track`: one packet through the flow table with 1k and 1M live
 //!   flows (and 10M with `BAITWALL_BENCH_10M=1`: 2.3 GB and a minute of
@@ -88,6 +90,81 @@ fn classify_bench(c: &mut Criterion) {
             acc
         })
     });
+    g.finish();
+}
+
+/// Classification per protocol: 1,024 frames of each kind, ours next to
+/// etherparse's `SlicedPacket` on the same frames.
+fn classify_protocols_bench(c: &mut Criterion) {
+    use std::net::Ipv6Addr;
+    let v4 = |i: u32, port: u16| {
+        Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::from(0x0a00_0000 | i), port)
+    };
+    let v6 = |i: u32, port: u16| {
+        Endpoint::new(
+            [2, 0, 0, 0, 0, 1],
+            Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(i)),
+            port,
+        )
+    };
+    let server = Endpoint::new([2, 0, 0, 0, 0, 2], Ipv4Addr::new(198, 51, 100, 10), 53);
+    let server6 = Endpoint::new([2, 0, 0, 0, 0, 2], Ipv6Addr::LOCALHOST, 80);
+    let each = |make: &dyn Fn(u32) -> Vec<u8>| (0..1024).map(make).collect::<Vec<_>>();
+    let kinds: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (
+            "ipv4_tcp",
+            each(&|i| synth::tcp(&v4(i, 1024), &server.port(80), Flags::SYN, i, 0, &[])),
+        ),
+        (
+            "ipv4_udp",
+            each(&|i| synth::udp(&v4(i, 1024), &server, b"query")),
+        ),
+        (
+            "ipv4_icmp_echo",
+            each(&|i| synth::echo(&v4(i, 0), &server, i as u16, false, b"ping")),
+        ),
+        (
+            "ipv6_tcp",
+            each(&|i| synth::tcp(&v6(i, 1024), &server6, Flags::SYN, i, 0, &[])),
+        ),
+        (
+            "arp",
+            each(&|i| {
+                let sender = Ipv4Addr::from(0x0a00_0000 | i);
+                synth::arp(
+                    [2, 0, 0, 0, 0, 1],
+                    sender,
+                    [0; 6],
+                    Ipv4Addr::new(10, 0, 0, 1),
+                    false,
+                )
+            }),
+        ),
+    ];
+    let mut g = c.benchmark_group("classify_protocol");
+    for (name, frames) in &kinds {
+        assert!(
+            frames.iter().all(|f| classify(f).is_ok()),
+            "{name}: fixture"
+        );
+        g.throughput(Throughput::Elements(frames.len() as u64));
+        g.bench_function(format!("{name}/baitwall"), |b| {
+            b.iter(|| {
+                frames
+                    .iter()
+                    .filter(|f| classify(black_box(f)).is_ok_and(|i| i.src_port != 1))
+                    .count()
+            })
+        });
+        g.bench_function(format!("{name}/etherparse_sliced"), |b| {
+            b.iter(|| {
+                frames
+                    .iter()
+                    .filter(|f| etherparse::SlicedPacket::from_ethernet(black_box(f)).is_ok())
+                    .count()
+            })
+        });
+    }
     g.finish();
 }
 
@@ -269,6 +346,7 @@ fn marks_bench(c: &mut Criterion) {
 criterion_group!(
     benches,
     classify_bench,
+    classify_protocols_bench,
     rss_bench,
     flow_bench,
     engine_bench,

@@ -11,8 +11,10 @@
 //! Mixes: (a) forwarding over 1M active flows; (b) a SYN flood to dark
 //! space (every frame answered with a mark); (c) half the frames from
 //! blocked sources, with 1M exact blocks and 100k prefixes loaded;
-//! (d) 90% forwarding, 9% SYNs to dark space, 1% blocked. Then (d) on two
-//! threads, each with its own engine, for the scaling efficiency.
+//! (d) 90% forwarding, 9% SYNs to dark space, 1% blocked. Then (d) through
+//! the `mem` port (inject, rx burst, engine, tx burst, collect: the port's
+//! cost on top), and (d) on two threads, each with its own engine, for the
+//! scaling efficiency.
 //!
 //! `cargo bench --bench pipeline` (add `-- --short` for the CI-sized run,
 //! `-- --profile-syn-flood` to run mix (b) alone long enough for `perf record`).
@@ -184,6 +186,57 @@ fn interleave(parts: &[(&[Vec<u8>], usize)], n: usize, rng: &mut Xs) -> Vec<Vec<
         .collect()
 }
 
+/// ns/packet of the best of `rounds` passes of `frames` through the `mem`
+/// port, a burst at a time, as a worker runs it: the wire side injects the
+/// burst (a copy into the port's buffers), the queue receives it, the
+/// engine decides it, forwarded and replies are transmitted, drops
+/// recycled, and the wire side collects what was sent (buffers back to the
+/// pool). One thread: the port's costs without a second core's hand-off.
+fn through_mem_port(frames: &[Vec<u8>], rounds: usize, e: &mut Engine) -> f64 {
+    use baitwall_dataplane::io::mem::MemPort;
+    use baitwall_dataplane::io::soft::SoftNicConfig;
+    use baitwall_dataplane::io::{Burst, Egress, PacketBuf, Port, Queue};
+    let mut port = MemPort::new(SoftNicConfig {
+        pool_size: 4 * BURST,
+        ring_size: 2 * BURST,
+        ..SoftNicConfig::default()
+    });
+    let nic = port.nic();
+    let mut queue = port.take_queues().pop().expect("one queue");
+    let (mut rx, mut tx) = (Burst::new(), Burst::new());
+    let mut verdicts = [Verdict::Forward; BURST];
+    let mut best = f64::MAX;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for burst in frames.chunks(BURST) {
+            for f in burst {
+                nic.inject_to(0, f, NOW).expect("room for a burst");
+            }
+            let n = queue.rx_burst(&mut rx, BURST);
+            e.process_burst(&mut rx[..n], NOW, &mut verdicts);
+            for (mut buf, v) in rx.drain(..).zip(verdicts) {
+                match v {
+                    Verdict::Forward | Verdict::Sever => {
+                        buf.set_egress(Egress::Forward);
+                        tx.push(buf);
+                    }
+                    Verdict::Reply => {
+                        buf.set_egress(Egress::Reply);
+                        tx.push(buf);
+                    }
+                    Verdict::Drop(_) => queue.recycle(buf),
+                }
+            }
+            queue.tx_burst(&mut tx);
+            black_box(nic.collect(|_, f, _| {
+                black_box(f.len());
+            }));
+        }
+        best = best.min(start.elapsed().as_nanos() as f64 / frames.len() as f64);
+    }
+    best
+}
+
 /// `--sweep`: forwarding cost against the flow table's size (blocklist
 /// empty), then against the blocklist's size (64k flows), each point next
 /// to B2c from the same run; printed, and written as CSV to
@@ -310,6 +363,7 @@ fn main() {
     // (d) 90% forwarding, 9% SYNs to dark space, 1% blocked.
     let d_mix = interleave(&[(&fwd, 90), (&syns, 9), (&bad, 1)], frames_n, &mut rng);
     let d = measure(&d_mix, rounds, |b| run(&mut e, b));
+    let d_mem = through_mem_port(&d_mix, rounds, &mut e);
     // (d) on two threads, each with its own engine and half the frames.
     let halves: Vec<Vec<Vec<u8>>> = d_mix.chunks(d_mix.len() / 2).map(<[_]>::to_vec).collect();
     // Two workers at once: each thread's best ns/packet is per packet of
@@ -369,6 +423,11 @@ fn main() {
         "(d) mix 90/9/1, 1 worker",
         d,
         format!("{:.2}x B2c", b2c / d),
+    );
+    row(
+        "(d) mix 90/9/1, 1 worker, through the mem port",
+        d_mem,
+        format!("{:.2}x B2c", b2c / d_mem),
     );
     println!(
         "{:<58} {:>9} {:>9.2} {:>12}",
