@@ -192,15 +192,7 @@ pub fn run<Q: Queue>(
         }
         // Look every frame's tables up ahead (see `engine`'s module doc),
         // then decide the frames in order.
-        for buf in rx.iter() {
-            Engine::prefetch_frame(buf.data());
-        }
-        for (p, buf) in prepared.iter_mut().zip(rx.iter()) {
-            engine.prepare(buf.data(), p);
-        }
-        for p in prepared.iter().take(rx.len()) {
-            engine.prefetch_entries(p);
-        }
+        engine.prepare_burst(rx.iter().map(PacketBuf::data), &mut prepared);
         for (mut buf, p) in rx.drain(..).zip(prepared.iter()) {
             let len = buf.data().len() as u64;
             counters.rx_packets += 1;

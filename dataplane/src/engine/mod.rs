@@ -306,19 +306,31 @@ impl Engine {
             .chunks_mut(PREPARE_AHEAD)
             .zip(verdicts.chunks_mut(PREPARE_AHEAD))
         {
-            for buf in bufs.iter() {
-                Self::prefetch_frame(buf.data());
-            }
-            for (p, buf) in prepared.iter_mut().zip(bufs.iter()) {
-                self.prepare(buf.data(), p);
-            }
-            let n = bufs.len().min(verdicts.len());
-            for p in prepared.iter().take(n) {
-                self.prefetch_entries(p);
-            }
+            self.prepare_burst(bufs.iter().map(PacketBuf::data), &mut prepared);
             for ((buf, verdict), p) in bufs.iter_mut().zip(verdicts.iter_mut()).zip(&prepared) {
                 *verdict = self.decide(buf, p, now_ns);
             }
+        }
+    }
+
+    /// The passes before the decisions (see the module doc), over a burst:
+    /// `prepared[i]` is made for `frames[i]` (as many as both hold).
+    #[inline]
+    pub fn prepare_burst<'a>(
+        &self,
+        frames: impl Iterator<Item = &'a [u8]> + Clone,
+        prepared: &mut [Prepared],
+    ) {
+        for frame in frames.clone() {
+            Self::prefetch_frame(frame);
+        }
+        let mut n = 0;
+        for (p, frame) in prepared.iter_mut().zip(frames) {
+            self.prepare(frame, p);
+            n += 1;
+        }
+        for p in prepared.iter().take(n) {
+            self.prefetch_entries(p);
         }
     }
 
