@@ -11,6 +11,8 @@
 //!   flows (and 10M with `BAITWALL_BENCH_10M=1`: 2.3 GB and a minute of
 //!   set-up), one at a time and a burst at a time with prefetch, as the
 //!   engine does (1M: the table is far larger than the caches).
+//! - `flow_insert`: a new flow per packet into a full table of 1k and 1M
+//!   flows (each insert evicts or reuses a slot).
 //! - `engine`: classify + flow tracking, the forwarding path.
 //! - `marks`: a SYN to a dark address turned into the decoy's SYN-ACK in
 //!   place (cookie, persona, checksums), next to B1 (reflect a frame in
@@ -246,6 +248,41 @@ fn flow_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Flow creation: every packet a flow the table has not seen, into a table
+/// of 1k and 1M flows kept full, so each insert also evicts (the oldest
+/// idle flow of its bucket) or reuses an expired slot.
+fn flow_insert_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("flow_insert");
+    let dst = Ipv4Addr::new(198, 51, 100, 10).to_ipv6_mapped().octets();
+    for capacity in [1_000usize, 1_000_000] {
+        let mut table = FlowTable::new(capacity, Timeouts::default(), 7);
+        let mut next = 0u32;
+        let mut key = move || {
+            next = next.wrapping_add(0x9e37_79b9);
+            let src = Ipv4Addr::from(next).to_ipv6_mapped().octets();
+            FlowKey::new(4, 6, src, 1024 + (next % 50000) as u16, dst, 80)
+        };
+        // Fill it first: the benchmark measures inserts into a full table.
+        for _ in 0..table.capacity() {
+            let (k, lo) = key();
+            table.track(&k, lo, Some(TcpFlags::SYN), 60, 0);
+        }
+        let batch = 4096;
+        g.throughput(Throughput::Elements(batch));
+        let mut now = 1u32;
+        g.bench_function(format!("{capacity}_flows_full"), |b| {
+            b.iter(|| {
+                now = now.wrapping_add(1);
+                for _ in 0..batch {
+                    let (k, lo) = key();
+                    black_box(table.track(&k, lo, Some(TcpFlags::SYN), 60, now));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Frames per burst in the burst variants, as a worker receives them.
 const BURST: usize = 32;
 
@@ -349,6 +386,7 @@ criterion_group!(
     classify_protocols_bench,
     rss_bench,
     flow_bench,
+    flow_insert_bench,
     engine_bench,
     marks_bench
 );
