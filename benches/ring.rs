@@ -55,22 +55,28 @@ fn ours(n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
-fn crossbeam(n: u64) -> f64 {
-    let q = crossbeam::queue::ArrayQueue::<[u8; 64]>::new(CAPACITY);
+/// A producer thread pushing `n` records through `push` (spinning while it
+/// refuses) and this thread popping them through `pop`, one at a time, as
+/// a general-purpose queue is used: M records/s.
+fn one_by_one(
+    n: u64,
+    mut push: impl FnMut([u8; 64]) -> bool + Send,
+    mut pop: impl FnMut() -> Option<[u8; 64]>,
+) -> f64 {
     let start = Instant::now();
     std::thread::scope(|s| {
-        s.spawn(|| {
+        s.spawn(move || {
             let mut r = [0u8; 64];
             for i in 0..n {
                 r[8..16].copy_from_slice(&i.to_le_bytes());
-                while q.push(r).is_err() {
+                while !push(r) {
                     std::hint::spin_loop();
                 }
             }
         });
         let mut got = 0;
         while got < n {
-            if let Some(r) = q.pop() {
+            if let Some(r) = pop() {
                 black_box(r);
                 got += 1;
             }
@@ -79,28 +85,14 @@ fn crossbeam(n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
+fn crossbeam(n: u64) -> f64 {
+    let q = crossbeam::queue::ArrayQueue::<[u8; 64]>::new(CAPACITY);
+    one_by_one(n, |r| q.push(r).is_ok(), || q.pop())
+}
+
 fn rtrb(n: u64) -> f64 {
     let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; 64]>::new(CAPACITY);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            let mut r = [0u8; 64];
-            for i in 0..n {
-                r[8..16].copy_from_slice(&i.to_le_bytes());
-                while tx.push(r).is_err() {
-                    std::hint::spin_loop();
-                }
-            }
-        });
-        let mut got = 0;
-        while got < n {
-            if let Ok(r) = rx.pop() {
-                black_box(r);
-                got += 1;
-            }
-        }
-    });
-    n as f64 / start.elapsed().as_secs_f64() / 1e6
+    one_by_one(n, move |r| tx.push(r).is_ok(), move || rx.pop().ok())
 }
 
 /// Set in the child process: the region to produce into, and how many.
