@@ -1,10 +1,11 @@
 //! Control's configuration file (TOML): where the region, the database and
-//! the socket are, the policy, the event log and the metrics endpoint.
+//! the socket are, the policy, the event log, the metrics endpoint, and the
+//! enforcement beyond the dataplane (an nftables set, BGP through ExaBGP).
 //! Every field has a default, so an empty file is a valid configuration;
 //! unknown fields and out-of-range values are errors that name the field
 //! and the line. The reference is `docs/configuration.md`.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +35,165 @@ pub struct ControlConfig {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// An nftables set kept in sync with the blocks (absent: off).
+    pub nftables: Option<NftSection>,
+    /// Blocks announced to and learned from the BGP fabric (absent: off).
+    pub bgp: Option<BgpSection>,
+}
+
+/// `[nftables]`: a firewall's sets kept equal to the block state
+/// (docs/enforcement.md).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NftSection {
+    /// The `nft` command, as argv; `-j -f -` or `-j list set ...` is
+    /// appended. A prefix like `["ssh", "fw1", "nft"]` drives a remote firewall.
+    #[serde(default = "default_nft")]
+    pub command: Vec<String>,
+    /// The table's family.
+    #[serde(default = "default_nft_family")]
+    pub family: String,
+    /// The table holding the sets.
+    #[serde(default = "default_nft_table")]
+    pub table: String,
+    /// The IPv4 set (`type ipv4_addr; flags interval, timeout`).
+    #[serde(default = "default_set4")]
+    pub set4: String,
+    /// The IPv6 set (`type ipv6_addr; flags interval, timeout`).
+    #[serde(default = "default_set6")]
+    pub set6: String,
+    /// Create the table and sets (and the drop chain) when missing.
+    #[serde(default = "yes")]
+    pub create: bool,
+    /// With `create`: a chain of this name dropping the sets' sources;
+    /// `""`: only the sets (the firewall's own rules use them).
+    #[serde(default = "default_nft_chain")]
+    pub chain: String,
+    /// The chain's hook (`prerouting`, `input` or `forward`).
+    #[serde(default = "default_nft_hook")]
+    pub hook: String,
+    /// The chain's priority (-300: before connection tracking).
+    #[serde(default = "default_nft_priority")]
+    pub priority: i32,
+    /// The sets are listed and made equal to the blocks this often.
+    #[serde(default = "default_reconcile", with = "duration_text")]
+    pub reconcile_interval: Duration,
+    /// An `nft` run taking longer is killed, reported and retried.
+    #[serde(default = "default_nft_timeout", with = "duration_text")]
+    pub timeout: Duration,
+}
+
+fn default_nft() -> Vec<String> {
+    vec!["nft".into()]
+}
+fn default_nft_family() -> String {
+    "inet".into()
+}
+fn default_nft_table() -> String {
+    "baitwall".into()
+}
+fn default_set4() -> String {
+    "blocked4".into()
+}
+fn default_set6() -> String {
+    "blocked6".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_nft_chain() -> String {
+    "drop".into()
+}
+fn default_nft_hook() -> String {
+    "prerouting".into()
+}
+fn default_nft_priority() -> i32 {
+    -300
+}
+fn default_reconcile() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_nft_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for NftSection {
+    fn default() -> Self {
+        NftSection {
+            command: default_nft(),
+            family: default_nft_family(),
+            table: default_nft_table(),
+            set4: default_set4(),
+            set6: default_set6(),
+            create: true,
+            chain: default_nft_chain(),
+            hook: default_nft_hook(),
+            priority: default_nft_priority(),
+            reconcile_interval: default_reconcile(),
+            timeout: default_nft_timeout(),
+        }
+    }
+}
+
+/// `[bgp]`: this appliance in the BGP fabric, used by control (to refuse
+/// echoes of its own blocks) and by the ExaBGP bridge (`baitwallctl
+/// exabgp`, docs/enforcement.md).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpSection {
+    /// This appliance's id in the fabric (unique, non-zero): the origin
+    /// its announcements carry.
+    pub appliance_id: u32,
+    /// The AS whose large communities (RFC 8092) carry origin and expiry:
+    /// `ASN:appliance_id:expiry`.
+    pub asn: u32,
+    /// Announce blocks as FlowSpec `source X then discard` (RFC 8955).
+    #[serde(default = "yes")]
+    pub flowspec: bool,
+    /// Also announce them as RTBH routes for source-based RTBH (RFC 5635).
+    #[serde(default)]
+    pub rtbh: bool,
+    /// Next hop of IPv4 RTBH routes (the routers' discard next hop).
+    pub next_hop4: Option<Ipv4Addr>,
+    /// Next hop of IPv6 RTBH routes.
+    pub next_hop6: Option<Ipv6Addr>,
+    /// Communities of RTBH routes (`"65535:666"`: BLACKHOLE, RFC 7999).
+    #[serde(default = "default_rtbh_communities")]
+    pub communities: Vec<String>,
+    /// Install blocks other appliances announce.
+    #[serde(default = "yes")]
+    pub learn: bool,
+    /// After a session comes back, learned blocks not announced again
+    /// within this long are removed (withdrawn while it was down).
+    #[serde(default = "default_sweep_after", with = "duration_text")]
+    pub sweep_after: Duration,
+    /// The bridge compares its announcements with control's blocks this often.
+    #[serde(default = "default_resync", with = "duration_text")]
+    pub resync_interval: Duration,
+}
+
+fn default_rtbh_communities() -> Vec<String> {
+    vec!["65535:666".into()]
+}
+fn default_sweep_after() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_resync() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// True for a name nft takes without quoting.
+fn nft_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && s.len() <= 64
+}
+
+/// A standard community, `"ASN:VALUE"` with both 16-bit.
+pub fn community(text: &str) -> Option<(u16, u16)> {
+    let (a, b) = text.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 fn default_region() -> PathBuf {
@@ -167,6 +327,8 @@ impl Default for ControlConfig {
             socket: SocketSection::default(),
             eve: EveSection::default(),
             metrics: MetricsSection::default(),
+            nftables: None,
+            bgp: None,
         }
     }
 }
@@ -221,6 +383,79 @@ impl ControlConfig {
             e.stats_interval.is_zero() || e.stats_interval >= Duration::from_secs(1),
             "{origin}: eve.stats_interval must be \"0s\" (off) or at least 1s"
         );
+        if let Some(n) = &config.nftables {
+            anyhow::ensure!(
+                !n.command.is_empty() && !n.command[0].is_empty(),
+                "{origin}: nftables.command must name a program"
+            );
+            anyhow::ensure!(
+                ["inet", "ip", "ip6", "bridge", "netdev"].contains(&n.family.as_str()),
+                "{origin}: nftables.family {:?} is not one of inet, ip, ip6, bridge, netdev",
+                n.family
+            );
+            for (field, name) in [("table", &n.table), ("set4", &n.set4), ("set6", &n.set6)] {
+                anyhow::ensure!(
+                    nft_name(name),
+                    "{origin}: nftables.{field} {name:?} must be a name of letters, digits, '_' and '-'"
+                );
+            }
+            anyhow::ensure!(
+                n.set4 != n.set6,
+                "{origin}: nftables.set4 and set6 must differ"
+            );
+            if !n.chain.is_empty() {
+                anyhow::ensure!(
+                    nft_name(&n.chain),
+                    "{origin}: nftables.chain {:?} must be a name of letters, digits, '_' and '-'",
+                    n.chain
+                );
+                anyhow::ensure!(
+                    ["inet", "ip", "ip6"].contains(&n.family.as_str()),
+                    "{origin}: nftables.chain needs family inet, ip or ip6 (set chain = \"\" for {})",
+                    n.family
+                );
+                anyhow::ensure!(
+                    ["prerouting", "input", "forward"].contains(&n.hook.as_str()),
+                    "{origin}: nftables.hook {:?} is not one of prerouting, input, forward",
+                    n.hook
+                );
+            }
+            anyhow::ensure!(
+                n.reconcile_interval >= Duration::from_secs(1),
+                "{origin}: nftables.reconcile_interval must be at least 1s"
+            );
+            anyhow::ensure!(
+                (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&n.timeout),
+                "{origin}: nftables.timeout is out of range 100ms..=10m"
+            );
+        }
+        if let Some(b) = &config.bgp {
+            anyhow::ensure!(
+                b.appliance_id != 0,
+                "{origin}: bgp.appliance_id must not be 0 (0 means \"this appliance\" in the store)"
+            );
+            anyhow::ensure!(b.asn != 0, "{origin}: bgp.asn must not be 0");
+            anyhow::ensure!(
+                b.flowspec || b.rtbh,
+                "{origin}: bgp needs flowspec, rtbh or both"
+            );
+            if b.rtbh {
+                anyhow::ensure!(
+                    b.next_hop4.is_some() || b.next_hop6.is_some(),
+                    "{origin}: bgp.rtbh needs next_hop4, next_hop6 or both"
+                );
+            }
+            for c in &b.communities {
+                anyhow::ensure!(
+                    community(c).is_some(),
+                    "{origin}: bgp.communities entry {c:?} is not \"ASN:VALUE\" with 16-bit numbers"
+                );
+            }
+            anyhow::ensure!(
+                b.resync_interval >= Duration::from_secs(1),
+                "{origin}: bgp.resync_interval must be at least 1s"
+            );
+        }
         Ok(config)
     }
 
@@ -252,6 +487,12 @@ impl ControlConfig {
         }
         if self.metrics != other.metrics {
             v.push("metrics");
+        }
+        if self.nftables != other.nftables {
+            v.push("nftables");
+        }
+        if self.bgp != other.bgp {
+            v.push("bgp");
         }
         v
     }
@@ -319,6 +560,21 @@ listen = "127.0.0.1:9477"
             ("[policy]\nallow = [\"192.0.2.1/24\"]", "host bits"),
             ("[policy]\nipv6_prefix = 12", "ipv6_prefix"),
             ("[eve]\nstats_interval = \"10ms\"", "stats_interval"),
+            ("[nftables]\ntable = \"a b\"", "nftables.table"),
+            ("[nftables]\nfamily = \"arp\"", "nftables.family"),
+            ("[nftables]\nhook = \"output\"", "nftables.hook"),
+            ("[nftables]\nfamily = \"netdev\"", "nftables.chain"),
+            ("[nftables]\ncommand = []", "nftables.command"),
+            ("[bgp]\nasn = 65000", "missing field `appliance_id`"),
+            ("[bgp]\nappliance_id = 0\nasn = 65000", "appliance_id"),
+            (
+                "[bgp]\nappliance_id = 1\nasn = 65000\nrtbh = true",
+                "next_hop4",
+            ),
+            (
+                "[bgp]\nappliance_id = 1\nasn = 65000\ncommunities = [\"65535:66666\"]",
+                "communities",
+            ),
         ] {
             let e = ControlConfig::parse(text, "c.toml")
                 .unwrap_err()

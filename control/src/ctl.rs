@@ -92,6 +92,13 @@ enum Cmd {
     },
     /// Stop the control process (the dataplane keeps enforcing).
     Shutdown,
+    /// Bridge control and ExaBGP: run by ExaBGP as a process of its API
+    /// (docs/enforcement.md); announces local blocks, learns the fabric's.
+    Exabgp {
+        /// Control's configuration file (its [bgp] and [socket] sections).
+        #[arg(long, default_value = "/etc/baitwall/control.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,7 +162,8 @@ enum AllowCmd {
 
 fn request(cmd: &Cmd) -> Value {
     let (command, arguments) = match cmd {
-        Cmd::Version => ("version", json!({})),
+        // `exabgp` is a long-running bridge (run by `main`), not one request.
+        Cmd::Version | Cmd::Exabgp { .. } => ("version", json!({})),
         Cmd::Status => ("status", json!({})),
         Cmd::Stats => ("stats", json!({})),
         Cmd::Hosts { limit } => ("hosts", json!({"limit": limit})),
@@ -208,7 +216,8 @@ fn request(cmd: &Cmd) -> Value {
     json!({"command": command, "arguments": arguments})
 }
 
-/// Renders an OK answer as text: a table for lists of objects, `key: value`
+/// Renders an OK answer as text: a table for lists of objects (without the
+/// `*_unix` copies of time columns), `key: value`
 /// lines for objects, the value itself otherwise.
 pub fn render(message: &Value) -> String {
     let scalar = |v: &Value| match v {
@@ -221,7 +230,8 @@ pub fn render(message: &Value) -> String {
             let mut columns: Vec<String> = Vec::new();
             for row in rows {
                 for k in row.as_object().map(|o| o.keys()).into_iter().flatten() {
-                    if !columns.contains(k) {
+                    // `*_unix` fields repeat a time column for scripts (`--json`).
+                    if !columns.contains(k) && !k.ends_with("_unix") {
                         columns.push(k.clone());
                     }
                 }
@@ -573,6 +583,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 /// Runs baitwallctl with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Exabgp { config } = &cli.command {
+        return crate::bgp::run::main(config);
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Refused(v)) => {

@@ -33,10 +33,12 @@ use crate::api::server::{Command, SocketSettings};
 use crate::api::subscribe::Subscribers;
 use crate::config::{ControlConfig, MarkLogging};
 use crate::counters;
+use crate::enforce::Exports;
+use crate::enforce::nft::Report;
 use crate::eve::{self, EveLog, Unblock, net_text};
 use crate::metrics::{ControlFigures, MetricsSource};
 use crate::policy::{Decision, Net, covers};
-use crate::store::{Block, Change, EventRow, Store};
+use crate::store::{Block, Change, EventRow, Learned, Store};
 
 /// How control runs: its configuration, and the file it came from (for
 /// `config-reload`).
@@ -151,6 +153,8 @@ struct State {
     /// A push failed: the session resynchronises the workers at the end
     /// of this round.
     resync: bool,
+    /// The firewall sets kept in sync with the blocks.
+    exports: Exports,
 }
 
 /// The dataplane, when attached.
@@ -201,6 +205,8 @@ pub fn run(
     };
     let reopen = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())?;
+    let exports = Exports::start(config, &store.active_blocks(now_s())?)
+        .context("starting the nftables sync")?;
     let mut state = State {
         config: config.clone(),
         config_path: settings.config_path.clone(),
@@ -219,6 +225,7 @@ pub fn run(
         resync: false,
         last_stats: Instant::now(),
         last_figures: Instant::now() - Duration::from_secs(10),
+        exports,
     };
     let result = (|| {
         // The policy's allowlist is stored (and so pushed) like any other.
@@ -277,6 +284,7 @@ impl State {
     }
 
     fn emit_block(&mut self, b: &Block, change: &str) -> anyhow::Result<()> {
+        self.exports.block(b);
         let e = eve::block(b, change, now_ns());
         self.emit(
             &e,
@@ -294,8 +302,15 @@ impl State {
         )
     }
 
-    fn emit_unblock(&mut self, net: &[u8; 16], len: u8, why: Unblock) -> anyhow::Result<()> {
-        let e = eve::unblock(net, len, why, now_ns());
+    fn emit_unblock(
+        &mut self,
+        net: &[u8; 16],
+        len: u8,
+        origin: u32,
+        why: Unblock,
+    ) -> anyhow::Result<()> {
+        self.exports.unblock(net, len);
+        let e = eve::unblock(net, len, origin, why, now_ns());
         self.emit(
             &e,
             Some(EventRow {
@@ -306,10 +321,7 @@ impl State {
                 src_port: 0,
                 dst_port: 0,
                 worker: 0,
-                action: match why {
-                    Unblock::Expired => "expired",
-                    Unblock::Removed => "removed",
-                },
+                action: why.as_str(),
                 eve: None,
             }),
         )
@@ -447,6 +459,13 @@ impl State {
             let e = eve::stats(now_ns(), self.started.elapsed().as_secs(), counters);
             self.emit(&e, None)?;
         }
+        for (target, report) in self.exports.reports() {
+            let e = match report {
+                Report::Failing(error) => eve::enforce(target, "failing", Some(&error), now_ns()),
+                Report::Recovered => eve::enforce(target, "ok", None, now_ns()),
+            };
+            self.emit(&e, None)?;
+        }
         if let Some(log) = self.eve.as_mut() {
             log.flush();
         }
@@ -569,6 +588,7 @@ impl State {
                     "last_bite": last_bite,
                     "region": self.config.region,
                     "config_file": self.config_path,
+                    "enforcement": self.exports.status(),
                 }))
             }
             Request::Stats => ok(self.stats_json(attached.as_deref())?),
@@ -576,18 +596,22 @@ impl State {
                 covering,
                 offset,
                 limit,
+                local,
             } => {
                 let list: Vec<_> = store
                     .active_blocks(now_s())?
                     .into_iter()
                     .filter(|b| covering.is_none_or(|a| covers(&(b.net, b.len), &a)))
+                    .filter(|b| local.is_none_or(|l| l == b.is_local()))
                     .skip(*offset as usize)
                     .take(*limit as usize)
                     .map(|b| {
                         json!({
                             "prefix": net_text(&b.net, b.len),
                             "expires": eve::seconds_text(b.expires),
+                            "expires_unix": b.expires,
                             "reason": b.reason,
+                            "origin": eve::origin_text(b.origin),
                         })
                     })
                     .collect();
@@ -598,12 +622,12 @@ impl State {
                 duration,
                 reason,
             } => {
-                let block = Block {
-                    net: target.0,
-                    len: target.1,
-                    expires: duration.map_or(0, expiry),
-                    reason: reason.clone(),
-                };
+                let block = Block::local(
+                    target.0,
+                    target.1,
+                    duration.map_or(0, expiry),
+                    reason.clone(),
+                );
                 let change = store.upsert_block(&block, now_s())?;
                 let stored = store.block(&block.net, block.len)?.unwrap_or(block);
                 let generation = self.push_rules(attached, &[block_rule(&stored)])?;
@@ -619,6 +643,9 @@ impl State {
                 }))
             }
             Request::BlockRemove { target } => {
+                let Some(old) = store.block(&target.0, target.1)? else {
+                    return Ok(not_found("block", target));
+                };
                 if !store.remove_block(&target.0, target.1)? {
                     return Ok(not_found("block", target));
                 }
@@ -628,8 +655,57 @@ impl State {
                 };
                 let generation = self.push_rules(attached, &[rule])?;
                 self.store.stamp_removed(&target.0, target.1, generation)?;
-                self.emit_unblock(&target.0, target.1, Unblock::Removed)?;
+                self.emit_unblock(&target.0, target.1, old.origin, Unblock::Removed)?;
                 ok(json!({"removed": net_text(&target.0, target.1), "generation": generation}))
+            }
+            Request::PeerBlock {
+                target,
+                origin,
+                expires,
+            } => self.learn(attached, target, *origin, *expires)?,
+            Request::PeerWithdraw { target } => {
+                let Some(origin) = self.store.unlearn_block(&target.0, target.1)? else {
+                    return Ok(match self.store.block(&target.0, target.1)? {
+                        Some(_) => ok(
+                            json!({"prefix": net_text(&target.0, target.1), "action": "kept_local"}),
+                        ),
+                        None => not_found("learned block", target),
+                    });
+                };
+                let rule = Rule::Unblock {
+                    net: target.0,
+                    len: target.1,
+                };
+                let generation = self.push_rules(attached, &[rule])?;
+                self.store.stamp_removed(&target.0, target.1, generation)?;
+                self.emit_unblock(&target.0, target.1, origin, Unblock::Withdrawn)?;
+                ok(
+                    json!({"prefix": net_text(&target.0, target.1), "action": "removed", "generation": generation}),
+                )
+            }
+            Request::PeerSweep { before_ms } => {
+                let stale = self.store.take_stale_learned(*before_ms)?;
+                let rules: Vec<Rule> = stale
+                    .iter()
+                    .map(|b| Rule::Unblock {
+                        net: b.net,
+                        len: b.len,
+                    })
+                    .collect();
+                let generation = if rules.is_empty() {
+                    None
+                } else {
+                    Some(self.push_rules(attached, &rules)?)
+                };
+                for b in &stale {
+                    if let Some(g) = generation {
+                        self.store.stamp_removed(&b.net, b.len, g)?;
+                    }
+                    self.emit_unblock(&b.net, b.len, b.origin, Unblock::Stale)?;
+                }
+                ok(
+                    json!({"removed": stale.iter().map(|b| net_text(&b.net, b.len)).collect::<Vec<_>>()}),
+                )
             }
             Request::AllowList => ok(json!(
                 store
@@ -700,6 +776,80 @@ impl State {
                 api(Code::Unavailable, "not answered here")
             }
         })
+    }
+
+    /// A block another appliance announced: refused when it echoes our own,
+    /// when the allowlist covers it, or when the store is full; a local
+    /// block on the same prefix is left as it is.
+    fn learn(
+        &mut self,
+        attached: Option<&mut Attached<'_>>,
+        target: &Net,
+        origin: u32,
+        expires: u32,
+    ) -> anyhow::Result<String> {
+        let prefix = net_text(&target.0, target.1);
+        let Some(bgp) = &self.config.bgp else {
+            return Ok(api(
+                Code::NotConfigured,
+                "this control has no [bgp] section: it learns no blocks",
+            ));
+        };
+        if !bgp.learn {
+            return Ok(api(Code::NotConfigured, "[bgp] learn is off"));
+        }
+        if origin == bgp.appliance_id {
+            return Ok(api(
+                Code::OwnOrigin,
+                format!(
+                    "{prefix} is this appliance's own block (origin {origin}): an echo changes nothing"
+                ),
+            ));
+        }
+        if let Some(a) = self.allowed.iter().find(|a| {
+            // Refused when an allow entry covers the block, or lies inside it.
+            covers(a, &target.0) || (a.1 >= target.1 && covers(target, &a.0))
+        }) {
+            return Ok(api(
+                Code::Allowed,
+                format!(
+                    "{prefix} is covered by or covers the allow entry {}",
+                    net_text(&a.0, a.1)
+                ),
+            ));
+        }
+        if expires != 0 && expires <= now_s() {
+            return Ok(api(Code::OutOfRange, format!("{prefix} expired already")));
+        }
+        let block = Block {
+            origin,
+            ..Block::local(target.0, target.1, expires, "peer")
+        };
+        if self.store.block(&block.net, block.len)?.is_none()
+            && self.store.count_blocks()? >= self.config.policy.max_blocks
+        {
+            self.refused += 1;
+            return Ok(api(
+                Code::Full,
+                format!("{prefix}: the store holds policy.max_blocks blocks already"),
+            ));
+        }
+        let action = match self.store.learn_block(&block, now_ns() / 1_000_000)? {
+            Learned::KeptLocal => "kept_local",
+            Learned::Unchanged => "unchanged",
+            change => {
+                let stored = self.store.block(&block.net, block.len)?.unwrap_or(block);
+                let generation = self.push_rules(attached, &[block_rule(&stored)])?;
+                self.store
+                    .stamp_block(&stored.net, stored.len, generation)?;
+                let new = change == Learned::New;
+                self.emit_block(&stored, if new { "learned" } else { "relearned" })?;
+                if new { "added" } else { "updated" }
+            }
+        };
+        Ok(ok(
+            json!({"prefix": prefix, "action": action, "origin": origin}),
+        ))
     }
 
     /// Re-reads the configuration file: on any error nothing changes; else
@@ -926,12 +1076,7 @@ fn on_bite(
     let Decision::Block { net, r#for } = decision else {
         return Ok(());
     };
-    let block = Block {
-        net: net.0,
-        len: net.1,
-        expires: expiry(r#for),
-        reason: code::bite_name(ev.bite).to_string(),
-    };
+    let block = Block::local(net.0, net.1, expiry(r#for), code::bite_name(ev.bite));
     if times == 0 && state.store.count_blocks()? >= policy.max_blocks {
         state.refused += 1;
         notice(Notice::Refused(block));
@@ -1073,7 +1218,7 @@ fn session(
                 let generation = state.store.next_generation()?;
                 for b in &expired {
                     state.store.stamp_removed(&b.net, b.len, generation)?;
-                    state.emit_unblock(&b.net, b.len, Unblock::Expired)?;
+                    state.emit_unblock(&b.net, b.len, b.origin, Unblock::Expired)?;
                 }
                 notice(Notice::Expired(expired.len()));
                 if push_all(&mut ends, &rules, generation).is_err() {

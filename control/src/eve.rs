@@ -173,6 +173,22 @@ pub enum Unblock {
     Expired,
     /// An operator removed it.
     Removed,
+    /// A learned block whose announcement was withdrawn.
+    Withdrawn,
+    /// A learned block not announced again after its BGP session came back.
+    Stale,
+}
+
+impl Unblock {
+    /// The reason as the event and history write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unblock::Expired => "expired",
+            Unblock::Removed => "removed",
+            Unblock::Withdrawn => "withdrawn",
+            Unblock::Stale => "stale",
+        }
+    }
 }
 
 /// The EVE object of a block made or extended at `time_ns`.
@@ -187,13 +203,25 @@ pub fn block(b: &Block, change: &str, time_ns: u64) -> Value {
             "change": change,
             "reason": b.reason,
             "expires": seconds_text(b.expires),
+            "expires_unix": b.expires,
             "permanent": b.expires == 0,
+            "origin": origin_text(b.origin),
         },
     })
 }
 
+/// Who decided a block: `"local"`, or `"peer:ID"` for one learned from the
+/// appliance `ID` through BGP.
+pub fn origin_text(origin: u32) -> String {
+    if origin == 0 {
+        "local".to_string()
+    } else {
+        format!("peer:{origin}")
+    }
+}
+
 /// The EVE object of a block that ended at `time_ns`.
-pub fn unblock(net: &[u8; 16], len: u8, why: Unblock, time_ns: u64) -> Value {
+pub fn unblock(net: &[u8; 16], len: u8, origin: u32, why: Unblock, time_ns: u64) -> Value {
     json!({
         "timestamp": timestamp(time_ns),
         "event_type": "unblock",
@@ -201,10 +229,22 @@ pub fn unblock(net: &[u8; 16], len: u8, why: Unblock, time_ns: u64) -> Value {
         "baitwall": {
             "action": "unblock",
             "prefix": net_text(net, len),
-            "reason": match why {
-                Unblock::Expired => "expired",
-                Unblock::Removed => "removed",
-            },
+            "reason": why.as_str(),
+            "origin": origin_text(origin),
+        },
+    })
+}
+
+/// The EVE object of an export (`target`: `nftables`) failing or
+/// recovering at `time_ns`.
+pub fn enforce(target: &str, state: &str, error: Option<&str>, time_ns: u64) -> Value {
+    json!({
+        "timestamp": timestamp(time_ns),
+        "event_type": "enforce",
+        "baitwall": {
+            "target": target,
+            "state": state,
+            "error": error,
         },
     })
 }
@@ -418,17 +458,12 @@ mod tests {
 
     #[test]
     fn blocks_and_unblocks_name_the_prefix() {
-        let b = Block {
-            net: v4("192.0.2.0"),
-            len: 120,
-            expires: 0,
-            reason: "manual".into(),
-        };
+        let b = Block::local(v4("192.0.2.0"), 120, 0, "manual");
         let e = block(&b, "new", 0);
         assert_eq!(e["baitwall"]["prefix"], "192.0.2.0/24");
         assert_eq!(e["baitwall"]["permanent"], true);
         assert_eq!(e["baitwall"]["expires"], Value::Null);
-        let u = unblock(&b.net, 128, Unblock::Expired, 0);
+        let u = unblock(&b.net, 128, 0, Unblock::Expired, 0);
         assert_eq!(u["baitwall"]["prefix"], "192.0.2.0/32");
         assert_eq!(u["baitwall"]["reason"], "expired");
     }

@@ -3,11 +3,13 @@
 //! to every worker.
 
 pub mod api;
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod ctl;
 pub mod daemon;
+pub mod enforce;
 pub mod eve;
 pub mod metrics;
 pub mod policy;

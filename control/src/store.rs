@@ -7,13 +7,20 @@
 //! Expiry is stored as an absolute Unix time: restarting control never
 //! resets a ban clock. A refresh can only extend a block, never shorten it
 //! (an echo of an old bite must not cut a newer, longer block short).
+//!
+//! Every block has an origin: this appliance (0), or the id of the
+//! appliance whose BGP announcement taught it ([`Store::learn_block`],
+//! docs/enforcement.md). A learned block follows its announcement (its
+//! expiry is what the origin says, and a withdrawal removes it); a local
+//! block is never changed by the fabric, so an echo of our own block can
+//! never extend it.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// One block.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,8 +31,42 @@ pub struct Block {
     pub len: u8,
     /// Expiry, Unix seconds; 0 = permanent.
     pub expires: u32,
-    /// Why (the bite kind, or "manual").
+    /// Why (the bite kind, or "manual"; "peer" when learned).
     pub reason: String,
+    /// Who decided it: 0 for this appliance, else the appliance id that
+    /// announced it through BGP.
+    pub origin: u32,
+}
+
+impl Block {
+    /// A block this appliance decided.
+    pub fn local(net: [u8; 16], len: u8, expires: u32, reason: impl Into<String>) -> Block {
+        Block {
+            net,
+            len,
+            expires,
+            reason: reason.into(),
+            origin: 0,
+        }
+    }
+
+    /// True when this appliance decided it (it is announced; learned ones are not).
+    pub fn is_local(&self) -> bool {
+        self.origin == 0
+    }
+}
+
+/// What a learned block did to the store.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// A new block.
+    New,
+    /// A learned block's expiry or origin changed.
+    Updated,
+    /// The same announcement again.
+    Unchanged,
+    /// This appliance blocks the prefix itself: its own block stays as it is.
+    KeptLocal,
 }
 
 /// What an upsert did.
@@ -221,6 +262,19 @@ impl Store {
                  COMMIT;",
             )?;
         }
+        if version < 6 {
+            // Version 6: a block's origin (0: this appliance; else the
+            // appliance whose BGP announcement it was learned from), and
+            // when that announcement was last heard (Unix ms: a session
+            // can drop and come back within a second).
+            self.conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE blocks ADD COLUMN origin INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE blocks ADD COLUMN heard_ms INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 6;
+                 COMMIT;",
+            )?;
+        }
         Ok(())
     }
 
@@ -350,7 +404,7 @@ impl Store {
     /// prefixes removed after it.
     pub fn changes_since(&self, generation: u64, now_s: u32) -> Result<Changes> {
         let mut stmt = self.conn.prepare(
-            "SELECT net, len, expires, reason FROM blocks \
+            "SELECT net, len, expires, reason, origin FROM blocks \
              WHERE generation > ?1 AND (expires = 0 OR expires > ?2) ORDER BY generation",
         )?;
         let blocks = stmt
@@ -392,6 +446,89 @@ impl Store {
         Ok(())
     }
 
+    /// Installs or updates a block another appliance announced (`b.origin`
+    /// non-zero): its expiry is the announcement's, even if shorter. A
+    /// local block on the same prefix is left exactly as it is.
+    pub fn learn_block(&self, b: &Block, now_ms: u64) -> Result<Learned> {
+        let now_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        let now_ms = now_ms.min(i64::MAX as u64) as i64;
+        let tx = self.conn.unchecked_transaction()?;
+        let old: Option<(u32, u32)> = tx
+            .query_row(
+                "SELECT expires, origin FROM blocks WHERE net = ?1 AND len = ?2",
+                params![&b.net[..], b.len],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let learned = match old {
+            Some((_, 0)) => Learned::KeptLocal,
+            Some((expires, origin)) => {
+                tx.execute(
+                    "UPDATE blocks SET expires = ?3, origin = ?4, updated = ?5, heard_ms = ?6 \
+                     WHERE net = ?1 AND len = ?2",
+                    params![&b.net[..], b.len, b.expires, b.origin, now_s, now_ms],
+                )?;
+                if (expires, origin) == (b.expires, b.origin) {
+                    Learned::Unchanged
+                } else {
+                    Learned::Updated
+                }
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO blocks (net, len, expires, reason, created, updated, origin, heard_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                    params![&b.net[..], b.len, b.expires, b.reason, now_s, b.origin, now_ms],
+                )?;
+                Learned::New
+            }
+        };
+        tx.commit()?;
+        Ok(learned)
+    }
+
+    /// Removes a learned block (a withdrawal); a local one stays. Returns
+    /// the origin of the block removed, if one was.
+    pub fn unlearn_block(&self, net: &[u8; 16], len: u8) -> Result<Option<u32>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let origin: Option<u32> = tx
+            .query_row(
+                "SELECT origin FROM blocks WHERE net = ?1 AND len = ?2 AND origin != 0",
+                params![&net[..], len],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if origin.is_some() {
+            tx.execute(
+                "DELETE FROM blocks WHERE net = ?1 AND len = ?2",
+                params![&net[..], len],
+            )?;
+        }
+        tx.commit()?;
+        Ok(origin)
+    }
+
+    /// Removes the learned blocks not announced again since `before_ms`
+    /// (Unix ms) and returns them: after a BGP session comes back, what was
+    /// withdrawn while it was down.
+    pub fn take_stale_learned(&self, before_ms: u64) -> Result<Vec<Block>> {
+        let before_ms = before_ms.min(i64::MAX as u64) as i64;
+        let tx = self.conn.unchecked_transaction()?;
+        let stale: Vec<Block> = {
+            let mut stmt = tx.prepare(
+                "SELECT net, len, expires, reason, origin FROM blocks WHERE origin != 0 AND heard_ms < ?1",
+            )?;
+            let rows = stmt.query_map(params![before_ms], row_to_block)?;
+            rows.collect::<Result<_>>()?
+        };
+        tx.execute(
+            "DELETE FROM blocks WHERE origin != 0 AND heard_ms < ?1",
+            params![before_ms],
+        )?;
+        tx.commit()?;
+        Ok(stale)
+    }
+
     /// Adds a block, or extends an existing one (a refresh never shortens).
     pub fn upsert_block(&self, b: &Block, now_s: u32) -> Result<Change> {
         let tx = self.conn.unchecked_transaction()?;
@@ -413,8 +550,11 @@ impl Store {
             Some(old) => {
                 let longer = old != 0 && (b.expires == 0 || b.expires > old);
                 let expires = if longer { b.expires } else { old };
+                // A local decision makes the block this appliance's own
+                // (announced from now on), whoever taught it first.
                 tx.execute(
-                    "UPDATE blocks SET expires = ?3, updated = ?4, bites = bites + 1 WHERE net = ?1 AND len = ?2",
+                    "UPDATE blocks SET expires = ?3, updated = ?4, bites = bites + 1, origin = 0 \
+                     WHERE net = ?1 AND len = ?2",
                     params![&b.net[..], b.len, expires, now_s],
                 )?;
                 if longer {
@@ -440,7 +580,7 @@ impl Store {
     pub fn block(&self, net: &[u8; 16], len: u8) -> Result<Option<Block>> {
         self.conn
             .query_row(
-                "SELECT net, len, expires, reason FROM blocks WHERE net = ?1 AND len = ?2",
+                "SELECT net, len, expires, reason, origin FROM blocks WHERE net = ?1 AND len = ?2",
                 params![&net[..], len],
                 row_to_block,
             )
@@ -470,7 +610,7 @@ impl Store {
     /// Blocks in force at `now_s`.
     pub fn active_blocks(&self, now_s: u32) -> Result<Vec<Block>> {
         let mut stmt = self.conn.prepare(
-            "SELECT net, len, expires, reason FROM blocks WHERE expires = 0 OR expires > ?1 ORDER BY created",
+            "SELECT net, len, expires, reason, origin FROM blocks WHERE expires = 0 OR expires > ?1 ORDER BY created",
         )?;
         let rows = stmt.query_map(params![now_s], row_to_block)?;
         rows.collect()
@@ -481,7 +621,7 @@ impl Store {
         let tx = self.conn.unchecked_transaction()?;
         let expired: Vec<Block> = {
             let mut stmt = tx.prepare(
-                "SELECT net, len, expires, reason FROM blocks WHERE expires != 0 AND expires <= ?1",
+                "SELECT net, len, expires, reason, origin FROM blocks WHERE expires != 0 AND expires <= ?1",
             )?;
             let rows = stmt.query_map(params![now_s], row_to_block)?;
             rows.collect::<Result<_>>()?
@@ -671,6 +811,7 @@ fn row_to_block(r: &rusqlite::Row<'_>) -> Result<Block> {
         len: r.get(1)?,
         expires: r.get(2)?,
         reason: r.get(3)?,
+        origin: r.get(4)?,
     })
 }
 
@@ -686,12 +827,7 @@ mod tests {
     }
 
     fn block(expires: u32) -> Block {
-        Block {
-            net: worm(),
-            len: 128,
-            expires,
-            reason: "port".into(),
-        }
+        Block::local(worm(), 128, expires, "port")
     }
 
     #[test]
@@ -761,6 +897,67 @@ mod tests {
     }
 
     #[test]
+    fn learned_blocks_follow_their_announcement_and_never_touch_a_local_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let learned = |expires, origin| Block {
+            origin,
+            ..Block::local(worm(), 128, expires, "peer")
+        };
+        assert_eq!(s.learn_block(&learned(5000, 7), 10).unwrap(), Learned::New);
+        assert_eq!(
+            s.learn_block(&learned(5000, 7), 11).unwrap(),
+            Learned::Unchanged
+        );
+        assert_eq!(
+            s.learn_block(&learned(3000, 7), 12).unwrap(),
+            Learned::Updated,
+            "the origin's word goes, even when shorter"
+        );
+        assert_eq!(s.block(&worm(), 128).unwrap().unwrap().expires, 3000);
+        assert_eq!(s.unlearn_block(&worm(), 128).unwrap(), Some(7));
+        assert_eq!(s.block(&worm(), 128).unwrap(), None);
+        assert_eq!(s.unlearn_block(&worm(), 128).unwrap(), None);
+
+        // A local block: the fabric neither extends nor withdraws it.
+        s.upsert_block(&block(4000), 20).unwrap();
+        assert_eq!(
+            s.learn_block(&learned(9000, 7), 21).unwrap(),
+            Learned::KeptLocal
+        );
+        assert_eq!(s.unlearn_block(&worm(), 128).unwrap(), None);
+        assert_eq!(s.block(&worm(), 128).unwrap().unwrap(), block(4000));
+
+        // A local bite on a learned block makes it ours.
+        let mut other = learned(5000, 9);
+        other.net[15] ^= 1;
+        s.learn_block(&other, 30).unwrap();
+        let mut bite = block(6000);
+        bite.net = other.net;
+        assert_eq!(s.upsert_block(&bite, 31).unwrap(), Change::Extended);
+        assert!(s.block(&other.net, 128).unwrap().unwrap().is_local());
+    }
+
+    #[test]
+    fn stale_learned_blocks_are_swept_and_local_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut old = block(0);
+        old.origin = 7;
+        let mut fresh = old.clone();
+        fresh.net[15] ^= 1;
+        let mut local = block(0);
+        local.net[15] ^= 2;
+        s.learn_block(&old, 100).unwrap();
+        s.learn_block(&fresh, 100).unwrap();
+        s.upsert_block(&local, 100).unwrap();
+        // The session came back at 150; `fresh` was announced again.
+        s.learn_block(&fresh, 160).unwrap();
+        assert_eq!(s.take_stale_learned(150).unwrap(), vec![old]);
+        assert_eq!(s.active_blocks(200).unwrap().len(), 2);
+    }
+
+    #[test]
     fn generations_only_grow_across_reopens() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
@@ -812,16 +1009,8 @@ mod tests {
         assert!(blocks.is_empty() && removed.is_empty());
         assert_eq!(s.changes_since(0, 10).unwrap().0.len(), 2);
         // Re-adding a removed prefix forgets the removal.
-        s.upsert_block(
-            &Block {
-                net: [9; 16],
-                len: 120,
-                expires: 0,
-                reason: "x".into(),
-            },
-            1,
-        )
-        .unwrap();
+        s.upsert_block(&Block::local([9; 16], 120, 0, "x"), 1)
+            .unwrap();
         s.stamp_block(&[9; 16], 120, 9).unwrap();
         assert!(s.changes_since(5, 10).unwrap().1.is_empty());
         assert_eq!(s.last_instance().unwrap(), 0);

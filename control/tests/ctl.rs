@@ -60,7 +60,7 @@ fn baitwallctl_speaks_for_the_operator() {
     let o = ctl(&socket, &["block", "list"]);
     assert_eq!(
         stdout(&o),
-        "PREFIX             EXPIRES  REASON\n192.0.2.7/32       -        manual\n2001:db8:bad::/48  -        port\n"
+        "PREFIX             EXPIRES  REASON  ORIGIN\n192.0.2.7/32       -        manual  local\n2001:db8:bad::/48  -        port    local\n"
     );
     // Events: one line each, time first.
     let o = ctl(&socket, &["events", "--kind", "block"]);

@@ -70,6 +70,12 @@ pub enum Code {
     InvalidConfig,
     /// Control was started without a configuration file to reload.
     NotConfigured,
+    /// A learned block this appliance's allowlist covers.
+    Allowed,
+    /// A learned block that is an echo of this appliance's own.
+    OwnOrigin,
+    /// The store holds `max_blocks` already.
+    Full,
 }
 
 impl Code {
@@ -97,6 +103,9 @@ impl Code {
             Code::InvalidKind => "invalid_kind",
             Code::InvalidConfig => "invalid_config",
             Code::NotConfigured => "not_configured",
+            Code::Allowed => "allowed",
+            Code::OwnOrigin => "own_origin",
+            Code::Full => "full",
         }
     }
 }
@@ -136,6 +145,8 @@ pub enum Request {
         offset: u64,
         /// At most this many.
         limit: u64,
+        /// Only local blocks (`Some(true)`) or only learned ones (`Some(false)`).
+        local: Option<bool>,
     },
     /// Block a source or prefix.
     BlockAdd {
@@ -150,6 +161,25 @@ pub enum Request {
     BlockRemove {
         /// The block.
         target: Net,
+    },
+    /// A block another appliance announced through BGP (from the ExaBGP bridge).
+    PeerBlock {
+        /// What it blocks.
+        target: Net,
+        /// The announcing appliance's id.
+        origin: u32,
+        /// Its expiry, Unix seconds (0: permanent).
+        expires: u32,
+    },
+    /// The announcement of a learned block was withdrawn.
+    PeerWithdraw {
+        /// The block.
+        target: Net,
+    },
+    /// Learned blocks not announced again since `before_ms` (Unix ms) are stale.
+    PeerSweep {
+        /// When the BGP session came back.
+        before_ms: u64,
     },
     /// The allowlist.
     AllowList,
@@ -202,19 +232,24 @@ pub enum Request {
 }
 
 /// Event types of the log and the history.
-pub const EVENT_TYPES: [&str; 6] = ["bite", "sweep", "mark", "block", "unblock", "stats"];
+pub const EVENT_TYPES: [&str; 7] = [
+    "bite", "sweep", "mark", "block", "unblock", "stats", "enforce",
+];
 
 /// Bite kinds, also accepted as an `events` kind.
 pub const BITE_KINDS: [&str; 3] = ["handshake", "data", "port"];
 
 /// The commands this build knows, for `unknown_command` messages.
-pub const COMMANDS: [&str; 16] = [
+pub const COMMANDS: [&str; 19] = [
     "version",
     "status",
     "stats",
     "block-list",
     "block-add",
     "block-remove",
+    "peer-block",
+    "peer-withdraw",
+    "peer-sweep",
     "allow-list",
     "allow-add",
     "allow-remove",
@@ -461,8 +496,40 @@ pub fn parse(line: &[u8]) -> Result<Request, ApiError> {
                 covering,
                 offset: args.number("offset", 0, u64::from(u32::MAX))?,
                 limit: args.number("limit", 100, 10_000)?,
+                local: match args.string("origin")?.as_deref() {
+                    None | Some("any") => None,
+                    Some("local") => Some(true),
+                    Some("learned") => Some(false),
+                    Some(o) => {
+                        return Err(err(
+                            Code::OutOfRange,
+                            format!("\"origin\" is \"local\", \"learned\" or \"any\", not {o:?}"),
+                        ));
+                    }
+                },
             }
         }
+        "peer-block" => {
+            let target = args.target()?;
+            let origin = args.number("origin", 0, u64::from(u32::MAX))?;
+            if origin == 0 {
+                return Err(err(
+                    Code::OutOfRange,
+                    "argument \"origin\" must be an appliance id in 1..=4294967295",
+                ));
+            }
+            Request::PeerBlock {
+                target,
+                origin: origin as u32,
+                expires: args.number("expires", 0, u64::from(u32::MAX))? as u32,
+            }
+        }
+        "peer-withdraw" => Request::PeerWithdraw {
+            target: args.target()?,
+        },
+        "peer-sweep" => Request::PeerSweep {
+            before_ms: args.number("before_ms", 0, i64::MAX as u64)?,
+        },
         "block-add" => {
             let target = args.target()?;
             let duration = match args.string("for")? {
@@ -585,9 +652,75 @@ mod tests {
             Request::BlockList {
                 limit: 5,
                 offset: 0,
-                covering: Some(_)
+                covering: Some(_),
+                local: None,
             }
         ));
+    }
+
+    #[test]
+    fn peer_requests_parse_and_refuse_with_codes() {
+        let r = parse(br#"{"command": "peer-block", "arguments": {"target": "192.0.2.66", "origin": 7, "expires": 1790000000}}"#).unwrap();
+        let Request::PeerBlock {
+            target,
+            origin,
+            expires,
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!((target.1, origin, expires), (128, 7, 1_790_000_000));
+        assert!(matches!(
+            parse(br#"{"command": "peer-withdraw", "arguments": {"target": "2001:db8::/64"}}"#)
+                .unwrap(),
+            Request::PeerWithdraw { target: (_, 64) }
+        ));
+        assert_eq!(
+            parse(br#"{"command": "peer-sweep", "arguments": {"before_ms": 1790000000000}}"#)
+                .unwrap(),
+            Request::PeerSweep {
+                before_ms: 1_790_000_000_000
+            }
+        );
+        assert!(matches!(
+            parse(br#"{"command": "block-list", "arguments": {"origin": "local"}}"#).unwrap(),
+            Request::BlockList {
+                local: Some(true),
+                ..
+            }
+        ));
+        for (line, want) in [
+            (
+                r#"{"command": "peer-block", "arguments": {"target": "192.0.2.66", "origin": 0}}"#,
+                "out_of_range",
+            ),
+            (
+                r#"{"command": "peer-block", "arguments": {"target": "192.0.2.66", "origin": 4294967296}}"#,
+                "out_of_range",
+            ),
+            (
+                r#"{"command": "peer-block", "arguments": {"target": "192.0.2.66", "origin": 7, "expires": -1}}"#,
+                "out_of_range",
+            ),
+            (
+                r#"{"command": "peer-block", "arguments": {"origin": 7}}"#,
+                "missing_argument",
+            ),
+            (
+                r#"{"command": "peer-withdraw", "arguments": {"target": "192.0.2.1/24"}}"#,
+                "host_bits_set",
+            ),
+            (
+                r#"{"command": "peer-sweep", "arguments": {"before_ms": "now"}}"#,
+                "wrong_type",
+            ),
+            (
+                r#"{"command": "block-list", "arguments": {"origin": "mars"}}"#,
+                "out_of_range",
+            ),
+        ] {
+            assert_eq!(code(line), want, "{line}");
+        }
     }
 
     /// Every kind of bad input, with its exact code.

@@ -19,6 +19,8 @@ use baitwall_dataplane::synth::{self, Endpoint, Flags};
 use serde_json::Value;
 use std::net::Ipv4Addr;
 
+pub mod netns;
+
 /// Starts control serving a socket in `dir`; returns its stop flag, the
 /// socket path and its thread.
 pub fn start(

@@ -1,0 +1,493 @@
+//! Keeps the nftables sets equal to the block state, from a thread of its
+//! own: the control loop hands it each change and never waits on `nft`.
+//!
+//! At start, then every `reconcile_interval`, and after any failure, the
+//! thread creates the table and sets (idempotent), lists both sets and runs
+//! the batch that makes them equal to the blocks ([`Planner::reconcile`]).
+//! Between reconciles each change becomes a small batch of its own. A run
+//! that fails or stalls past `timeout` is killed, reported (status and one
+//! EVE `enforce` event per change of state) and retried with a backoff
+//! from 1 s to 30 s; no change is dropped, because the retry is a full
+//! reconcile against the blocks as they are then.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::nft_plan::{Batch, Planner, Sets, create, parse_listing};
+use crate::config::NftSection;
+use crate::policy::Net;
+
+/// Elements per `nft` run: a first load of a million blocks goes in
+/// several batches rather than one huge one.
+const CHUNK: usize = 20_000;
+
+/// The longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the sync thread is told.
+enum Msg {
+    /// A block is in force until the given Unix second (0: permanent).
+    Set(Net, u32),
+    /// A block ended.
+    Remove(Net),
+}
+
+/// How the sync is doing (the `status` request's `enforcement.nftables`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NftStatus {
+    /// `starting`, `ok` or `failing`.
+    pub state: &'static str,
+    /// Blocks that should be in the sets.
+    pub blocks: usize,
+    /// Elements the sets hold as far as known (covered blocks are left out).
+    pub elements: Option<usize>,
+    /// Successful `nft` runs.
+    pub runs: u64,
+    /// Failed ones.
+    pub failures: u64,
+    /// Full reconciles done.
+    pub reconciles: u64,
+    /// Unix seconds of the last success.
+    pub last_ok: u64,
+    /// The last failure, if the sync is failing.
+    pub last_error: Option<String>,
+}
+
+/// A change of state worth an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// A run failed (and will be retried).
+    Failing(String),
+    /// Runs succeed again.
+    Recovered,
+}
+
+/// The handle the control loop holds.
+pub struct NftSync {
+    tx: Option<Sender<Msg>>,
+    status: Arc<Mutex<NftStatus>>,
+    reports: Receiver<Report>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn now_s() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+impl NftSync {
+    /// Starts the thread with the blocks in force now (prefix, expiry).
+    pub fn start(config: NftSection, blocks: Vec<(Net, u32)>) -> std::io::Result<NftSync> {
+        let (tx, rx) = channel();
+        let (report_tx, reports) = channel();
+        let status = Arc::new(Mutex::new(NftStatus {
+            state: "starting",
+            ..NftStatus::default()
+        }));
+        let mut planner = Planner::new();
+        for (net, expires) in blocks {
+            planner.set(net, expires);
+        }
+        let shared = status.clone();
+        let thread = std::thread::Builder::new()
+            .name("bw-nft".into())
+            .spawn(move || Worker::new(config, planner, shared, report_tx).run(&rx))?;
+        Ok(NftSync {
+            tx: Some(tx),
+            status,
+            reports,
+            thread: Some(thread),
+        })
+    }
+
+    /// A block is in force until `expires` (0: permanent).
+    pub fn set(&self, net: Net, expires: u32) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Set(net, expires));
+        }
+    }
+
+    /// A block ended.
+    pub fn remove(&self, net: Net) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Remove(net));
+        }
+    }
+
+    /// How the sync is doing.
+    pub fn status(&self) -> NftStatus {
+        self.status.lock().clone()
+    }
+
+    /// Changes of state since the last call.
+    pub fn reports(&self) -> Vec<Report> {
+        self.reports.try_iter().collect()
+    }
+}
+
+impl Drop for NftSync {
+    fn drop(&mut self) {
+        // The sets keep their elements (and timeouts) when control stops:
+        // the firewall goes on enforcing.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The sync thread's state.
+struct Worker {
+    config: NftSection,
+    sets: Sets,
+    planner: Planner,
+    status: Arc<Mutex<NftStatus>>,
+    reports: Sender<Report>,
+    failing: bool,
+    backoff: Duration,
+    /// When the next full reconcile is due.
+    reconcile_at: Instant,
+}
+
+impl Worker {
+    fn new(
+        config: NftSection,
+        planner: Planner,
+        status: Arc<Mutex<NftStatus>>,
+        reports: Sender<Report>,
+    ) -> Worker {
+        let sets = Sets {
+            family: config.family.clone(),
+            table: config.table.clone(),
+            set4: config.set4.clone(),
+            set6: config.set6.clone(),
+        };
+        Worker {
+            config,
+            sets,
+            planner,
+            status,
+            reports,
+            failing: false,
+            backoff: Duration::from_secs(1),
+            reconcile_at: Instant::now(),
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<Msg>) {
+        loop {
+            let wait = self.reconcile_at.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(m) => {
+                    self.apply(m);
+                    // Take every change already queued into one batch.
+                    while let Ok(m) = rx.try_recv() {
+                        self.apply(m);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let result = if Instant::now() >= self.reconcile_at || !self.planner.knows_installed() {
+                if Instant::now() < self.reconcile_at {
+                    // Failing: wait for the retry time.
+                    continue;
+                }
+                self.reconcile()
+            } else if self.planner.has_dirty() {
+                self.changes()
+            } else {
+                continue;
+            };
+            self.finish(result);
+        }
+    }
+
+    fn apply(&mut self, m: Msg) {
+        match m {
+            Msg::Set(net, expires) => self.planner.set(net, expires),
+            Msg::Remove(net) => self.planner.remove(net),
+        }
+    }
+
+    /// Creates what is missing, lists the sets and makes them equal.
+    fn reconcile(&mut self) -> Result<(), String> {
+        self.planner.forget_installed();
+        if self.config.create {
+            let chain = (!self.config.chain.is_empty()).then_some((
+                self.config.chain.as_str(),
+                self.config.hook.as_str(),
+                self.config.priority,
+            ));
+            self.nft_batch(create(&self.sets, chain))?;
+        }
+        let mut listed = Vec::new();
+        for set in [&self.sets.set4, &self.sets.set6] {
+            let args = [
+                "-j",
+                "list",
+                "set",
+                &self.sets.family,
+                &self.sets.table,
+                set,
+            ];
+            let out = run(&self.config.command, &args, None, self.config.timeout)?;
+            listed.push(parse_listing(&out).map_err(|e| format!("listing set {set}: {e}"))?);
+        }
+        let batch = self.planner.reconcile([&listed[0], &listed[1]], now_s());
+        self.apply_batch(&batch)?;
+        self.status.lock().reconciles += 1;
+        self.reconcile_at = Instant::now() + self.config.reconcile_interval;
+        Ok(())
+    }
+
+    /// The batch for the changes since the last one.
+    fn changes(&mut self) -> Result<(), String> {
+        match self.planner.plan_changes(now_s()) {
+            Some(batch) => self.apply_batch(&batch),
+            None => self.reconcile(),
+        }
+    }
+
+    fn apply_batch(&mut self, batch: &Batch) -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for part in chunks(batch, CHUNK) {
+            self.nft_batch(part.commands(&self.sets))?;
+        }
+        Ok(())
+    }
+
+    fn nft_batch(&self, commands: Vec<Value>) -> Result<(), String> {
+        let doc = json!({"nftables": commands}).to_string();
+        run(
+            &self.config.command,
+            &["-j", "-f", "-"],
+            Some(&doc),
+            self.config.timeout,
+        )
+        .map(drop)
+    }
+
+    fn finish(&mut self, result: Result<(), String>) {
+        let mut s = self.status.lock();
+        s.blocks = self.planner.desired_len();
+        match result {
+            Ok(()) => {
+                s.runs += 1;
+                s.state = "ok";
+                s.last_ok = u64::from(now_s());
+                s.last_error = None;
+                s.elements = self.planner.installed_len();
+                self.backoff = Duration::from_secs(1);
+                if self.failing {
+                    self.failing = false;
+                    let _ = self.reports.send(Report::Recovered);
+                }
+            }
+            Err(e) => {
+                s.failures += 1;
+                s.state = "failing";
+                s.last_error = Some(e.clone());
+                s.elements = None;
+                self.planner.forget_installed();
+                self.reconcile_at = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                if !self.failing {
+                    self.failing = true;
+                    let _ = self.reports.send(Report::Failing(e));
+                }
+            }
+        }
+    }
+}
+
+/// Splits a batch into runs of at most `max` elements, every delete before
+/// every add.
+fn chunks(batch: &Batch, max: usize) -> Vec<Batch> {
+    if batch.len() <= max {
+        return vec![batch.clone()];
+    }
+    let mut out = Vec::new();
+    for adding in [false, true] {
+        for set in 0..2 {
+            let list = if adding {
+                &batch.add[set]
+            } else {
+                &batch.delete[set]
+            };
+            for part in list.chunks(max) {
+                let mut b = Batch::default();
+                if adding {
+                    b.add[set] = part.to_vec();
+                } else {
+                    b.delete[set] = part.to_vec();
+                }
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// Runs `command args`, feeding `stdin`; its stdout, or why it failed (its
+/// stderr, exit status, or the timeout after which it was killed).
+pub fn run(
+    command: &[String],
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let Some((program, prefix)) = command.split_first() else {
+        return Err("no nft command configured".into());
+    };
+    let shown = || format!("{} {}", command.join(" "), args.join(" "));
+    let mut child = Command::new(program)
+        .args(prefix)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", shown()))?;
+    // Readers in threads of their own, so a large listing cannot fill a
+    // pipe while we wait for the exit.
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = pipe(
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+    );
+    let err = pipe(
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    );
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        // A firewall that stops reading is caught by the timeout below.
+        let text = text.to_string();
+        std::thread::spawn(move || {
+            let _ = input.write_all(text.as_bytes());
+        });
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} did not finish within {timeout:?}: killed",
+                    shown()
+                ));
+            }
+            Err(e) => return Err(format!("waiting for {}: {e}", shown())),
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if status.success() {
+        Ok(stdout)
+    } else {
+        let why = stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        Err(format!("{} failed ({status}): {why}", shown()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn a_failing_or_stalling_command_is_an_error_that_says_why() {
+        let sh = |script: &str| {
+            vec![
+                "sh".to_string(),
+                "-c".to_string(),
+                script.to_string(),
+                "nft".to_string(),
+            ]
+        };
+        assert_eq!(
+            run(&sh("cat"), &[], Some("{\"x\": 1}"), Duration::from_secs(5)).unwrap(),
+            "{\"x\": 1}"
+        );
+        let e = run(
+            &sh("echo 'Error: No such file' >&2; exit 1"),
+            &["-j"],
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("No such file") && e.contains("exit status: 1"),
+            "{e}"
+        );
+        let e = run(&sh("sleep 5"), &[], None, Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("did not finish") && e.contains("killed"), "{e}");
+        let e = run(
+            &["/nonexistent/nft".to_string()],
+            &[],
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(e.contains("cannot run"), "{e}");
+    }
+
+    #[test]
+    fn big_batches_split_with_every_delete_first() {
+        let mut b = Batch::default();
+        b.delete[0] = (0..5).map(|i| json!(i)).collect();
+        b.add[0] = (0..5).map(|i| json!(i)).collect();
+        b.add[1] = vec![json!(9)];
+        let parts = chunks(&b, 4);
+        assert_eq!(parts.iter().map(Batch::len).sum::<usize>(), 11);
+        let first_add = parts
+            .iter()
+            .position(|p| !p.add[0].is_empty() || !p.add[1].is_empty())
+            .unwrap();
+        assert!(
+            parts[..first_add]
+                .iter()
+                .all(|p| p.add.iter().all(Vec::is_empty))
+        );
+        assert!(
+            parts[first_add..]
+                .iter()
+                .all(|p| p.delete.iter().all(Vec::is_empty))
+        );
+        assert_eq!(chunks(&b, 100), vec![b]);
+    }
+}

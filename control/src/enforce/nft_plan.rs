@@ -1,0 +1,682 @@
+//! What the nftables sets should hold, what they hold, and the batch that
+//! makes one into the other; no I/O (the runner in [`super::nft`] runs
+//! `nft`).
+//!
+//! The sets have `flags interval, timeout`, so a block becomes one element
+//! whose value is its address or prefix (a CIDR element really matches the
+//! range) and whose timeout is the block's remaining time; a permanent
+//! block has no timeout. Three facts of nftables (checked with nft 1.0.6,
+//! docs/enforcement.md) shape the plan:
+//! - an element's timeout cannot be changed in place, so an extended block
+//!   is refreshed by a delete and an add in one batch (atomic);
+//! - an element inside an existing interval is refused ("interval
+//!   overlaps"), so a block covered by a broader block is left out while
+//!   the broader one holds, and comes back when it goes;
+//! - deleting a missing element fails the whole batch, so a delete is only
+//!   planned for an element known to be there and not about to time out
+//!   by itself, and any failure makes the next run a full reconcile
+//!   (list, then diff).
+//!
+//! JSON is written with serde_json: the shapes are few, and the `nftables`
+//! crate's helper runs one fixed program, while we need an argv prefix
+//! (`ip netns exec`, `ssh`) and a timeout on a stalled firewall.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+
+use crate::policy::{Net, covers};
+
+/// Where the sets are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sets {
+    /// Table family (`inet`, ...).
+    pub family: String,
+    /// Table name.
+    pub table: String,
+    /// The IPv4 set.
+    pub set4: String,
+    /// The IPv6 set.
+    pub set6: String,
+}
+
+/// True when `net/len` is an IPv4 prefix (IPv4-mapped, /96 or longer).
+pub fn is_v4(net: &Net) -> bool {
+    net.1 >= 96 && net.0[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+}
+
+/// An element's value: a bare address for a host, else `{"prefix": ...}`.
+pub fn value(net: &Net) -> Value {
+    let (addr, len, host) = if is_v4(net) {
+        let a = std::net::Ipv4Addr::new(net.0[12], net.0[13], net.0[14], net.0[15]);
+        (a.to_string(), net.1 - 96, net.1 == 128)
+    } else {
+        (
+            std::net::Ipv6Addr::from(net.0).to_string(),
+            net.1,
+            net.1 == 128,
+        )
+    };
+    if host {
+        json!(addr)
+    } else {
+        json!({"prefix": {"addr": addr, "len": len}})
+    }
+}
+
+/// Reads an element's value back (`"1.2.3.4"` or `{"prefix": ...}`).
+pub fn parse_value(v: &Value) -> Option<Net> {
+    let (addr, len) = match v {
+        Value::String(s) => (s.as_str(), None),
+        Value::Object(o) => {
+            let p = o.get("prefix")?;
+            (p.get("addr")?.as_str()?, Some(p.get("len")?.as_u64()?))
+        }
+        _ => return None,
+    };
+    match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => {
+            let len = len.unwrap_or(32);
+            (len <= 32).then(|| (a.to_ipv6_mapped().octets(), 96 + len as u8))
+        }
+        std::net::IpAddr::V6(a) => {
+            let len = len.unwrap_or(128);
+            (len <= 128).then(|| (a.octets(), len as u8))
+        }
+    }
+}
+
+/// One element listed in a set: its value (raw, to delete it with even
+/// when it is not ours to parse), what it is, and its seconds left.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    /// The value as nft wrote it.
+    pub raw: Value,
+    /// The prefix, when it is one.
+    pub net: Option<Net>,
+    /// Seconds until it times out; `None`: permanent.
+    pub expires_in: Option<u64>,
+}
+
+/// Reads the elements out of `nft -j list set` output.
+pub fn parse_listing(text: &str) -> Result<Vec<Listed>, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("nft printed no JSON: {e}"))?;
+    let items = doc["nftables"]
+        .as_array()
+        .ok_or("nft's JSON has no \"nftables\" array")?;
+    let set = items
+        .iter()
+        .find_map(|i| i.get("set"))
+        .ok_or("nft listed no set")?;
+    let Some(elems) = set.get("elem") else {
+        return Ok(Vec::new());
+    };
+    let elems = elems
+        .as_array()
+        .ok_or("the set's \"elem\" is not an array")?;
+    Ok(elems
+        .iter()
+        .map(|e| match e.get("elem") {
+            Some(inner) => Listed {
+                raw: inner["val"].clone(),
+                net: parse_value(&inner["val"]),
+                expires_in: inner
+                    .get("expires")
+                    .or_else(|| inner.get("timeout"))
+                    .and_then(Value::as_u64),
+            },
+            None => Listed {
+                raw: e.clone(),
+                net: parse_value(e),
+                expires_in: None,
+            },
+        })
+        .collect())
+}
+
+/// The commands that create the table, the sets and (optionally) a chain
+/// dropping their sources. `add` is idempotent; the chain is flushed and
+/// its two rules added again, so running this twice leaves one copy.
+pub fn create(sets: &Sets, chain: Option<(&str, &str, i32)>) -> Vec<Value> {
+    let (f, t) = (&sets.family, &sets.table);
+    let mut v = vec![
+        json!({"add": {"table": {"family": f, "name": t}}}),
+        json!({"add": {"set": {"family": f, "table": t, "name": sets.set4,
+            "type": "ipv4_addr", "flags": ["interval", "timeout"]}}}),
+        json!({"add": {"set": {"family": f, "table": t, "name": sets.set6,
+            "type": "ipv6_addr", "flags": ["interval", "timeout"]}}}),
+    ];
+    if let Some((name, hook, prio)) = chain {
+        v.push(
+            json!({"add": {"chain": {"family": f, "table": t, "name": name,
+            "type": "filter", "hook": hook, "prio": prio, "policy": "accept"}}}),
+        );
+        v.push(json!({"flush": {"chain": {"family": f, "table": t, "name": name}}}));
+        for (proto, set) in [("ip", &sets.set4), ("ip6", &sets.set6)] {
+            v.push(
+                json!({"add": {"rule": {"family": f, "table": t, "chain": name, "expr": [
+                    {"match": {"op": "==",
+                        "left": {"payload": {"protocol": proto, "field": "saddr"}},
+                        "right": format!("@{set}")}},
+                    {"counter": null},
+                    {"drop": null},
+                ]}}}),
+            );
+        }
+    }
+    v
+}
+
+/// A batch of changes to the sets: deletes first (a refresh deletes before
+/// it adds, and a broader prefix can only go in once what it covers is out).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// Values to delete, per set (v4, v6).
+    pub delete: [Vec<Value>; 2],
+    /// Elements to add, per set.
+    pub add: [Vec<Value>; 2],
+}
+
+impl Batch {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.delete.iter().chain(&self.add).all(Vec::is_empty)
+    }
+
+    /// Elements changed.
+    pub fn len(&self) -> usize {
+        self.delete.iter().chain(&self.add).map(Vec::len).sum()
+    }
+
+    /// The nft JSON commands, in order.
+    pub fn commands(&self, sets: &Sets) -> Vec<Value> {
+        let mut v = Vec::new();
+        let names = [&sets.set4, &sets.set6];
+        for (verb, lists) in [("delete", &self.delete), ("add", &self.add)] {
+            for (i, elems) in lists.iter().enumerate() {
+                if !elems.is_empty() {
+                    v.push(json!({verb: {"element": {"family": sets.family,
+                        "table": sets.table, "name": names[i], "elem": elems}}}));
+                }
+            }
+        }
+        v
+    }
+}
+
+/// An element that is or should be in a set: its absolute expiry (Unix
+/// seconds; 0: permanent).
+type Expiry = u32;
+
+/// Seconds within which an element that is about to time out is left to
+/// the kernel instead of being deleted (a delete racing its timeout would
+/// fail the whole batch).
+const ABOUT_TO_EXPIRE: u32 = 2;
+
+/// A refresh is planned when a listed element's expiry is this far from
+/// the block's (the timeouts are set in whole seconds, and listing takes time).
+const EXPIRY_SLACK: u64 = 5;
+
+/// The desired and installed state of the sets.
+#[derive(Debug)]
+pub struct Planner {
+    /// Blocks in force: prefix to expiry.
+    desired: BTreeMap<Net, Expiry>,
+    /// How many desired prefixes of each length (to find covering ones).
+    lengths: [u32; 129],
+    /// What the sets hold, as far as we know; `None`: unknown (a reconcile lists them).
+    installed: Option<HashMap<Net, Expiry>>,
+    /// Prefixes whose element may need a change.
+    dirty: Vec<Net>,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Planner {
+            desired: BTreeMap::new(),
+            lengths: [0; 129],
+            installed: None,
+            dirty: Vec::new(),
+        }
+    }
+}
+
+impl Planner {
+    /// An empty plan whose installed state is unknown.
+    pub fn new() -> Planner {
+        Planner::default()
+    }
+
+    /// A block is in force until `expires`.
+    pub fn set(&mut self, net: Net, expires: Expiry) {
+        if self.desired.insert(net, expires).is_none() {
+            self.lengths[usize::from(net.1.min(128))] += 1;
+        }
+        self.dirty.push(net);
+    }
+
+    /// A block ended.
+    pub fn remove(&mut self, net: Net) {
+        if self.desired.remove(&net).is_some() {
+            let n = &mut self.lengths[usize::from(net.1.min(128))];
+            *n = n.saturating_sub(1);
+        }
+        self.dirty.push(net);
+    }
+
+    /// Blocks in force.
+    pub fn desired_len(&self) -> usize {
+        self.desired.len()
+    }
+
+    /// Elements installed, when known.
+    pub fn installed_len(&self) -> Option<usize> {
+        self.installed.as_ref().map(HashMap::len)
+    }
+
+    /// True when the installed state is known (no reconcile is needed).
+    pub fn knows_installed(&self) -> bool {
+        self.installed.is_some()
+    }
+
+    /// True when some element may need a change.
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// The sets may not hold what we think (a batch failed).
+    pub fn forget_installed(&mut self) {
+        self.installed = None;
+    }
+
+    /// The broader block covering `net`, if one is in force.
+    fn covered(&self, net: &Net) -> bool {
+        (0..net.1).any(|len| {
+            if self.lengths[usize::from(len)] == 0 {
+                return false;
+            }
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
+            let masked = (u128::from_be_bytes(net.0) & mask).to_be_bytes();
+            // IPv4 and IPv6 live in different sets: an IPv6 prefix shorter
+            // than /96 never covers an IPv4 one there.
+            is_v4(&(masked, len)) == is_v4(net) && self.desired.contains_key(&(masked, len))
+        })
+    }
+
+    /// What the element for `net` should be at `now_s`: its expiry, or
+    /// `None` when it should not be in the set.
+    fn wanted(&self, net: &Net, now_s: u32) -> Option<Expiry> {
+        let &expires = self.desired.get(net)?;
+        let live = expires == 0 || expires > now_s;
+        (live && !self.covered(net)).then_some(expires)
+    }
+
+    /// Plans one prefix into `batch` and records the result as installed.
+    fn plan_one(
+        &self,
+        net: &Net,
+        now_s: u32,
+        have: Option<Expiry>,
+        batch: &mut Batch,
+    ) -> Option<Expiry> {
+        let want = self.wanted(net, now_s);
+        let set = usize::from(!is_v4(net));
+        let gone_soon = |e: Expiry| e != 0 && e <= now_s.saturating_add(ABOUT_TO_EXPIRE);
+        match (want, have) {
+            (None, None) => None,
+            (Some(w), None) => {
+                batch.add[set].push(element(net, w, now_s));
+                Some(w)
+            }
+            (None, Some(h)) => {
+                if !gone_soon(h) {
+                    batch.delete[set].push(value(net));
+                }
+                None
+            }
+            (Some(w), Some(h)) if w == h => Some(h),
+            (Some(w), Some(h)) => {
+                // A refresh: delete and add again (a timeout cannot be
+                // changed in place). An element about to time out on its
+                // own is only added: a re-add of a live one is harmless.
+                if !gone_soon(h) {
+                    batch.delete[set].push(value(net));
+                }
+                batch.add[set].push(element(net, w, now_s));
+                Some(w)
+            }
+        }
+    }
+
+    /// The batch for the prefixes changed since the last plan (and the
+    /// ones a changed broader prefix covers); `None` when the installed
+    /// state is unknown (call [`Planner::reconcile`]). The installed state
+    /// is updated as if the batch succeeds; if it fails, call
+    /// [`Planner::forget_installed`].
+    pub fn plan_changes(&mut self, now_s: u32) -> Option<Batch> {
+        let mut installed = self.installed.take()?;
+        let mut work: Vec<Net> = std::mem::take(&mut self.dirty);
+        // A prefix that came or went changes what it covers.
+        let mut i = 0;
+        while i < work.len() {
+            let net = work[i];
+            if net.1 < 128 {
+                let last =
+                    (u128::from_be_bytes(net.0) | (u128::MAX >> net.1.min(127))).to_be_bytes();
+                let covered: Vec<Net> = self
+                    .desired
+                    .range((net.0, net.1 + 1)..=(last, 128))
+                    .map(|(k, _)| *k)
+                    .filter(|k| k.1 > net.1 && covers(&net, &k.0))
+                    .collect();
+                // (Installed elements are all desired, or dirty themselves:
+                // a removal marks its prefix dirty.)
+                work.extend(covered);
+            }
+            i += 1;
+            if work.len() > 1 << 22 {
+                break;
+            }
+        }
+        work.sort_unstable();
+        work.dedup();
+        let mut batch = Batch::default();
+        for net in &work {
+            let have = installed.get(net).copied();
+            match self.plan_one(net, now_s, have, &mut batch) {
+                Some(e) => {
+                    installed.insert(*net, e);
+                }
+                None => {
+                    installed.remove(net);
+                }
+            }
+        }
+        self.installed = Some(installed);
+        Some(batch)
+    }
+
+    /// The batch that makes the listed sets (v4, v6) equal to the blocks;
+    /// afterwards the installed state is known (as if the batch succeeds).
+    pub fn reconcile(&mut self, listed: [&[Listed]; 2], now_s: u32) -> Batch {
+        self.dirty.clear();
+        let mut batch = Batch::default();
+        let mut installed = HashMap::new();
+        for (set, elems) in listed.iter().enumerate() {
+            for e in elems.iter() {
+                let ours = e.net.filter(|n| usize::from(!is_v4(n)) == set);
+                let Some(net) = ours else {
+                    // Not a prefix of this set's family: not ours, out it goes.
+                    batch.delete[set].push(e.raw.clone());
+                    continue;
+                };
+                match self.wanted(&net, now_s) {
+                    None => batch.delete[set].push(e.raw.clone()),
+                    Some(w) => {
+                        let left = (w != 0).then(|| u64::from(w.saturating_sub(now_s)));
+                        let close = match (left, e.expires_in) {
+                            (None, None) => true,
+                            (Some(a), Some(b)) => a.abs_diff(b) <= EXPIRY_SLACK,
+                            _ => false,
+                        };
+                        if !close {
+                            batch.delete[set].push(e.raw.clone());
+                            batch.add[set].push(element(&net, w, now_s));
+                        }
+                        installed.insert(net, w);
+                    }
+                }
+            }
+        }
+        for (net, _) in self.desired.iter() {
+            if installed.contains_key(net) {
+                continue;
+            }
+            if let Some(w) = self.wanted(net, now_s) {
+                batch.add[usize::from(!is_v4(net))].push(element(net, w, now_s));
+                installed.insert(*net, w);
+            }
+        }
+        self.installed = Some(installed);
+        batch
+    }
+}
+
+/// An element to add: the value, with the remaining time as its timeout
+/// unless the block is permanent.
+fn element(net: &Net, expires: Expiry, now_s: u32) -> Value {
+    if expires == 0 {
+        value(net)
+    } else {
+        json!({"elem": {"val": value(net), "timeout": expires.saturating_sub(now_s).max(1)}})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::policy::parse_net;
+
+    fn n(s: &str) -> Net {
+        parse_net(s).unwrap()
+    }
+
+    fn sets() -> Sets {
+        Sets {
+            family: "inet".into(),
+            table: "baitwall".into(),
+            set4: "blocked4".into(),
+            set6: "blocked6".into(),
+        }
+    }
+
+    #[test]
+    fn values_are_addresses_or_prefixes_and_read_back() {
+        for (text, want) in [
+            ("192.0.2.66", json!("192.0.2.66")),
+            (
+                "10.1.0.0/16",
+                json!({"prefix": {"addr": "10.1.0.0", "len": 16}}),
+            ),
+            (
+                "2001:db8::/64",
+                json!({"prefix": {"addr": "2001:db8::", "len": 64}}),
+            ),
+            ("2001:db8::1", json!("2001:db8::1")),
+        ] {
+            assert_eq!(value(&n(text)), want, "{text}");
+            assert_eq!(parse_value(&want), Some(n(text)));
+        }
+        assert!(is_v4(&n("10.0.0.0/8")) && !is_v4(&n("2001:db8::/32")));
+        assert_eq!(
+            parse_value(&json!({"range": ["10.0.0.1", "10.0.0.9"]})),
+            None
+        );
+    }
+
+    /// `nft -j list set inet baitwall blocked4` from nft 1.0.6.
+    const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"set": {"family": "inet", "name": "blocked4", "table": "baitwall", "type": "ipv4_addr", "handle": 2, "flags": ["interval", "timeout"], "elem": [{"elem": {"val": "192.0.2.66", "timeout": 3600, "expires": 3597}}, {"elem": {"val": {"prefix": {"addr": "10.1.0.0", "len": 16}}, "timeout": 600, "expires": 590}}, "198.51.100.7", {"range": ["203.0.113.1", "203.0.113.9"]}]}}]}"#;
+
+    #[test]
+    fn a_listing_reads_into_elements() {
+        let l = parse_listing(LISTING).unwrap();
+        assert_eq!(l.len(), 4);
+        assert_eq!(l[0].net, Some(n("192.0.2.66")));
+        assert_eq!(l[0].expires_in, Some(3597));
+        assert_eq!(l[1].net, Some(n("10.1.0.0/16")));
+        assert_eq!(l[2].expires_in, None, "no timeout: permanent");
+        assert_eq!(l[3].net, None);
+        let empty = r#"{"nftables": [{"metainfo": {}}, {"set": {"family": "inet", "name": "blocked4", "table": "baitwall", "type": "ipv4_addr", "handle": 2, "flags": ["interval", "timeout"]}}]}"#;
+        assert_eq!(parse_listing(empty).unwrap(), vec![]);
+        assert!(parse_listing("Error: No such file").is_err());
+        assert!(parse_listing(r#"{"nftables": []}"#).is_err());
+    }
+
+    #[test]
+    fn reconcile_adds_refreshes_and_deletes_what_differs() {
+        let mut p = Planner::new();
+        let now = 1_000_000;
+        p.set(n("192.0.2.66"), now + 3597); // as listed: kept
+        p.set(n("10.1.0.0/16"), now + 7200); // extended: refreshed
+        p.set(n("2001:db8::/64"), 0); // missing: added
+        let listed = parse_listing(LISTING).unwrap();
+        let b = p.reconcile([&listed, &[]], now);
+        assert_eq!(
+            b.delete[0],
+            vec![
+                json!({"prefix": {"addr": "10.1.0.0", "len": 16}}),
+                json!("198.51.100.7"),
+                json!({"range": ["203.0.113.1", "203.0.113.9"]}),
+            ]
+        );
+        assert_eq!(
+            b.add[0],
+            vec![
+                json!({"elem": {"val": {"prefix": {"addr": "10.1.0.0", "len": 16}}, "timeout": 7200}})
+            ]
+        );
+        assert_eq!(
+            b.add[1],
+            vec![json!({"prefix": {"addr": "2001:db8::", "len": 64}})]
+        );
+        assert_eq!(p.installed_len(), Some(3));
+        let cmds = b.commands(&sets());
+        assert_eq!(cmds.len(), 3, "delete v4, add v4, add v6");
+        assert!(cmds[0].get("delete").is_some() && cmds[2].get("add").is_some());
+    }
+
+    #[test]
+    fn changes_add_refresh_and_remove_one_element_each() {
+        let mut p = Planner::new();
+        let now = 5000;
+        assert!(
+            p.plan_changes(now).is_none(),
+            "unknown sets need a reconcile first"
+        );
+        assert!(p.reconcile([&[], &[]], now).is_empty());
+        p.set(n("192.0.2.66"), now + 60);
+        let b = p.plan_changes(now).unwrap();
+        assert_eq!(
+            b.add[0],
+            vec![json!({"elem": {"val": "192.0.2.66", "timeout": 60}})]
+        );
+        assert!(b.delete[0].is_empty());
+        // Extended: delete and add again.
+        p.set(n("192.0.2.66"), now + 600);
+        let b = p.plan_changes(now + 10).unwrap();
+        assert_eq!(b.delete[0], vec![json!("192.0.2.66")]);
+        assert_eq!(
+            b.add[0],
+            vec![json!({"elem": {"val": "192.0.2.66", "timeout": 590}})]
+        );
+        // The same again: nothing.
+        p.set(n("192.0.2.66"), now + 600);
+        assert!(p.plan_changes(now + 11).unwrap().is_empty());
+        // Unblocked.
+        p.remove(n("192.0.2.66"));
+        let b = p.plan_changes(now + 12).unwrap();
+        assert_eq!(b.delete[0], vec![json!("192.0.2.66")]);
+        assert_eq!(p.installed_len(), Some(0));
+    }
+
+    #[test]
+    fn an_element_about_to_time_out_is_left_to_the_kernel() {
+        let mut p = Planner::new();
+        p.reconcile([&[], &[]], 100);
+        p.set(n("192.0.2.66"), 160);
+        p.plan_changes(100).unwrap();
+        // Control removes it at its expiry; the kernel already has.
+        p.remove(n("192.0.2.66"));
+        let b = p.plan_changes(159).unwrap();
+        assert!(
+            b.is_empty(),
+            "a delete racing the timeout would fail the batch"
+        );
+        assert_eq!(p.installed_len(), Some(0));
+    }
+
+    #[test]
+    fn a_covered_block_waits_while_the_broader_one_holds() {
+        let mut p = Planner::new();
+        p.reconcile([&[], &[]], 0);
+        p.set(n("10.1.2.3"), 0);
+        assert_eq!(p.plan_changes(0).unwrap().add[0], vec![json!("10.1.2.3")]);
+        // The /16 goes in and the address inside it comes out, in one batch
+        // whose delete runs first.
+        p.set(n("10.1.0.0/16"), 0);
+        let b = p.plan_changes(0).unwrap();
+        assert_eq!(b.delete[0], vec![json!("10.1.2.3")]);
+        assert_eq!(
+            b.add[0],
+            vec![json!({"prefix": {"addr": "10.1.0.0", "len": 16}})]
+        );
+        let cmds = b.commands(&sets());
+        assert!(cmds[0].get("delete").is_some() && cmds[1].get("add").is_some());
+        // A /24 inside it is not added either...
+        p.set(n("10.1.9.0/24"), 0);
+        assert!(p.plan_changes(0).unwrap().is_empty());
+        // ...until the /16 ends: then both come back.
+        p.remove(n("10.1.0.0/16"));
+        let b = p.plan_changes(0).unwrap();
+        assert_eq!(
+            b.delete[0],
+            vec![json!({"prefix": {"addr": "10.1.0.0", "len": 16}})]
+        );
+        assert_eq!(
+            b.add[0],
+            vec![
+                json!("10.1.2.3"),
+                json!({"prefix": {"addr": "10.1.9.0", "len": 24}})
+            ]
+        );
+        // An IPv6 block of ::/0 never covers an IPv4 one.
+        p.set(n("::/0"), 0);
+        let b = p.plan_changes(0).unwrap();
+        assert!(b.delete[0].is_empty());
+        assert_eq!(b.add[1], vec![json!({"prefix": {"addr": "::", "len": 0}})]);
+    }
+
+    #[test]
+    fn create_is_idempotent_and_names_the_sets() {
+        let c = create(&sets(), Some(("drop", "prerouting", -300)));
+        assert_eq!(c.len(), 7);
+        assert_eq!(c[1]["add"]["set"]["flags"], json!(["interval", "timeout"]));
+        assert_eq!(
+            c[4],
+            json!({"flush": {"chain": {"family": "inet", "table": "baitwall", "name": "drop"}}})
+        );
+        assert_eq!(
+            c[6]["add"]["rule"]["expr"][0]["match"]["right"],
+            "@blocked6"
+        );
+        assert_eq!(create(&sets(), None).len(), 3);
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of sets and removals, a reconcile from an
+        /// empty set after incremental plans agrees with them: the
+        /// incremental installed state equals what a full plan would install.
+        #[test]
+        fn incremental_plans_agree_with_a_full_reconcile(
+            ops in proptest::collection::vec((0u8..6, 0u8..3, proptest::bool::ANY), 1..40)
+        ) {
+            let prefixes = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3", "2001:db8::/32", "2001:db8::1"];
+            let mut p = Planner::new();
+            p.reconcile([&[], &[]], 0);
+            for (i, e, add) in ops {
+                let net = n(prefixes[usize::from(i)]);
+                if add { p.set(net, [0, 500, 900][usize::from(e)]) } else { p.remove(net) }
+                p.plan_changes(0).unwrap();
+            }
+            let incremental = p.installed.clone().unwrap();
+            let mut full = Planner { desired: p.desired.clone(), lengths: p.lengths, ..Planner::new() };
+            full.reconcile([&[], &[]], 0);
+            proptest::prop_assert_eq!(incremental, full.installed.unwrap());
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The nftables layer against a real kernel: control keeps a set in a
+//! namespace of the test's own in sync with its blocks, and real TCP
+//! connections show what the set drops.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use baitwall_control::config::{ControlConfig, NftSection, SocketSection};
+use baitwall_control::daemon::{self, Settings};
+use serde_json::Value;
+
+mod common;
+use common::netns::{Netns, eventually, prerequisites, veth};
+use common::{Client, bite};
+
+/// The elements of a set: (value as text, timeout, expires) per element.
+fn elements(fw: &Netns, set: &str) -> Vec<(String, Option<u64>, Option<u64>)> {
+    let out = fw.run(&["nft", "-j", "list", "set", "inet", "baitwall", set]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let set = doc["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|i| i.get("set"))
+        .unwrap()
+        .clone();
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        v => format!(
+            "{}/{}",
+            v["prefix"]["addr"].as_str().unwrap(),
+            v["prefix"]["len"]
+        ),
+    };
+    set["elem"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| match e.get("elem") {
+                    Some(i) => (
+                        text(&i["val"]),
+                        i["timeout"].as_u64(),
+                        i["expires"].as_u64(),
+                    ),
+                    None => (text(e), None, None),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn element(fw: &Netns, set: &str, value: &str) -> Option<(Option<u64>, Option<u64>)> {
+    elements(fw, set)
+        .into_iter()
+        .find(|e| e.0 == value)
+        .map(|e| (e.1, e.2))
+}
+
+#[test]
+fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
+    if !prerequisites("the nftables test", &["ip", "nft", "python3"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The firewall and a network behind it where the worm (192.0.2.66) and
+    // a bystander (192.0.2.200) live.
+    let fw = Netns::new("nftfw");
+    let net = Netns::new("nftsrc");
+    veth(&fw, "fw0", &net, "src0");
+    fw.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "fw0"]);
+    net.run(&["ip", "addr", "add", "192.0.2.66/24", "dev", "src0"]);
+    net.run(&["ip", "addr", "add", "192.0.2.200/24", "dev", "src0"]);
+    let _server = fw.spawn(
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "192.0.2.1",
+            "8080",
+        ],
+        &[],
+        &dir.path().join("http.log"),
+    );
+    eventually(Duration::from_secs(10), "the firewall's server", || {
+        net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080)
+            .then_some(())
+    });
+
+    let socket = dir.path().join("control.sock");
+    let region = dir.path().join("bw.region");
+    let settings = Settings::new(ControlConfig {
+        region: region.clone(),
+        database: dir.path().join("state.db"),
+        socket: SocketSection {
+            path: socket.clone(),
+            ..SocketSection::default()
+        },
+        nftables: Some(NftSection {
+            command: fw.argv(&["nft"]),
+            // Long enough that every change below goes through the
+            // incremental path; failures still reconcile at once.
+            reconcile_interval: Duration::from_secs(3600),
+            ..NftSection::default()
+        }),
+        ..ControlConfig::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let control = {
+        let stop = stop.clone();
+        std::thread::spawn(move || daemon::run(&settings, &stop, |_| {}).unwrap())
+    };
+    let (dataplane, nic) = common::start_dataplane(&region, 0);
+    eventually(Duration::from_secs(10), "control's socket", || {
+        std::os::unix::net::UnixStream::connect(&socket).ok()
+    });
+    let mut c = Client::new(&socket);
+    let mut events = Client::new(&socket);
+    let sub = events.ask(r#"{"command": "subscribe", "arguments": {"event_types": ["enforce"]}}"#);
+    assert_eq!(sub["return"], "OK", "{sub}");
+
+    // A bite: the worm is blocked for the policy's hour, in the set with
+    // the remaining time as its timeout, and its packets are dropped.
+    assert!(net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
+    eventually(Duration::from_secs(20), "control attached", || {
+        (c.ask(r#"{"command": "status"}"#)["message"]["attached"] == true).then_some(())
+    });
+    bite(&nic);
+    let (timeout, expires) = eventually(Duration::from_secs(20), "the worm in the set", || {
+        element(&fw, "blocked4", "192.0.2.66")
+    });
+    assert_eq!(timeout, Some(3600), "the block's remaining time");
+    assert!(expires.unwrap() > 3500, "{expires:?}");
+    assert!(
+        !net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080),
+        "the worm is dropped"
+    );
+    assert!(
+        net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080),
+        "the bystander is not"
+    );
+
+    // Extended: the element is refreshed with the new remaining time.
+    let r =
+        c.ask(r#"{"command": "block-add", "arguments": {"target": "192.0.2.66", "for": "2h"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(Duration::from_secs(10), "the refreshed element", || {
+        (element(&fw, "blocked4", "192.0.2.66")?.0 == Some(7200)).then_some(())
+    });
+
+    // Unblocked: out of the set, and the worm's packets pass again.
+    let r = c.ask(r#"{"command": "block-remove", "arguments": {"target": "192.0.2.66"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(Duration::from_secs(10), "the element removed", || {
+        element(&fw, "blocked4", "192.0.2.66")
+            .is_none()
+            .then_some(())
+    });
+    assert!(net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
+
+    // A CIDR block matches the addresses inside its range, and only them.
+    let r = c
+        .ask(r#"{"command": "block-add", "arguments": {"target": "192.0.2.64/26", "for": "10m"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    let r = c.ask(r#"{"command": "block-add", "arguments": {"target": "2001:db8:66::/64", "for": "permanent"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(Duration::from_secs(10), "the /26 in the set", || {
+        element(&fw, "blocked4", "192.0.2.64/26")
+    });
+    assert!(
+        !net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080),
+        "inside the /26"
+    );
+    assert!(
+        net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080),
+        "outside the /26"
+    );
+    assert_eq!(
+        element(&fw, "blocked6", "2001:db8:66::/64"),
+        Some((None, None)),
+        "a permanent block has no timeout"
+    );
+
+    // The firewall loses its table behind control's back: the next update
+    // fails, is reported, and the retry puts everything back.
+    fw.run(&["nft", "delete", "table", "inet", "baitwall"]);
+    let r =
+        c.ask(r#"{"command": "block-add", "arguments": {"target": "203.0.113.9", "for": "1h"}}"#);
+    assert_eq!(
+        r["return"], "OK",
+        "control's own state never waits on the firewall: {r}"
+    );
+    let failing = events.read();
+    assert_eq!(failing["baitwall"]["state"], "failing", "{failing}");
+    assert!(
+        failing["baitwall"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("nft"),
+        "{failing}"
+    );
+    let recovered = events.read();
+    assert_eq!(recovered["baitwall"]["state"], "ok", "{recovered}");
+    let all = elements(&fw, "blocked4");
+    assert!(all.iter().any(|e| e.0 == "203.0.113.9"), "{all:?}");
+    assert!(all.iter().any(|e| e.0 == "192.0.2.64/26"), "{all:?}");
+    assert!(
+        !net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080),
+        "the chain is back too"
+    );
+    let status = c.ask(r#"{"command": "status"}"#);
+    let nft = &status["message"]["enforcement"]["nftables"];
+    assert_eq!(nft["state"], "ok", "{status}");
+    assert!(nft["failures"].as_u64().unwrap() >= 1, "{status}");
+    assert!(nft["reconciles"].as_u64().unwrap() >= 2, "{status}");
+
+    // Control stops: the firewall keeps enforcing.
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dataplane.stop();
+    assert!(element(&fw, "blocked4", "192.0.2.64/26").is_some());
+}
