@@ -593,6 +593,37 @@ listen = "127.0.0.1:9477"
     }
 
     #[test]
+    fn the_shipped_example_with_every_commented_section_on_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/control.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        // Uncomment `# [section]` and `# key = value` lines (not prose).
+        let on: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest.split_once(" = ").is_some_and(|(k, _)| {
+                            k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = ControlConfig::parse(&on, "control.toml").unwrap();
+        let n = c.nftables.unwrap();
+        assert_eq!(
+            (n.set4.as_str(), n.hook.as_str()),
+            ("blocked4", "prerouting")
+        );
+        let b = c.bgp.unwrap();
+        assert_eq!((b.appliance_id, b.asn, b.communities.len()), (1, 65000, 2));
+        assert_eq!(c.policy.permanent_after, Some(3));
+    }
+
+    #[test]
     fn restart_only_fields_are_named() {
         let a = ControlConfig::default();
         let mut b = a.clone();

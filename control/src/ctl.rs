@@ -108,6 +108,9 @@ enum BlockCmd {
         /// Only blocks covering this address.
         #[arg(long)]
         covering: Option<String>,
+        /// Only blocks decided here ("local"), or learned through BGP ("learned").
+        #[arg(long)]
+        origin: Option<String>,
         /// Skip this many.
         #[arg(long, default_value_t = 0)]
         offset: u64,
@@ -189,11 +192,12 @@ fn request(cmd: &Cmd) -> Value {
         Cmd::Block { action } => match action {
             BlockCmd::List {
                 covering,
+                origin,
                 offset,
                 limit,
             } => (
                 "block-list",
-                json!({"covering": covering, "offset": offset, "limit": limit}),
+                json!({"covering": covering, "origin": origin, "offset": offset, "limit": limit}),
             ),
             BlockCmd::Add {
                 target,

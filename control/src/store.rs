@@ -532,11 +532,11 @@ impl Store {
     /// Adds a block, or extends an existing one (a refresh never shortens).
     pub fn upsert_block(&self, b: &Block, now_s: u32) -> Result<Change> {
         let tx = self.conn.unchecked_transaction()?;
-        let old: Option<u32> = tx
+        let old: Option<(u32, u32)> = tx
             .query_row(
-                "SELECT expires FROM blocks WHERE net = ?1 AND len = ?2",
+                "SELECT expires, origin FROM blocks WHERE net = ?1 AND len = ?2",
                 params![&b.net[..], b.len],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
         let change = match old {
@@ -547,7 +547,7 @@ impl Store {
                 )?;
                 Change::New
             }
-            Some(old) => {
+            Some((old, origin)) => {
                 let longer = old != 0 && (b.expires == 0 || b.expires > old);
                 let expires = if longer { b.expires } else { old };
                 // A local decision makes the block this appliance's own
@@ -557,7 +557,9 @@ impl Store {
                      WHERE net = ?1 AND len = ?2",
                     params![&b.net[..], b.len, expires, now_s],
                 )?;
-                if longer {
+                // A learned block that becomes ours changed too: it is
+                // announced from now on.
+                if longer || origin != 0 {
                     Change::Extended
                 } else {
                     Change::Unchanged
@@ -932,10 +934,15 @@ mod tests {
         let mut other = learned(5000, 9);
         other.net[15] ^= 1;
         s.learn_block(&other, 30).unwrap();
-        let mut bite = block(6000);
+        let mut bite = block(4000);
         bite.net = other.net;
-        assert_eq!(s.upsert_block(&bite, 31).unwrap(), Change::Extended);
-        assert!(s.block(&other.net, 128).unwrap().unwrap().is_local());
+        assert_eq!(
+            s.upsert_block(&bite, 31).unwrap(),
+            Change::Extended,
+            "a change (now announced) even though it lasts no longer"
+        );
+        let now = s.block(&other.net, 128).unwrap().unwrap();
+        assert!(now.is_local() && now.expires == 5000, "{now:?}");
     }
 
     #[test]

@@ -134,6 +134,28 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>, String> {
         .collect())
 }
 
+/// The fuzz target's entry point: a listing read and reconciled against a
+/// few blocks.
+pub fn fuzz_listing(text: &str) {
+    let Ok(listed) = parse_listing(text) else {
+        return;
+    };
+    let mut p = Planner::new();
+    for (i, e) in listed.iter().enumerate().take(64) {
+        if let Some(net) = e.net {
+            p.set(net, if i % 2 == 0 { 0 } else { 2_000 });
+        }
+    }
+    let b = p.reconcile([&listed, &listed], 1_000);
+    let _ = b.commands(&Sets {
+        family: "inet".into(),
+        table: "t".into(),
+        set4: "a".into(),
+        set6: "b".into(),
+    });
+    let _ = p.plan_changes(1_000);
+}
+
 /// The commands that create the table, the sets and (optionally) a chain
 /// dropping their sources. `add` is idempotent; the chain is flushed and
 /// its two rules added again, so running this twice leaves one copy.
@@ -655,6 +677,15 @@ mod tests {
             "@blocked6"
         );
         assert_eq!(create(&sets(), None).len(), 3);
+    }
+
+    #[test]
+    fn the_fuzz_seed_corpus_runs() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/nft_listing");
+        for e in std::fs::read_dir(dir).unwrap() {
+            fuzz_listing(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+        }
+        fuzz_listing("");
     }
 
     proptest::proptest! {
