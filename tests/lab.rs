@@ -3,7 +3,7 @@
 //! beside it. Tools nobody here wrote (nmap, hping3, curl, the kernel's own
 //! TCP stack driven by a small worm script) do the talking.
 //!
-//! Needs root, iproute2, ethtool, nmap, hping3, masscan, zmap, curl and
+//! Needs root, iproute2, ethtool, nmap, hping3, masscan, zmap, curl, nft and
 //! /usr/bin/python3;
 //! without them the test skips with one line, and under CI=true (where
 //! .ci/run installs them) it fails. Everything runs in namespaces this test
@@ -83,8 +83,24 @@ impl Lab {
             text.replace_range(start..end, port);
         }
         std::fs::write(&config, text).unwrap();
+        // Control keeps the protected side's firewall (an nftables set in
+        // the `in` namespace) in sync with its blocks (docs/enforcement.md).
+        // Sets only, no drop chain: what the lab checks of the traffic is
+        // the appliance's doing (control/tests/enforce_nft.rs checks the
+        // set's own drops with real packets).
+        let control_config = self.dir.path().join("control.toml");
+        std::fs::write(
+            &control_config,
+            format!(
+                "[nftables]\ncommand = [\"ip\", \"netns\", \"exec\", \"{}\", \"nft\"]\nchain = \"\"\n",
+                self.ns("in")
+            ),
+        )
+        .unwrap();
         let control = Command::new(BIN)
-            .args(["control", "run", "--region", &region, "--database"])
+            .args(["control", "run", "--config"])
+            .arg(&control_config)
+            .args(["--region", &region, "--database"])
             .arg(self.dir.path().join("state.db"))
             .arg("--socket")
             .arg(self.socket())
@@ -161,7 +177,45 @@ impl Lab {
         assert_eq!(prefixes, ["203.0.113.66/32"], "only the worm is blocked");
         assert_eq!(fetch(self, "203.0.113.66", "http://198.51.100.10/"), None);
         assert!(fetch(self, "203.0.113.10", "http://198.51.100.10/").is_some());
+        // The bite also reached the protected side's firewall, with the
+        // block's remaining time as the element's timeout.
+        let timeout = self.nft_timeout("203.0.113.66");
+        assert!(
+            (3590..=3600).contains(&timeout),
+            "the worm's element times out with its block: {timeout}"
+        );
         decoy
+    }
+
+    /// The timeout of `address`'s element in the `in` namespace's
+    /// `blocked4` set, once control has put it there.
+    fn nft_timeout(&self, address: &str) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self
+                .exec("in", "nft")
+                .args(["-j", "list", "set", "inet", "baitwall", "blocked4"])
+                .output()
+                .unwrap();
+            let listing: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let found = listing["nftables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["set"]["elem"].as_array())
+                .flatten()
+                .find(|e| e["elem"]["val"] == address)
+                .and_then(|e| e["elem"]["timeout"].as_u64());
+            if let Some(t) = found {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{address} never reached the firewall's set: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -210,7 +264,7 @@ fn prerequisites() -> bool {
         return false;
     }
     [
-        "ip", "ethtool", "nmap", "hping3", "masscan", "zmap", "curl", "timeout",
+        "ip", "ethtool", "nmap", "hping3", "masscan", "zmap", "curl", "timeout", "nft",
     ]
     .iter()
     .all(|t| tool(t).is_some())
