@@ -438,6 +438,7 @@ impl State {
                 .map(|a| a.ends.iter().map(|e| e.events.dropped()).collect())
                 .unwrap_or_default(),
             refused: self.refused,
+            nft: self.exports.nft_status(),
         };
         *self.metrics.control.lock() = figures;
         *self.metrics.region.lock() = attached.map(|a| a.region.clone());

@@ -47,6 +47,8 @@ pub struct ControlFigures {
     pub ring_drops: Vec<u64>,
     /// Blocks refused because the store was at `max_blocks`.
     pub refused: u64,
+    /// The nftables sync, when configured.
+    pub nft: Option<crate::enforce::nft::NftStatus>,
 }
 
 /// What a scrape reads.
@@ -114,6 +116,33 @@ impl MetricsSource {
             "Blocks refused because the store held max_blocks.",
             c.refused,
         );
+        if let Some(n) = &c.nft {
+            counter(
+                "baitwall_nftables_runs_total",
+                "nft runs that succeeded.",
+                n.runs,
+            );
+            counter(
+                "baitwall_nftables_failures_total",
+                "nft runs that failed or timed out (each is retried).",
+                n.failures,
+            );
+            let _ = writeln!(
+                out,
+                "# HELP baitwall_nftables_up 1 while the nftables sets follow the blocks, 0 while failing or starting.\n# TYPE baitwall_nftables_up gauge\nbaitwall_nftables_up {}",
+                u64::from(n.state == "ok")
+            );
+            let _ = writeln!(
+                out,
+                "# HELP baitwall_nftables_elements Elements in the nftables sets, as last known.\n# TYPE baitwall_nftables_elements gauge\nbaitwall_nftables_elements {}",
+                n.elements.unwrap_or(0)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP baitwall_nftables_last_success_time_seconds Unix time of the last nft run that succeeded.\n# TYPE baitwall_nftables_last_success_time_seconds gauge\nbaitwall_nftables_last_success_time_seconds {}",
+                n.last_ok
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP baitwall_ring_dropped_total Events a worker's ring dropped while control was behind.\n# TYPE baitwall_ring_dropped_total counter"

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use baitwall_control::config::{ControlConfig, NftSection, SocketSection};
+use baitwall_control::config::{ControlConfig, MetricsSection, NftSection, SocketSection};
 use baitwall_control::daemon::{self, Settings};
 use serde_json::Value;
 
 mod common;
 use common::netns::{Netns, eventually, prerequisites, veth};
-use common::{Client, bite};
+use common::{Client, bite, scrape_text};
 
 /// The elements of a set: (value as text, timeout, expires) per element.
 fn elements(fw: &Netns, set: &str) -> Vec<(String, Option<u64>, Option<u64>)> {
@@ -92,12 +92,20 @@ fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
 
     let socket = dir.path().join("control.sock");
     let region = dir.path().join("bw.region");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let settings = Settings::new(ControlConfig {
         region: region.clone(),
         database: dir.path().join("state.db"),
         socket: SocketSection {
             path: socket.clone(),
             ..SocketSection::default()
+        },
+        metrics: MetricsSection {
+            listen: Some(([127, 0, 0, 1], metrics_port).into()),
         },
         nftables: Some(NftSection {
             command: fw.argv(&["nft"]),
@@ -216,6 +224,19 @@ fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
     assert_eq!(nft["state"], "ok", "{status}");
     assert!(nft["failures"].as_u64().unwrap() >= 1, "{status}");
     assert!(nft["reconciles"].as_u64().unwrap() >= 2, "{status}");
+    // The same for Prometheus (refreshed once a second).
+    eventually(Duration::from_secs(10), "the nftables metrics", || {
+        let body = scrape_text(metrics_port);
+        let value = |name: &str| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        (value("baitwall_nftables_up") == Some(1)
+            && value("baitwall_nftables_failures_total") >= Some(1)
+            && value("baitwall_nftables_elements") >= Some(3))
+        .then_some(())
+    });
 
     // Control stops: the firewall keeps enforcing.
     stop.store(true, Ordering::Relaxed);

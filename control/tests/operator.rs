@@ -8,8 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use baitwall_control::daemon::{self, Settings};
 use serde_json::Value;
 
 mod common;
-use common::{Client, bite, code, start_dataplane};
+use common::{Client, bite, code, scrape_text, start_dataplane};
 
 const CTL: &str = env!("CARGO_BIN_EXE_baitwallctl");
 
@@ -56,19 +56,6 @@ fn read_until(sub: &mut Client, what: &str, want: impl Fn(&Value) -> bool) -> Ve
             return seen;
         }
     }
-}
-
-fn scrape_text(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    body.to_string()
 }
 
 fn eve_lines(path: &Path) -> Vec<Value> {

@@ -46,6 +46,11 @@ impl Exports {
         }
     }
 
+    /// The nftables sync's state, when configured.
+    pub fn nft_status(&self) -> Option<nft::NftStatus> {
+        self.nft.as_ref().map(NftSync::status)
+    }
+
     /// Each export's state, for `status`.
     pub fn status(&self) -> Value {
         json!({

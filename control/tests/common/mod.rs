@@ -153,3 +153,17 @@ pub fn code(v: &Value) -> &str {
     assert_eq!(v["return"], "NOK", "{v}");
     v["error"]["code"].as_str().unwrap()
 }
+
+/// `GET /metrics` from control's Prometheus endpoint on `port`: the body.
+pub fn scrape_text(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
