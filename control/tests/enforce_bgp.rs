@@ -30,7 +30,15 @@ struct Appliance {
 }
 
 impl Appliance {
-    fn new(name: &'static str, id: u32, me: &str, rr: &str, allow: &str, dir: &Path) -> Appliance {
+    fn new(
+        name: &'static str,
+        id: u32,
+        me: &str,
+        rr: &str,
+        allow: &str,
+        bgp_extra: &str,
+        dir: &Path,
+    ) -> Appliance {
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("control.sock");
@@ -41,7 +49,7 @@ impl Appliance {
                 "region = \"absent.region\"\ndatabase = \"state.db\"\n\
                  [policy]\nallow = [{allow}]\n\
                  [socket]\npath = \"{}\"\n\
-                 [bgp]\nappliance_id = {id}\nasn = 65000\nsweep_after = \"2s\"\nresync_interval = \"5s\"\n",
+                 [bgp]\nappliance_id = {id}\nasn = 65000\nsweep_after = \"2s\"\nresync_interval = \"5s\"\n{bgp_extra}\n",
                 socket.display()
             ),
         )
@@ -69,7 +77,7 @@ impl Appliance {
             format!(
                 "process baitwall {{\n  run {};\n  encoder json;\n}}\n\
                  neighbor {rr} {{\n  router-id {me};\n  local-address {me};\n  local-as 65000;\n  peer-as 65000;\n\
-                 \x20 family {{ ipv4 flow; ipv6 flow; }}\n\
+                 \x20 family {{ ipv4 flow; ipv6 flow; ipv4 unicast; }}\n\
                  \x20 api {{ processes [ baitwall ]; receive {{ parsed; update; }} neighbor-changes; }}\n}}\n",
                 bridge.display()
             ),
@@ -206,8 +214,23 @@ impl Reflector {
 
     /// True when BIRD's FlowSpec table holds a rule for source `prefix`.
     fn has_flow(&self, prefix: &str) -> bool {
-        self.birdc("show route table flowtab4")
-            .contains(&format!("flow4 {{ src {prefix}; }}"))
+        let (table, family) = if prefix.contains(':') {
+            ("flowtab6", "flow6")
+        } else {
+            ("flowtab4", "flow4")
+        };
+        self.birdc(&format!("show route table {table}"))
+            .contains(&format!("{family} {{ src {prefix}; }}"))
+    }
+
+    /// BIRD's unicast route for `prefix` with its attributes ("" if none).
+    fn route(&self, prefix: &str) -> String {
+        let out = self.birdc(&format!("show route {prefix} all"));
+        if out.contains(prefix) {
+            out
+        } else {
+            String::new()
+        }
     }
 
     fn established(&self) -> usize {
@@ -231,6 +254,7 @@ template bgp appliances {
   error wait time 1, 3;
   flow4 { table flowtab4; import all; export all; };
   flow6 { table flowtab6; import all; export all; };
+  ipv4 { import all; export all; };
 }
 protocol bgp a from appliances { neighbor 10.66.1.2 as 65000; }
 protocol bgp b from appliances { neighbor 10.66.2.2 as 65000; }
@@ -251,13 +275,17 @@ fn blocks_spread_through_a_route_reflector_and_converge_after_daemons_restart() 
     };
     std::fs::create_dir_all(&rr.dir).unwrap();
     std::fs::write(rr.dir.join("bird.conf"), BIRD_CONF).unwrap();
-    let mut a = Appliance::new("a", 1, "10.66.1.2", "10.66.1.1", "", tmp.path());
+    // A also announces RTBH routes (RFC 7999) for its IPv4 blocks.
+    let rtbh =
+        "rtbh = true\nnext_hop4 = \"10.66.1.2\"\ncommunities = [\"65535:666\", \"65535:65281\"]";
+    let mut a = Appliance::new("a", 1, "10.66.1.2", "10.66.1.1", "", rtbh, tmp.path());
     let mut b = Appliance::new(
         "b",
         2,
         "10.66.2.2",
         "10.66.2.1",
         "\"203.0.113.0/24\"",
+        "",
         tmp.path(),
     );
     veth(&rr.ns, "rra", &a.ns, "a0");
@@ -289,8 +317,26 @@ fn blocks_spread_through_a_route_reflector_and_converge_after_daemons_restart() 
     println!("A's block reached B in {:?}", at.elapsed());
     assert_eq!(learned, ("peer:1".to_string(), expires));
     assert!(rr.has_flow("192.0.2.66/32"));
+    // The RTBH route, with BLACKHOLE and NO_EXPORT and A's large community.
+    let route = eventually(CONVERGE, "A's RTBH route at the reflector", || {
+        Some(rr.route("192.0.2.66/32")).filter(|r| !r.is_empty())
+    });
+    assert!(
+        route.contains("(65535,666)") && route.contains("(65535,65281)"),
+        "{route}"
+    );
+    assert!(route.contains(&format!("(65000, 1, {expires})")), "{route}");
     // A's own block is never extended by what comes back.
     assert_eq!(a.block("192.0.2.66/32"), Some(("local".into(), expires)));
+
+    // IPv6: a /64 goes the same way.
+    let r = a.ask(r#"{"command": "block-add", "arguments": {"target": "2001:db8:66::/64", "for": "permanent"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    let learned = eventually(CONVERGE, "the IPv6 block on B", || {
+        b.block("2001:db8:66::/64")
+    });
+    assert_eq!(learned, ("peer:1".to_string(), 0));
+    assert!(rr.has_flow("2001:db8:66::/64"));
 
     // B's allowlist covers 203.0.113.9: B refuses it. (192.0.2.77 follows
     // it down the same path: once it is on B, the first one was decided.)
@@ -317,6 +363,9 @@ fn blocks_spread_through_a_route_reflector_and_converge_after_daemons_restart() 
         b.block("192.0.2.66/32").is_none().then_some(())
     });
     assert!(!rr.has_flow("192.0.2.66/32"));
+    eventually(CONVERGE, "the RTBH route withdrawn", || {
+        rr.route("192.0.2.66/32").is_empty().then_some(())
+    });
 
     // B's ExaBGP dies; meanwhile A blocks 192.0.2.88 and unblocks
     // 192.0.2.77. After a restart B converges: the new block is learned,
@@ -350,27 +399,37 @@ fn blocks_spread_through_a_route_reflector_and_converge_after_daemons_restart() 
     // A's ExaBGP dies: the reflector withdraws A's routes (that is BGP),
     // and after a restart A announces everything again from its control.
     a.exabgp.as_mut().unwrap().kill();
-    a.start_exabgp();
-    eventually(
-        CONVERGE,
-        "A's blocks back on B after A's ExaBGP restarted",
-        || (b.block("192.0.2.99/32").is_some() && rr.has_flow("192.0.2.99/32")).then_some(()),
+    eventually(CONVERGE, "A's routes withdrawn with its session", || {
+        (!rr.has_flow("192.0.2.99/32") && b.block("192.0.2.99/32").is_none()).then_some(())
+    });
+    assert!(
+        a.block("192.0.2.99/32").is_some(),
+        "A itself keeps its block"
     );
-    // Nothing lost, nothing extra: B holds exactly A's local blocks (but
-    // the allowlisted one), each with A's expiry.
-    let on_a: Vec<(String, u64)> = a
+    a.start_exabgp();
+    // Nothing lost, nothing extra: B comes to hold exactly A's local
+    // blocks (but the allowlisted one), each with A's expiry.
+    let on_a: std::collections::BTreeSet<(String, u64)> = a
         .blocks()
         .into_iter()
         .filter(|x| x.1 == "local" && !x.0.starts_with("203.0.113."))
         .map(|x| (x.0, x.2))
         .collect();
-    let on_b: Vec<(String, u64)> = b
-        .blocks()
-        .into_iter()
-        .filter(|x| x.1 == "peer:1")
-        .map(|x| (x.0, x.2))
-        .collect();
-    assert_eq!(on_a, on_b);
+    assert_eq!(on_a.len(), 2, "{on_a:?}");
+    eventually(
+        CONVERGE,
+        "B holding A's blocks after A's ExaBGP restarted",
+        || {
+            let on_b: std::collections::BTreeSet<(String, u64)> = b
+                .blocks()
+                .into_iter()
+                .filter(|x| x.1 == "peer:1")
+                .map(|x| (x.0, x.2))
+                .collect();
+            (on_b == on_a).then_some(())
+        },
+    );
+    assert!(rr.has_flow("192.0.2.99/32") && rr.has_flow("2001:db8:66::/64"));
     assert!(
         a.blocks().iter().all(|x| x.1 == "local"),
         "A learned nothing back"
