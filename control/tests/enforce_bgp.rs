@@ -15,8 +15,8 @@ use baitwall_control::daemon::{self, Settings};
 use serde_json::Value;
 
 mod common;
-use common::Client;
 use common::netns::{Daemon, Netns, eventually, prerequisites, veth};
+use common::{Client, eve_schema_errors};
 
 /// One appliance: its control (in this process), its ExaBGP (in its namespace).
 struct Appliance {
@@ -430,6 +430,22 @@ fn blocks_spread_through_a_route_reflector_and_converge_after_daemons_restart() 
         },
     );
     assert!(rr.has_flow("192.0.2.99/32") && rr.has_flow("2001:db8:66::/64"));
+    // B's history tells the story in EVE: learned, withdrawn, stale.
+    let history = b.ask(r#"{"command": "events", "arguments": {"limit": 1000}}"#);
+    let history = history["message"].as_array().unwrap();
+    for e in history {
+        assert_eq!(eve_schema_errors(e), Vec::<String>::new(), "{e}");
+    }
+    let reasons: std::collections::BTreeSet<&str> = history
+        .iter()
+        .filter_map(|e| {
+            let b = &e["baitwall"];
+            b["change"].as_str().or(b["reason"].as_str())
+        })
+        .collect();
+    for r in ["learned", "withdrawn", "stale"] {
+        assert!(reasons.contains(r), "{r} in {reasons:?}");
+    }
     assert!(
         a.blocks().iter().all(|x| x.1 == "local"),
         "A learned nothing back"

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 mod common;
 use common::netns::{Netns, eventually, prerequisites, veth};
-use common::{Client, bite, scrape_text};
+use common::{Client, bite, eve_schema_errors, scrape_text};
 
 /// The elements of a set: (value as text, timeout, expires) per element.
 fn elements(fw: &Netns, set: &str) -> Vec<(String, Option<u64>, Option<u64>)> {
@@ -212,6 +212,9 @@ fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
     );
     let recovered = events.read();
     assert_eq!(recovered["baitwall"]["state"], "ok", "{recovered}");
+    for e in [&failing, &recovered] {
+        assert_eq!(eve_schema_errors(e), Vec::<String>::new(), "{e}");
+    }
     let all = elements(&fw, "blocked4");
     assert!(all.iter().any(|e| e.0 == "203.0.113.9"), "{all:?}");
     assert!(all.iter().any(|e| e.0 == "192.0.2.64/26"), "{all:?}");

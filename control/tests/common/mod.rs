@@ -167,3 +167,23 @@ pub fn scrape_text(port: u16) -> String {
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     body.to_string()
 }
+
+/// What docs/eve.schema.json finds wrong with an event (empty: valid).
+pub fn eve_schema_errors(event: &Value) -> Vec<String> {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/eve.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    validator
+        .iter_errors(event)
+        .map(|e| e.to_string())
+        .collect()
+}
