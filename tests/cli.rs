@@ -189,6 +189,120 @@ fn check_config_accepts_the_example_and_names_bad_fields() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
 
+/// Every TOML under deploy/ (the lab's own aside) is a configuration a user
+/// copies: each must pass its process's `check-config`. A file with a
+/// `[port]` table is the dataplane's; any other is control's.
+#[test]
+fn every_configuration_under_deploy_passes_its_check_config() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let mut pending = vec![deploy.clone()];
+    let mut checked = Vec::new();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path == deploy.join("lab") {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let dataplane = text.lines().any(|l| l.trim() == "[port]");
+            let file = path.to_str().unwrap();
+            let out = if dataplane {
+                baitwall(&["check-config", file])
+            } else {
+                baitwall(&["control", "check-config", file])
+            };
+            assert!(
+                out.status.success(),
+                "{} check-config {file}: {}",
+                if dataplane { "dataplane" } else { "control" },
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked.push(path.strip_prefix(&deploy).unwrap().to_path_buf());
+        }
+    }
+    checked.sort();
+    for expected in ["appliance.toml", "baitwall.toml", "control.toml"] {
+        assert!(
+            checked.iter().any(|p| p == Path::new(expected)),
+            "deploy/{expected} was not checked: {checked:?}"
+        );
+    }
+}
+
+/// DPDK's EAL pins the thread that starts it to its main lcore before the
+/// workers start, so the dataplane's own affinity is that one core; the
+/// workers must still get every core of `[workers] cores` (the appliance
+/// of docs/deploy.md keeps the EAL on a housekeeping core, `-l 0`).
+#[test]
+fn dpdk_workers_take_their_cores_beside_the_eals_main_lcore() {
+    let dpdk = Command::new("pkg-config")
+        .args(["--exists", "libdpdk"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !baitwall_dataplane::testbed::prerequisite(dpdk, "DPDK (libdpdk-dev) is not installed") {
+        return;
+    }
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    if online.trim() == "0" {
+        println!("skipping: one core");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dpdk.toml");
+    std::fs::write(
+        &config,
+        "[workers]\ncores = [0, 1]\npin = true\n[port]\nbackend = \"dpdk\"\ndevice = \"net_null0\"\n\
+         pool_size = 4095\neal = [\"-l\", \"0\", \"--no-huge\", \"--no-pci\", \"-m\", \"128\", \"--no-shconf\",\n\
+         \"--file-prefix\", \"bwpin\", \"--vdev=net_null0\", \"--log-level=lib.eal:error\"]\n",
+    )
+    .unwrap();
+    let stderr = dir.path().join("stderr");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        // The EAL's runtime files go here, not to /run/dpdk.
+        .env("RUNTIME_DIRECTORY", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    // A progress line: the workers run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&stderr)
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("rx "))
+    {
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{}", std::fs::read_to_string(&stderr).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    // The report's rows: worker, core, counters.
+    let cores: Vec<(&str, &str)> = report
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() > 2 && (w[0] == "0" || w[0] == "1"))
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert_eq!(cores, [("0", "0"), ("1", "1")], "{report}");
+}
+
 #[test]
 fn sigint_stops_the_workers_cleanly_with_final_counters() {
     let dir = tempfile::tempdir().unwrap();

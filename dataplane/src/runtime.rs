@@ -75,6 +75,45 @@ fn instance_id() -> u64 {
     }
 }
 
+/// The cores workers may be pinned to: every online CPU. Not the calling
+/// thread's affinity: DPDK's EAL pins the thread that starts it to its main
+/// lcore before the workers start, and `isolcpus=` leaves the isolated
+/// cores out of every process's default affinity, yet the workers are
+/// meant to run exactly there (docs/deploy.md). Where the kernel's list
+/// cannot be read, the calling thread's affinity.
+fn online_cores() -> Vec<usize> {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|text| parse_cpu_list(&text))
+        .unwrap_or_else(|| {
+            core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        })
+}
+
+/// The kernel's CPU list format (`0-3,8,10-11`); `None` if malformed.
+fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in text.trim().split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.parse::<usize>().ok()?, hi.parse::<usize>().ok()?),
+            None => {
+                let core = part.parse::<usize>().ok()?;
+                (core, core)
+            }
+        };
+        // The kernel caps CPU ids well below this (CONFIG_NR_CPUS).
+        if lo > hi || hi >= 1 << 16 {
+            return None;
+        }
+        cores.extend(lo..=hi);
+    }
+    Some(cores)
+}
+
 /// Errors starting the workers.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -159,11 +198,7 @@ impl Dataplane {
         clock: Clock,
         stop: Arc<AtomicBool>,
     ) -> Result<Dataplane, RuntimeError> {
-        let available: Vec<usize> = core_affinity::get_core_ids()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        let available = online_cores();
         if let Some(core) = config
             .cores
             .iter()
@@ -351,5 +386,46 @@ impl Dataplane {
             events: self.events.try_iter().collect(),
             capture,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cpu_lists_read_as_the_kernel_writes_them() {
+        assert_eq!(parse_cpu_list("0\n"), Some(vec![0]));
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11\n"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
+        for bad in ["", "3-1", "a", "0-", "0,,1", "0-99999"] {
+            assert_eq!(parse_cpu_list(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_online_core_is_available_whatever_this_threads_affinity() {
+        let online = online_cores();
+        let mine: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert!(
+            mine.iter().all(|c| online.contains(c)),
+            "{mine:?} {online:?}"
+        );
+        // Pinned to one core, this thread still sees every core: as the
+        // dataplane's main thread does once DPDK's EAL has pinned it.
+        let narrowed = std::thread::spawn(move || {
+            core_affinity::set_for_current(core_affinity::CoreId { id: mine[0] });
+            online_cores()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(narrowed, online);
     }
 }
