@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use baitwall_dataplane::testbed::{prerequisite, tool};
+use baitwall_dataplane::testbed::{is_root, prerequisite, tool};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_baitwall");
@@ -272,15 +272,6 @@ fn prerequisites() -> bool {
             Path::new("/usr/bin/python3").exists(),
             "/usr/bin/python3 is not installed",
         )
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// One lab at a time. Each runs real tools at their own rates on a

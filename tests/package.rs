@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use baitwall_dataplane::testbed::{prerequisite, tool};
+use baitwall_dataplane::testbed::{is_root, prerequisite, tool};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_baitwall");
@@ -48,15 +48,6 @@ const WORM: &str = "192.0.2.66";
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// dpkg's status of the package: `None` when dpkg does not know it.

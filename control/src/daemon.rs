@@ -686,13 +686,7 @@ impl State {
             }
             Request::PeerSweep { before_ms } => {
                 let stale = self.store.take_stale_learned(*before_ms)?;
-                let rules: Vec<Rule> = stale
-                    .iter()
-                    .map(|b| Rule::Unblock {
-                        net: b.net,
-                        len: b.len,
-                    })
-                    .collect();
+                let rules: Vec<Rule> = stale.iter().map(unblock_rule).collect();
                 let generation = if rules.is_empty() {
                     None
                 } else {
@@ -975,6 +969,14 @@ fn push_all(all: &mut [ControlEnds], rules: &[Rule], generation: u64) -> anyhow:
     Ok(())
 }
 
+/// The rule that lifts a block on every worker.
+fn unblock_rule(b: &Block) -> Rule {
+    Rule::Unblock {
+        net: b.net,
+        len: b.len,
+    }
+}
+
 fn block_rule(b: &Block) -> Rule {
     Rule::Block {
         net: b.net,
@@ -1209,13 +1211,7 @@ fn session(
             last_expiry = Instant::now();
             let expired = state.store.take_expired(now_s())?;
             if !expired.is_empty() {
-                let rules: Vec<Rule> = expired
-                    .iter()
-                    .map(|b| Rule::Unblock {
-                        net: b.net,
-                        len: b.len,
-                    })
-                    .collect();
+                let rules: Vec<Rule> = expired.iter().map(unblock_rule).collect();
                 let generation = state.store.next_generation()?;
                 for b in &expired {
                     state.store.stamp_removed(&b.net, b.len, generation)?;

@@ -453,13 +453,7 @@ impl Store {
         let now_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
         let now_ms = now_ms.min(i64::MAX as u64) as i64;
         let tx = self.conn.unchecked_transaction()?;
-        let old: Option<(u32, u32)> = tx
-            .query_row(
-                "SELECT expires, origin FROM blocks WHERE net = ?1 AND len = ?2",
-                params![&b.net[..], b.len],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let old = expiry_and_origin(&tx, &b.net, b.len)?;
         let learned = match old {
             Some((_, 0)) => Learned::KeptLocal,
             Some((expires, origin)) => {
@@ -513,32 +507,32 @@ impl Store {
     /// withdrawn while it was down.
     pub fn take_stale_learned(&self, before_ms: u64) -> Result<Vec<Block>> {
         let before_ms = before_ms.min(i64::MAX as u64) as i64;
+        self.take_where("origin != 0 AND heard_ms < ?1", before_ms)
+    }
+
+    /// Deletes the blocks `condition` (SQL on `blocks`, with `?1` bound to
+    /// `value`) selects, in one transaction, and returns them.
+    fn take_where(&self, condition: &str, value: impl rusqlite::ToSql) -> Result<Vec<Block>> {
         let tx = self.conn.unchecked_transaction()?;
-        let stale: Vec<Block> = {
-            let mut stmt = tx.prepare(
-                "SELECT net, len, expires, reason, origin FROM blocks WHERE origin != 0 AND heard_ms < ?1",
-            )?;
-            let rows = stmt.query_map(params![before_ms], row_to_block)?;
+        let taken: Vec<Block> = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT net, len, expires, reason, origin FROM blocks WHERE {condition}"
+            ))?;
+            let rows = stmt.query_map(params![value], row_to_block)?;
             rows.collect::<Result<_>>()?
         };
         tx.execute(
-            "DELETE FROM blocks WHERE origin != 0 AND heard_ms < ?1",
-            params![before_ms],
+            &format!("DELETE FROM blocks WHERE {condition}"),
+            params![value],
         )?;
         tx.commit()?;
-        Ok(stale)
+        Ok(taken)
     }
 
     /// Adds a block, or extends an existing one (a refresh never shortens).
     pub fn upsert_block(&self, b: &Block, now_s: u32) -> Result<Change> {
         let tx = self.conn.unchecked_transaction()?;
-        let old: Option<(u32, u32)> = tx
-            .query_row(
-                "SELECT expires, origin FROM blocks WHERE net = ?1 AND len = ?2",
-                params![&b.net[..], b.len],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let old = expiry_and_origin(&tx, &b.net, b.len)?;
         let change = match old {
             None => {
                 tx.execute(
@@ -620,20 +614,7 @@ impl Store {
 
     /// Deletes the blocks expired at `now_s` and returns them.
     pub fn take_expired(&self, now_s: u32) -> Result<Vec<Block>> {
-        let tx = self.conn.unchecked_transaction()?;
-        let expired: Vec<Block> = {
-            let mut stmt = tx.prepare(
-                "SELECT net, len, expires, reason, origin FROM blocks WHERE expires != 0 AND expires <= ?1",
-            )?;
-            let rows = stmt.query_map(params![now_s], row_to_block)?;
-            rows.collect::<Result<_>>()?
-        };
-        tx.execute(
-            "DELETE FROM blocks WHERE expires != 0 AND expires <= ?1",
-            params![now_s],
-        )?;
-        tx.commit()?;
-        Ok(expired)
+        self.take_where("expires != 0 AND expires <= ?1", now_s)
     }
 
     /// Appends an event and its EVE object to the history.
@@ -800,6 +781,16 @@ impl Store {
         tx.commit()?;
         Ok(next as u64)
     }
+}
+
+/// The expiry and origin of the block on `net/len`, if there is one.
+fn expiry_and_origin(tx: &Connection, net: &[u8; 16], len: u8) -> Result<Option<(u32, u32)>> {
+    tx.query_row(
+        "SELECT expires, origin FROM blocks WHERE net = ?1 AND len = ?2",
+        params![&net[..], len],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
 }
 
 fn row_to_block(r: &rusqlite::Row<'_>) -> Result<Block> {

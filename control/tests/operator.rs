@@ -20,7 +20,7 @@ use baitwall_control::daemon::{self, Settings};
 use serde_json::Value;
 
 mod common;
-use common::{Client, bite, code, scrape_text, start_dataplane};
+use common::{Client, bite, code, eve_validator, scrape_text, start_dataplane};
 
 const CTL: &str = env!("CARGO_BIN_EXE_baitwallctl");
 
@@ -230,18 +230,7 @@ fn an_operator_follows_a_worm_through_every_surface() {
     let lines = wait_for_file(&eve, "a stats event", |l| {
         l.iter().any(|e| e["event_type"] == "stats")
     });
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/eve.schema.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap();
+    let validator = eve_validator();
     for e in &lines {
         let errors: Vec<String> = validator.iter_errors(e).map(|x| x.to_string()).collect();
         assert!(errors.is_empty(), "{e}: {errors:?}");

@@ -110,6 +110,16 @@ pub fn prerequisite(met: bool, what: &str) -> bool {
     met
 }
 
+/// True when this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 /// Finds a tool on PATH, or says it is missing (see [`prerequisite`]).
 pub fn tool(name: &str) -> Option<std::path::PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {

@@ -168,8 +168,8 @@ pub fn scrape_text(port: u16) -> String {
     body.to_string()
 }
 
-/// What docs/eve.schema.json finds wrong with an event (empty: valid).
-pub fn eve_schema_errors(event: &Value) -> Vec<String> {
+/// A validator for docs/eve.schema.json.
+pub fn eve_validator() -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -178,11 +178,15 @@ pub fn eve_schema_errors(event: &Value) -> Vec<String> {
         .unwrap(),
     )
     .unwrap();
-    let validator = jsonschema::options()
+    jsonschema::options()
         .should_validate_formats(true)
         .build(&schema)
-        .unwrap();
-    validator
+        .unwrap()
+}
+
+/// What docs/eve.schema.json finds wrong with an event (empty: valid).
+pub fn eve_schema_errors(event: &Value) -> Vec<String> {
+    eve_validator()
         .iter_errors(event)
         .map(|e| e.to_string())
         .collect()

@@ -6,42 +6,15 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use baitwall_dataplane::testbed::{is_root, prerequisite, tool};
+
 /// True when the test can run: root and every tool present. Otherwise it
 /// prints one line and skips, except under `CI=true`, where it fails.
 pub fn prerequisites(what: &str, tools: &[&str]) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| which(t).is_none())
-        .collect();
-    let why = if !root {
-        format!("{what} needs root (network namespaces)")
-    } else if !missing.is_empty() {
-        format!("{what} needs {} (installed by .ci/run)", missing.join(", "))
-    } else {
-        return true;
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{why}: required under CI=true"
-    );
-    println!("skipping: {why}");
-    false
-}
-
-/// The path of a program on PATH (or in /usr/sbin, /sbin).
-pub fn which(tool: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
+    prerequisite(
+        is_root(),
+        &format!("{what} needs root (network namespaces)"),
+    ) && tools.iter().all(|t| tool(t).is_some())
 }
 
 /// Runs a command; its stdout, or a panic that shows its stderr.
