@@ -114,7 +114,7 @@ fn default_reconcile() -> Duration {
     Duration::from_secs(300)
 }
 fn default_nft_timeout() -> Duration {
-    Duration::from_secs(10)
+    Duration::from_secs(60)
 }
 
 impl Default for NftSection {
@@ -409,9 +409,11 @@ impl ControlConfig {
                     "{origin}: nftables.chain {:?} must be a name of letters, digits, '_' and '-'",
                     n.chain
                 );
+                // Its two rules match `ip saddr` and `ip6 saddr`: only an
+                // inet table takes both.
                 anyhow::ensure!(
-                    ["inet", "ip", "ip6"].contains(&n.family.as_str()),
-                    "{origin}: nftables.chain needs family inet, ip or ip6 (set chain = \"\" for {})",
+                    n.family == "inet",
+                    "{origin}: nftables.chain needs family inet (set chain = \"\" for {}, and match the sets in your own rules)",
                     n.family
                 );
                 anyhow::ensure!(
@@ -564,6 +566,10 @@ listen = "127.0.0.1:9477"
             ("[nftables]\nfamily = \"arp\"", "nftables.family"),
             ("[nftables]\nhook = \"output\"", "nftables.hook"),
             ("[nftables]\nfamily = \"netdev\"", "nftables.chain"),
+            (
+                "[nftables]\nfamily = \"ip\"",
+                "nftables.chain needs family inet",
+            ),
             ("[nftables]\ncommand = []", "nftables.command"),
             ("[bgp]\nasn = 65000", "missing field `appliance_id`"),
             ("[bgp]\nappliance_id = 0\nasn = 65000", "appliance_id"),

@@ -37,7 +37,7 @@ use crate::enforce::Exports;
 use crate::enforce::nft::Report;
 use crate::eve::{self, EveLog, Unblock, net_text};
 use crate::metrics::{ControlFigures, MetricsSource};
-use crate::policy::{Decision, Net, covers};
+use crate::policy::{Decision, Net, covers, overlap};
 use crate::store::{Block, Change, EventRow, Learned, Store};
 
 /// How control runs: its configuration, and the file it came from (for
@@ -598,9 +598,14 @@ impl State {
                 offset,
                 limit,
                 local,
+                after,
             } => {
-                let list: Vec<_> = store
-                    .active_blocks(now_s())?
+                let mut blocks = store.active_blocks(now_s())?;
+                if let Some(after) = after {
+                    blocks.retain(|b| (b.net, b.len) > *after);
+                    blocks.sort_unstable_by_key(|b| (b.net, b.len));
+                }
+                let list: Vec<_> = blocks
                     .into_iter()
                     .filter(|b| covering.is_none_or(|a| covers(&(b.net, b.len), &a)))
                     .filter(|b| local.is_none_or(|l| l == b.is_local()))
@@ -663,7 +668,11 @@ impl State {
                 target,
                 origin,
                 expires,
-            } => self.learn(attached, target, *origin, *expires)?,
+                heard_ms,
+            } => {
+                let heard_ms = heard_ms.unwrap_or(now_ns() / 1_000_000);
+                self.learn(attached, target, *origin, *expires, heard_ms)?
+            }
             Request::PeerWithdraw { target } => {
                 let Some(origin) = self.store.unlearn_block(&target.0, target.1)? else {
                     return Ok(match self.store.block(&target.0, target.1)? {
@@ -711,12 +720,28 @@ impl State {
             )),
             Request::AllowAdd { target, reason } => {
                 store.add_allow(&target.0, target.1, reason, now_s())?;
-                let rule = Rule::Allow {
+                // Learned blocks it overlaps go (they would be refused now);
+                // local ones stay, and the allow entry wins over them.
+                let mut unlearned = Vec::new();
+                for b in store.active_blocks(now_s())? {
+                    if !b.is_local()
+                        && overlap(&(b.net, b.len), target)
+                        && store.unlearn_block(&b.net, b.len)?.is_some()
+                    {
+                        unlearned.push(b);
+                    }
+                }
+                let mut rules = vec![Rule::Allow {
                     net: target.0,
                     len: target.1,
                     expiry: 0,
-                };
-                let generation = self.push_rules(attached, &[rule])?;
+                }];
+                rules.extend(unlearned.iter().map(unblock_rule));
+                let generation = self.push_rules(attached, &rules)?;
+                for b in &unlearned {
+                    self.store.stamp_removed(&b.net, b.len, generation)?;
+                    self.emit_unblock(&b.net, b.len, b.origin, Unblock::Allowed)?;
+                }
                 self.refresh_allowed()?;
                 ok(json!({"allowed": net_text(&target.0, target.1), "generation": generation}))
             }
@@ -782,6 +807,7 @@ impl State {
         target: &Net,
         origin: u32,
         expires: u32,
+        heard_ms: u64,
     ) -> anyhow::Result<String> {
         let prefix = net_text(&target.0, target.1);
         let Some(bgp) = &self.config.bgp else {
@@ -801,10 +827,8 @@ impl State {
                 ),
             ));
         }
-        if let Some(a) = self.allowed.iter().find(|a| {
-            // Refused when an allow entry covers the block, or lies inside it.
-            covers(a, &target.0) || (a.1 >= target.1 && covers(target, &a.0))
-        }) {
+        // Refused when an allow entry covers the block, or lies inside it.
+        if let Some(a) = self.allowed.iter().find(|a| overlap(a, target)) {
             return Ok(api(
                 Code::Allowed,
                 format!(
@@ -829,7 +853,7 @@ impl State {
                 format!("{prefix}: the store holds policy.max_blocks blocks already"),
             ));
         }
-        let action = match self.store.learn_block(&block, now_ns() / 1_000_000)? {
+        let action = match self.store.learn_block(&block, heard_ms)? {
             Learned::KeptLocal => "kept_local",
             Learned::Unchanged => "unchanged",
             change => {

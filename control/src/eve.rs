@@ -177,6 +177,8 @@ pub enum Unblock {
     Withdrawn,
     /// A learned block not announced again after its BGP session came back.
     Stale,
+    /// A learned block an allow entry added since overlaps.
+    Allowed,
 }
 
 impl Unblock {
@@ -187,6 +189,7 @@ impl Unblock {
             Unblock::Removed => "removed",
             Unblock::Withdrawn => "withdrawn",
             Unblock::Stale => "stale",
+            Unblock::Allowed => "allowed",
         }
     }
 }

@@ -248,6 +248,12 @@ pub fn covers(net: &Net, addr: &[u8; 16]) -> bool {
     u128::from_be_bytes(*addr) & mask == u128::from_be_bytes(net.0)
 }
 
+/// True when two prefixes share an address (one contains the other).
+pub fn overlap(a: &Net, b: &Net) -> bool {
+    let (broad, narrow) = if a.1 <= b.1 { (a, b) } else { (b, a) };
+    covers(broad, &narrow.0)
+}
+
 /// Parses `"192.0.2.0/24"`, `"2001:db8::/48"` or a bare address.
 pub fn parse_net(s: &str) -> Result<Net, String> {
     let (addr, len) = match s.split_once('/') {

@@ -233,6 +233,16 @@ impl Reflector {
         }
     }
 
+    /// Reloads BIRD with `extra` appended to its configuration.
+    fn reconfigure(&self, extra: &str) {
+        std::fs::write(self.dir.join("bird.conf"), format!("{BIRD_CONF}{extra}")).unwrap();
+        let out = self.birdc("configure");
+        assert!(
+            out.contains("Reconfigured") || out.contains("Reconfiguration"),
+            "{out}"
+        );
+    }
+
     fn established(&self) -> usize {
         self.birdc("show protocols")
             .lines()
@@ -338,6 +348,59 @@ fn blocks_spread_through_a_route_reflector_and_converge_after_daemons_restart() 
     assert_eq!(learned, ("peer:1".to_string(), 0));
     assert!(rr.has_flow("2001:db8:66::/64"));
 
+    // The reflector injects two rules of its own: one carrying A's id (an
+    // echo of a block of A's, as a second reflector would send it back),
+    // and one from a third appliance on a prefix A blocks itself, lasting
+    // longer. A ignores the echo and keeps its own block as it is; B,
+    // which has nothing of its own there, learns both.
+    rr.reconfigure(&format!(
+        "protocol static injected {{\n  flow4 {{ table flowtab4; }};\n  \
+         route flow4 {{ src 192.0.2.123/32; }} {{ bgp_large_community.add((65000, 1, 0)); }};\n  \
+         route flow4 {{ src 192.0.2.66/32; }} {{ bgp_large_community.add((65000, 3, {})); }};\n}}\n",
+        expires + 9999
+    ));
+    eventually(
+        CONVERGE,
+        "A hearing the echo and the third appliance's rule",
+        || {
+            let log = a.bridge_log();
+            (log.contains("ignored 192.0.2.123/32")
+                && log.contains("keeps its own block on 192.0.2.66/32"))
+            .then_some(())
+        },
+    );
+    assert_eq!(a.block("192.0.2.123/32"), None, "an echo teaches A nothing");
+    assert_eq!(
+        a.block("192.0.2.66/32"),
+        Some(("local".into(), expires)),
+        "a longer block from the fabric never extends A's own"
+    );
+    eventually(CONVERGE, "B learning the injected rules", || {
+        (b.block("192.0.2.123/32") == Some(("peer:1".into(), 0))
+            && b.block("192.0.2.66/32") == Some(("peer:3".into(), expires + 9999)))
+        .then_some(())
+    });
+    rr.reconfigure("");
+    eventually(CONVERGE, "the injected rules gone from B", || {
+        (b.block("192.0.2.123/32").is_none()
+            && b.block("192.0.2.66/32") == Some(("peer:1".into(), expires)))
+        .then_some(())
+    });
+    assert_eq!(a.block("192.0.2.66/32"), Some(("local".into(), expires)));
+
+    // An allow entry B adds later removes the learned block it overlaps.
+    let r =
+        a.ask(r#"{"command": "block-add", "arguments": {"target": "192.0.2.44", "for": "1h"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(CONVERGE, "192.0.2.44 on B", || b.block("192.0.2.44/32"));
+    let r = b.ask(r#"{"command": "allow-add", "arguments": {"target": "192.0.2.32/27"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    assert_eq!(
+        b.block("192.0.2.44/32"),
+        None,
+        "allowed now: no longer blocked"
+    );
+
     // B's allowlist covers 203.0.113.9: B refuses it. (192.0.2.77 follows
     // it down the same path: once it is on B, the first one was decided.)
     for t in ["203.0.113.9", "192.0.2.77"] {
@@ -412,7 +475,7 @@ fn blocks_spread_through_a_route_reflector_and_converge_after_daemons_restart() 
     let on_a: std::collections::BTreeSet<(String, u64)> = a
         .blocks()
         .into_iter()
-        .filter(|x| x.1 == "local" && !x.0.starts_with("203.0.113."))
+        .filter(|x| x.1 == "local" && !x.0.starts_with("203.0.113.") && x.0 != "192.0.2.44/32")
         .map(|x| (x.0, x.2))
         .collect();
     assert_eq!(on_a.len(), 2, "{on_a:?}");
@@ -443,7 +506,7 @@ fn blocks_spread_through_a_route_reflector_and_converge_after_daemons_restart() 
             b["change"].as_str().or(b["reason"].as_str())
         })
         .collect();
-    for r in ["learned", "withdrawn", "stale"] {
+    for r in ["learned", "relearned", "withdrawn", "stale", "allowed"] {
         assert!(reasons.contains(r), "{r} in {reasons:?}");
     }
     assert!(

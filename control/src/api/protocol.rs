@@ -147,6 +147,9 @@ pub enum Request {
         limit: u64,
         /// Only local blocks (`Some(true)`) or only learned ones (`Some(false)`).
         local: Option<bool>,
+        /// In prefix order, starting after this prefix (paging that a
+        /// removal between two pages cannot shift).
+        after: Option<Net>,
     },
     /// Block a source or prefix.
     BlockAdd {
@@ -170,6 +173,8 @@ pub enum Request {
         origin: u32,
         /// Its expiry, Unix seconds (0: permanent).
         expires: u32,
+        /// When the bridge last heard it announced, Unix ms (default: now).
+        heard_ms: Option<u64>,
     },
     /// The announcement of a learned block was withdrawn.
     PeerWithdraw {
@@ -496,6 +501,10 @@ pub fn parse(line: &[u8]) -> Result<Request, ApiError> {
                 covering,
                 offset: args.number("offset", 0, u64::from(u32::MAX))?,
                 limit: args.number("limit", 100, 10_000)?,
+                after: match args.string("after")? {
+                    None => None,
+                    Some(p) => Some(parse_net(&p).map_err(|m| err(Code::InvalidAddress, m))?),
+                },
                 local: match args.string("origin")?.as_deref() {
                     None | Some("any") => None,
                     Some("local") => Some(true),
@@ -522,6 +531,18 @@ pub fn parse(line: &[u8]) -> Result<Request, ApiError> {
                 target,
                 origin: origin as u32,
                 expires: args.number("expires", 0, u64::from(u32::MAX))? as u32,
+                heard_ms: match args.take("heard_ms") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= i64::MAX as u64) => {
+                        n.as_u64()
+                    }
+                    Some(_) => {
+                        return Err(err(
+                            Code::OutOfRange,
+                            "argument \"heard_ms\" must be Unix milliseconds",
+                        ));
+                    }
+                },
             }
         }
         "peer-withdraw" => Request::PeerWithdraw {
@@ -654,6 +675,7 @@ mod tests {
                 offset: 0,
                 covering: Some(_),
                 local: None,
+                after: None,
             }
         ));
     }
@@ -665,11 +687,27 @@ mod tests {
             target,
             origin,
             expires,
+            heard_ms,
         } = r
         else {
             panic!("{r:?}")
         };
-        assert_eq!((target.1, origin, expires), (128, 7, 1_790_000_000));
+        assert_eq!(
+            (target.1, origin, expires, heard_ms),
+            (128, 7, 1_790_000_000, None)
+        );
+        assert!(matches!(
+            parse(br#"{"command": "peer-block", "arguments": {"target": "192.0.2.66", "origin": 7, "heard_ms": 5}}"#).unwrap(),
+            Request::PeerBlock { heard_ms: Some(5), .. }
+        ));
+        assert!(matches!(
+            parse(br#"{"command": "block-list", "arguments": {"after": "192.0.2.66/32"}}"#)
+                .unwrap(),
+            Request::BlockList {
+                after: Some((_, 128)),
+                ..
+            }
+        ));
         assert!(matches!(
             parse(br#"{"command": "peer-withdraw", "arguments": {"target": "2001:db8::/64"}}"#)
                 .unwrap(),

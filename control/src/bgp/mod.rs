@@ -72,10 +72,16 @@ impl From<&BgpSection> for BridgeConfig {
 /// What a line from ExaBGP means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Heard {
-    /// Blocks other appliances announced: (prefix, origin, expiry).
-    Learn(Vec<(Net, u32, u32)>),
-    /// Learned blocks whose announcements were withdrawn.
-    Withdraw(Vec<Net>),
+    /// Routes changed (one BGP update can carry both kinds).
+    Routes {
+        /// Blocks other appliances announced: (prefix, origin, expiry).
+        learned: Vec<(Net, u32, u32)>,
+        /// Learned blocks whose announcements were withdrawn, or replaced
+        /// by a route that is not another appliance's block.
+        withdrawn: Vec<Net>,
+        /// This appliance's own blocks, come back (ignored).
+        echoes: Vec<Net>,
+    },
     /// A BGP session came up: announce everything again.
     Up,
     /// A BGP session went down.
@@ -219,27 +225,38 @@ impl Bridge {
             .collect()
     }
 
-    /// The commands for a `block` or `unblock` event from control; only
-    /// local blocks are announced.
-    pub fn on_event(&mut self, event: &Value) -> Vec<String> {
+    /// What a `block` or `unblock` event from control calls for: commands
+    /// for ExaBGP (only local blocks are announced), and requests for
+    /// control (a local block that ended while another appliance still
+    /// announces the prefix: control kept its own over the learned one, and
+    /// now gets the learned one again).
+    pub fn on_event(&mut self, event: &Value) -> (Vec<String>, Vec<Value>) {
         let b = &event["baitwall"];
         let Some(net) = b["prefix"].as_str().and_then(|p| parse_net(p).ok()) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         match event["event_type"].as_str() {
             Some("block") if b["origin"] == "local" => {
                 let expires = b["expires_unix"].as_u64().map_or(0, |e| e as u32);
                 if self.announced.get(&net) == Some(&expires) {
-                    return Vec::new();
+                    return (Vec::new(), Vec::new());
                 }
                 self.announced.insert(net, expires);
-                self.announce(&net, expires)
+                (self.announce(&net, expires), Vec::new())
             }
-            // A learned block on a prefix we announced: control keeps a
-            // local block over a learned one, so this only happens when an
-            // operator removed ours meanwhile; the next sync settles it.
-            Some("unblock") if self.announced.remove(&net).is_some() => self.withdraw(&net),
-            _ => Vec::new(),
+            Some("unblock") => {
+                let lines = if self.announced.remove(&net).is_some() {
+                    self.withdraw(&net)
+                } else {
+                    Vec::new()
+                };
+                let again = self
+                    .learned
+                    .get(&net)
+                    .map(|&(origin, expires, heard)| peer_block(&net, origin, expires, heard));
+                (lines, again.into_iter().collect())
+            }
+            _ => (Vec::new(), Vec::new()),
         }
     }
 
@@ -317,14 +334,15 @@ impl Bridge {
         }
         let update = &msg["neighbor"]["message"]["update"];
         let families = self.learn_families();
+        let mut learned = Vec::new();
+        let mut withdrawn = Vec::new();
+        let mut echoes = Vec::new();
         if let Some(announce) = update["announce"].as_object() {
-            let Some((origin, expires)) = self.origin(&update["attribute"]) else {
-                return Ok(Heard::Nothing);
-            };
-            if origin == self.config.appliance_id || origin == 0 {
-                return Ok(Heard::Nothing);
-            }
-            let mut learned = Vec::new();
+            // Another appliance's block, or (our own echo, someone else's
+            // rule) a route that replaces whatever we learned for it.
+            let origin = self.origin(&update["attribute"]);
+            let echo = origin.is_some_and(|(o, _)| o == self.config.appliance_id);
+            let origin = origin.filter(|&(o, _)| o != self.config.appliance_id && o != 0);
             for family in families {
                 // Routes are grouped by next hop (`no-nexthop` for FlowSpec).
                 for routes in announce
@@ -334,21 +352,28 @@ impl Bridge {
                     .flat_map(|m| m.values())
                 {
                     for nlri in routes.as_array().into_iter().flatten() {
-                        if let Some(net) = self.nlri_prefix(nlri) {
-                            self.learned.insert(net, (origin, expires, now_ms));
-                            learned.push((net, origin, expires));
+                        let Some(net) = self.nlri_prefix(nlri) else {
+                            continue;
+                        };
+                        match origin {
+                            Some((origin, expires)) => {
+                                self.learned.insert(net, (origin, expires, now_ms));
+                                learned.push((net, origin, expires));
+                            }
+                            None => {
+                                if self.learned.remove(&net).is_some() {
+                                    withdrawn.push(net);
+                                }
+                                if echo {
+                                    echoes.push(net);
+                                }
+                            }
                         }
                     }
                 }
             }
-            return Ok(if learned.is_empty() {
-                Heard::Nothing
-            } else {
-                Heard::Learn(learned)
-            });
         }
         if let Some(withdraw) = update["withdraw"].as_object() {
-            let mut gone = Vec::new();
             for family in families {
                 for nlri in withdraw
                     .get(family)
@@ -361,17 +386,22 @@ impl Bridge {
                     if let Some(net) = self.nlri_prefix(nlri)
                         && self.learned.remove(&net).is_some()
                     {
-                        gone.push(net);
+                        withdrawn.push(net);
                     }
                 }
             }
-            return Ok(if gone.is_empty() {
+        }
+        Ok(
+            if learned.is_empty() && withdrawn.is_empty() && echoes.is_empty() {
                 Heard::Nothing
             } else {
-                Heard::Withdraw(gone)
-            });
-        }
-        Ok(Heard::Nothing)
+                Heard::Routes {
+                    learned,
+                    withdrawn,
+                    echoes,
+                }
+            },
+        )
     }
 
     /// Everything learned, as `peer-block` requests (to replay to a control
@@ -379,7 +409,7 @@ impl Bridge {
     pub fn learned_requests(&self) -> Vec<Value> {
         self.learned
             .iter()
-            .map(|(net, &(origin, expires, _))| peer_block(net, origin, expires))
+            .map(|(net, &(origin, expires, heard))| peer_block(net, origin, expires, heard))
             .collect()
     }
 
@@ -429,10 +459,12 @@ pub fn fuzz_line(line: &str) {
     let _ = b.due_sweep(u64::MAX);
 }
 
-/// The `peer-block` request for a learned block.
-pub fn peer_block(net: &Net, origin: u32, expires: u32) -> Value {
+/// The `peer-block` request for a learned block, last heard at `heard_ms`
+/// (Unix ms: what a later sweep compares with, even when the request is
+/// replayed long after).
+pub fn peer_block(net: &Net, origin: u32, expires: u32, heard_ms: u64) -> Value {
     json!({"command": "peer-block", "arguments": {
-        "target": prefix_text(net), "origin": origin, "expires": expires}})
+        "target": prefix_text(net), "origin": origin, "expires": expires, "heard_ms": heard_ms}})
 }
 
 /// The `peer-withdraw` request for a withdrawn one.
@@ -524,18 +556,19 @@ mod tests {
             ]
         );
         let block = |origin: &str, exp: u32| json!({"event_type": "block", "baitwall": {"prefix": "203.0.113.9/32", "origin": origin, "expires_unix": exp}});
-        assert!(
-            b.on_event(&block("peer:9", 50)).is_empty(),
+        assert_eq!(
+            b.on_event(&block("peer:9", 50)),
+            (vec![], vec![]),
             "learned blocks are never announced"
         );
-        assert_eq!(b.on_event(&block("local", 50)).len(), 1);
-        assert!(b.on_event(&block("local", 50)).is_empty());
+        assert_eq!(b.on_event(&block("local", 50)).0.len(), 1);
+        assert_eq!(b.on_event(&block("local", 50)), (vec![], vec![]));
         let unblock = json!({"event_type": "unblock", "baitwall": {"prefix": "203.0.113.9/32", "origin": "local"}});
         assert_eq!(
-            b.on_event(&unblock),
+            b.on_event(&unblock).0,
             ["withdraw flow route { match { source 203.0.113.9/32; } }"]
         );
-        assert!(b.on_event(&unblock).is_empty());
+        assert_eq!(b.on_event(&unblock), (vec![], vec![]));
         assert_eq!(b.announced(), 1);
         assert_eq!(b.announce_all().len(), 1);
     }
@@ -545,17 +578,21 @@ mod tests {
         let mut b = Bridge::new(config());
         assert_eq!(
             b.hear(ANNOUNCE4, 10).unwrap(),
-            Heard::Learn(vec![(n("192.0.2.66"), 9, 1_790_000_000)])
+            learn(vec![(n("192.0.2.66"), 9, 1_790_000_000)])
         );
         assert_eq!(
             b.hear(ANNOUNCE6, 10).unwrap(),
-            Heard::Learn(vec![(n("2001:db8::/64"), 9, 0)])
+            learn(vec![(n("2001:db8::/64"), 9, 0)])
         );
         assert_eq!(b.hear(EOR, 10).unwrap(), Heard::Nothing);
         assert_eq!(b.learned(), 2);
         assert_eq!(
             b.hear(WITHDRAW4, 11).unwrap(),
-            Heard::Withdraw(vec![n("192.0.2.66")])
+            Heard::Routes {
+                learned: vec![],
+                withdrawn: vec![n("192.0.2.66")],
+                echoes: vec![],
+            }
         );
         assert_eq!(
             b.hear(WITHDRAW4, 11).unwrap(),
@@ -564,7 +601,7 @@ mod tests {
         );
         assert_eq!(
             b.learned_requests(),
-            vec![peer_block(&n("2001:db8::/64"), 9, 0)]
+            vec![peer_block(&n("2001:db8::/64"), 9, 0, 10)]
         );
         // RTBH routes are learned only when FlowSpec is off.
         assert_eq!(b.hear(RTBH4, 12).unwrap(), Heard::Nothing);
@@ -574,7 +611,59 @@ mod tests {
         let mut r = Bridge::new(c);
         assert_eq!(
             r.hear(RTBH4, 12).unwrap(),
-            Heard::Learn(vec![(n("192.0.2.66"), 9, 1_790_000_000)])
+            learn(vec![(n("192.0.2.66"), 9, 1_790_000_000)])
+        );
+    }
+
+    fn learn(learned: Vec<(Net, u32, u32)>) -> Heard {
+        Heard::Routes {
+            learned,
+            withdrawn: vec![],
+            echoes: vec![],
+        }
+    }
+
+    #[test]
+    fn one_update_can_announce_and_withdraw() {
+        // ExaBGP writes both when a BGP UPDATE carries both.
+        let mut b = Bridge::new(config());
+        b.hear(ANNOUNCE6, 10).unwrap();
+        let both = ANNOUNCE4.replace(
+            r#"} } } } } }"#,
+            r#"} }, "withdraw": { "ipv6 flow": [ { "source-ipv6": [ "2001:db8::/64/0" ], "string": "flow source-ipv6 2001:db8::/64/0" } ] } } } } }"#,
+        );
+        assert_eq!(
+            b.hear(&both, 11).unwrap(),
+            Heard::Routes {
+                learned: vec![(n("192.0.2.66"), 9, 1_790_000_000)],
+                withdrawn: vec![n("2001:db8::/64")],
+                echoes: vec![],
+            }
+        );
+        assert_eq!(b.learned(), 1);
+    }
+
+    #[test]
+    fn a_learned_block_replaced_by_an_echo_is_withdrawn_and_a_local_unblock_relearns() {
+        let mut b = Bridge::new(config());
+        b.hear(ANNOUNCE4, 10).unwrap();
+        // Our own block now wins at the reflector: the learned one is gone.
+        let own = ANNOUNCE4.replace("[ 65000, 9 ,", "[ 65000, 7 ,");
+        assert_eq!(
+            b.hear(&own, 11).unwrap(),
+            Heard::Routes {
+                learned: vec![],
+                withdrawn: vec![n("192.0.2.66")],
+                echoes: vec![n("192.0.2.66")],
+            }
+        );
+        // A local block ends while another appliance announces the prefix:
+        // control gets the learned one again.
+        b.hear(ANNOUNCE4, 12).unwrap();
+        let unblock = json!({"event_type": "unblock", "baitwall": {"prefix": "192.0.2.66/32", "origin": "local"}});
+        assert_eq!(
+            b.on_event(&unblock).1,
+            vec![peer_block(&n("192.0.2.66"), 9, 1_790_000_000, 12)]
         );
     }
 
@@ -584,8 +673,12 @@ mod tests {
         let own = ANNOUNCE4.replace("[ 65000, 9 ,", "[ 65000, 7 ,");
         assert_eq!(
             b.hear(&own, 1).unwrap(),
-            Heard::Nothing,
-            "our own block, echoed"
+            Heard::Routes {
+                learned: vec![],
+                withdrawn: vec![],
+                echoes: vec![n("192.0.2.66")],
+            },
+            "our own block, echoed: nothing to learn"
         );
         let other_as = ANNOUNCE4.replace("[ 65000, 9 ,", "[ 64512, 9 ,");
         assert_eq!(b.hear(&other_as, 1).unwrap(), Heard::Nothing);

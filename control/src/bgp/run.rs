@@ -40,6 +40,9 @@ fn now_ms() -> u64 {
 }
 
 /// Writes commands to ExaBGP, one per line; exits when ExaBGP is gone.
+/// Called with the bridge locked: the bridge's state and what ExaBGP was
+/// told change together, so a withdrawal cannot overtake the announcement
+/// it cancels (one writer at a time, in the bridge's order).
 fn say(lines: &[String]) {
     if lines.is_empty() {
         return;
@@ -94,25 +97,36 @@ pub fn main(config_path: &Path) -> ExitCode {
     let mut refused = 0u64;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        let heard = bridge.lock().hear(&line, now_ms());
-        match heard {
-            Ok(Heard::Learn(list)) => {
-                for (net, origin, expires) in list {
-                    let _ = tx.send(peer_block(&net, origin, expires));
+        let now = now_ms();
+        let mut b = bridge.lock();
+        match b.hear(&line, now) {
+            Ok(Heard::Routes {
+                learned,
+                withdrawn,
+                echoes,
+            }) => {
+                drop(b);
+                for net in echoes {
+                    eprintln!(
+                        "baitwallctl exabgp: ignored {}: this appliance's own block, come back (an echo)",
+                        crate::eve::net_text(&net.0, net.1)
+                    );
                 }
-            }
-            Ok(Heard::Withdraw(list)) => {
-                for net in list {
+                for net in withdrawn {
                     let _ = tx.send(peer_withdraw(&net));
+                }
+                for (net, origin, expires) in learned {
+                    let _ = tx.send(peer_block(&net, origin, expires, now));
                 }
             }
             Ok(Heard::Up) => {
-                let lines = bridge.lock().announce_all();
+                let lines = b.announce_all();
+                say(&lines);
+                drop(b);
                 eprintln!(
-                    "baitwallctl exabgp: session up; announcing {} commands again",
+                    "baitwallctl exabgp: session up; announced {} commands again",
                     lines.len()
                 );
-                say(&lines);
             }
             Ok(Heard::Down) => eprintln!("baitwallctl exabgp: session down"),
             Ok(Heard::Ack(false)) => {
@@ -166,13 +180,17 @@ impl Link {
     }
 }
 
-/// Control's local blocks in force: (prefix, expiry).
+/// Control's local blocks in force: (prefix, expiry). Paged by prefix
+/// (`after`), so a block removed between two pages cannot make a later one
+/// be skipped.
 fn local_blocks(path: &Path) -> std::io::Result<Vec<(Net, u32)>> {
+    const PAGE: usize = 10_000;
     let mut link = Link::open(path)?;
     let mut all = Vec::new();
+    let mut after: Option<String> = None;
     loop {
         let page = link.ask(&json!({"command": "block-list", "arguments": {
-            "origin": "local", "offset": all.len(), "limit": 10_000}}))?;
+            "origin": "local", "after": after, "limit": PAGE}}))?;
         let Some(rows) = page["message"].as_array() else {
             return Err(std::io::Error::other(format!("block-list refused: {page}")));
         };
@@ -181,10 +199,26 @@ fn local_blocks(path: &Path) -> std::io::Result<Vec<(Net, u32)>> {
                 all.push((net, r["expires_unix"].as_u64().map_or(0, |e| e as u32)));
             }
         }
-        if rows.len() < 10_000 {
+        if rows.len() < PAGE {
             return Ok(all);
         }
+        after = rows
+            .last()
+            .and_then(|r| r["prefix"].as_str())
+            .map(str::to_string);
     }
+}
+
+/// Orders a replay: withdrawals first, then what was learned, then sweeps
+/// (a sweep before the replay would remove, and the replay put back, every
+/// learned block).
+fn replay_order(requests: &mut [Value]) {
+    let rank = |r: &Value| match r["command"].as_str() {
+        Some("peer-withdraw") => 0,
+        Some("peer-block") => 1,
+        _ => 2,
+    };
+    requests.sort_by_key(rank);
 }
 
 /// Sends requests on a fresh connection; refusals are reported, not retried
@@ -193,6 +227,13 @@ fn send(path: &Path, requests: &[Value]) -> std::io::Result<()> {
     let mut link = Link::open(path)?;
     for r in requests {
         let reply = link.ask(r)?;
+        if r["command"] == "peer-block" && reply["message"]["action"] == "kept_local" {
+            eprintln!(
+                "baitwallctl exabgp: control keeps its own block on {} (announced by appliance {} too)",
+                r["arguments"]["target"].as_str().unwrap_or(""),
+                r["arguments"]["origin"]
+            );
+        }
         if reply["return"] != "OK" {
             eprintln!(
                 "baitwallctl exabgp: control refused {} {}: {} {}",
@@ -256,12 +297,17 @@ fn session(
     // just started has learned nothing yet.
     let mut first: Vec<Value> = std::mem::take(backlog);
     first.extend(bridge.lock().learned_requests());
+    replay_order(&mut first);
     if let Err(e) = send(path, &first) {
         backlog.extend(first.into_iter().filter(|r| r["command"] != "peer-block"));
         return Err(e);
     }
-    let lines = bridge.lock().sync(&local_blocks(path)?);
-    say(&lines);
+    let local = local_blocks(path)?;
+    {
+        let mut b = bridge.lock();
+        let lines = b.sync(&local);
+        say(&lines);
+    }
     let (announced, learned) = {
         let b = bridge.lock();
         (b.announced(), b.learned())
@@ -273,8 +319,11 @@ fn session(
     loop {
         match events.line() {
             Ok(event) => {
-                let lines = bridge.lock().on_event(&event);
+                let mut b = bridge.lock();
+                let (lines, again) = b.on_event(&event);
                 say(&lines);
+                drop(b);
+                backlog.extend(again);
             }
             Err(e)
                 if matches!(
@@ -283,7 +332,7 @@ fn session(
                 ) => {}
             Err(e) => return Err(e),
         }
-        let mut batch: Vec<Value> = Vec::new();
+        let mut batch: Vec<Value> = std::mem::take(backlog);
         loop {
             match requests.try_recv() {
                 Ok(r) => batch.push(r),
@@ -302,7 +351,9 @@ fn session(
         }
         if last_sync.elapsed() >= resync {
             last_sync = Instant::now();
-            let lines = bridge.lock().sync(&local_blocks(path)?);
+            let local = local_blocks(path)?;
+            let mut b = bridge.lock();
+            let lines = b.sync(&local);
             say(&lines);
         }
     }

@@ -12,10 +12,12 @@
 //! - an element inside an existing interval is refused ("interval
 //!   overlaps"), so a block covered by a broader block is left out while
 //!   the broader one holds, and comes back when it goes;
-//! - deleting a missing element fails the whole batch, so a delete is only
-//!   planned for an element known to be there and not about to time out
-//!   by itself, and any failure makes the next run a full reconcile
-//!   (list, then diff).
+//! - deleting a missing element fails the whole batch (nft 1.0.6 has no
+//!   `destroy`), and the kernel removes timed-out elements by itself at any
+//!   moment, so every delete is preceded by an add of the same value in
+//!   the same batch: present or not before, the element is absent after,
+//!   and the batch cannot fail on a race with a timeout. Any failure still
+//!   makes the next run a full reconcile (list, then diff).
 //!
 //! JSON is written with serde_json: the shapes are few, and the `nftables`
 //! crate's helper runs one fixed program, while we need an argv prefix
@@ -146,7 +148,7 @@ pub fn fuzz_listing(text: &str) {
             p.set(net, if i % 2 == 0 { 0 } else { 2_000 });
         }
     }
-    let b = p.reconcile([&listed, &listed], 1_000);
+    let b = p.reconcile([&listed, &listed], 990, 1_000);
     let _ = b.commands(&Sets {
         family: "inet".into(),
         table: "t".into(),
@@ -189,40 +191,91 @@ pub fn create(sets: &Sets, chain: Option<(&str, &str, i32)>) -> Vec<Value> {
     v
 }
 
-/// A batch of changes to the sets: deletes first (a refresh deletes before
-/// it adds, and a broader prefix can only go in once what it covers is out).
+/// A batch of changes to the sets, per set (v4, v6). Removals run first
+/// (a broader prefix can only go in once what it covers is out), then
+/// refreshes, then additions; a refresh's removal and addition always run
+/// in the same transaction.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
-    /// Values to delete, per set (v4, v6).
-    pub delete: [Vec<Value>; 2],
-    /// Elements to add, per set.
+    /// Values to take out.
+    pub remove: [Vec<Value>; 2],
+    /// Refreshes: the value to take out and the element to put back.
+    pub refresh: [Vec<(Value, Value)>; 2],
+    /// Elements to add.
     pub add: [Vec<Value>; 2],
 }
 
 impl Batch {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.delete.iter().chain(&self.add).all(Vec::is_empty)
+        self.len() == 0
     }
 
     /// Elements changed.
     pub fn len(&self) -> usize {
-        self.delete.iter().chain(&self.add).map(Vec::len).sum()
+        (0..2)
+            .map(|i| self.remove[i].len() + self.refresh[i].len() + self.add[i].len())
+            .sum()
     }
 
-    /// The nft JSON commands, in order.
+    /// The nft JSON commands, in order. A value taken out is first added
+    /// (a no-op when present) and then deleted: the delete cannot fail on
+    /// an element the kernel timed out meanwhile.
     pub fn commands(&self, sets: &Sets) -> Vec<Value> {
         let mut v = Vec::new();
         let names = [&sets.set4, &sets.set6];
-        for (verb, lists) in [("delete", &self.delete), ("add", &self.add)] {
-            for (i, elems) in lists.iter().enumerate() {
-                if !elems.is_empty() {
-                    v.push(json!({verb: {"element": {"family": sets.family,
-                        "table": sets.table, "name": names[i], "elem": elems}}}));
-                }
+        let mut push = |verb: &str, set: usize, elems: Vec<Value>| {
+            if !elems.is_empty() {
+                v.push(json!({verb: {"element": {"family": sets.family,
+                    "table": sets.table, "name": names[set], "elem": elems}}}));
             }
+        };
+        for set in 0..2 {
+            let out: Vec<Value> = self.remove[set]
+                .iter()
+                .chain(self.refresh[set].iter().map(|(old, _)| old))
+                .cloned()
+                .collect();
+            push("add", set, out.clone());
+            push("delete", set, out);
+        }
+        for set in 0..2 {
+            let back = self.refresh[set].iter().map(|(_, new)| new);
+            push("add", set, back.chain(&self.add[set]).cloned().collect());
         }
         v
+    }
+
+    /// The batch in runs of at most `max` elements: every removal before
+    /// every refresh before every addition, and each refresh whole in one run.
+    pub fn chunks(&self, max: usize) -> Vec<Batch> {
+        let max = max.max(1);
+        if self.len() <= max {
+            return vec![self.clone()];
+        }
+        let mut out = Vec::new();
+        for set in 0..2 {
+            for part in self.remove[set].chunks(max) {
+                let mut b = Batch::default();
+                b.remove[set] = part.to_vec();
+                out.push(b);
+            }
+        }
+        for set in 0..2 {
+            for part in self.refresh[set].chunks(max) {
+                let mut b = Batch::default();
+                b.refresh[set] = part.to_vec();
+                out.push(b);
+            }
+        }
+        for set in 0..2 {
+            for part in self.add[set].chunks(max) {
+                let mut b = Batch::default();
+                b.add[set] = part.to_vec();
+                out.push(b);
+            }
+        }
+        out
     }
 }
 
@@ -230,13 +283,9 @@ impl Batch {
 /// seconds; 0: permanent).
 type Expiry = u32;
 
-/// Seconds within which an element that is about to time out is left to
-/// the kernel instead of being deleted (a delete racing its timeout would
-/// fail the whole batch).
-const ABOUT_TO_EXPIRE: u32 = 2;
-
-/// A refresh is planned when a listed element's expiry is this far from
-/// the block's (the timeouts are set in whole seconds, and listing takes time).
+/// A reconcile refreshes a listed element whose expiry is further than this
+/// from its block's, beyond the time the listing took (timeouts are whole
+/// seconds, and each element's time left is read at a different moment).
 const EXPIRY_SLACK: u64 = 5;
 
 /// The desired and installed state of the sets.
@@ -347,28 +396,20 @@ impl Planner {
     ) -> Option<Expiry> {
         let want = self.wanted(net, now_s);
         let set = usize::from(!is_v4(net));
-        let gone_soon = |e: Expiry| e != 0 && e <= now_s.saturating_add(ABOUT_TO_EXPIRE);
         match (want, have) {
             (None, None) => None,
             (Some(w), None) => {
                 batch.add[set].push(element(net, w, now_s));
                 Some(w)
             }
-            (None, Some(h)) => {
-                if !gone_soon(h) {
-                    batch.delete[set].push(value(net));
-                }
+            (None, Some(_)) => {
+                batch.remove[set].push(value(net));
                 None
             }
             (Some(w), Some(h)) if w == h => Some(h),
-            (Some(w), Some(h)) => {
-                // A refresh: delete and add again (a timeout cannot be
-                // changed in place). An element about to time out on its
-                // own is only added: a re-add of a live one is harmless.
-                if !gone_soon(h) {
-                    batch.delete[set].push(value(net));
-                }
-                batch.add[set].push(element(net, w, now_s));
+            (Some(w), Some(_)) => {
+                // A timeout cannot be changed in place: out and back in.
+                batch.refresh[set].push((value(net), element(net, w, now_s)));
                 Some(w)
             }
         }
@@ -382,26 +423,22 @@ impl Planner {
     pub fn plan_changes(&mut self, now_s: u32) -> Option<Batch> {
         let mut installed = self.installed.take()?;
         let mut work: Vec<Net> = std::mem::take(&mut self.dirty);
-        // A prefix that came or went changes what it covers.
-        let mut i = 0;
-        while i < work.len() {
+        // A prefix that came or went changes what it covers (one level is
+        // enough: what a covered prefix covers, the changed one covers too).
+        // Installed elements are all desired, or dirty themselves: a
+        // removal marks its prefix dirty.
+        let changed = work.len();
+        for i in 0..changed {
             let net = work[i];
             if net.1 < 128 {
                 let last =
                     (u128::from_be_bytes(net.0) | (u128::MAX >> net.1.min(127))).to_be_bytes();
-                let covered: Vec<Net> = self
-                    .desired
-                    .range((net.0, net.1 + 1)..=(last, 128))
-                    .map(|(k, _)| *k)
-                    .filter(|k| k.1 > net.1 && covers(&net, &k.0))
-                    .collect();
-                // (Installed elements are all desired, or dirty themselves:
-                // a removal marks its prefix dirty.)
-                work.extend(covered);
-            }
-            i += 1;
-            if work.len() > 1 << 22 {
-                break;
+                work.extend(
+                    self.desired
+                        .range((net.0, net.1 + 1)..=(last, 128))
+                        .map(|(k, _)| *k)
+                        .filter(|k| k.1 > net.1 && covers(&net, &k.0)),
+                );
             }
         }
         work.sort_unstable();
@@ -424,8 +461,11 @@ impl Planner {
 
     /// The batch that makes the listed sets (v4, v6) equal to the blocks;
     /// afterwards the installed state is known (as if the batch succeeds).
-    pub fn reconcile(&mut self, listed: [&[Listed]; 2], now_s: u32) -> Batch {
+    /// The listing started at `listed_at` and the plan is made at `now_s`
+    /// (Unix seconds): each element's time left was read somewhere between.
+    pub fn reconcile(&mut self, listed: [&[Listed]; 2], listed_at: u32, now_s: u32) -> Batch {
         self.dirty.clear();
+        let slack = EXPIRY_SLACK + u64::from(now_s.saturating_sub(listed_at));
         let mut batch = Batch::default();
         let mut installed = HashMap::new();
         for (set, elems) in listed.iter().enumerate() {
@@ -433,21 +473,22 @@ impl Planner {
                 let ours = e.net.filter(|n| usize::from(!is_v4(n)) == set);
                 let Some(net) = ours else {
                     // Not a prefix of this set's family: not ours, out it goes.
-                    batch.delete[set].push(e.raw.clone());
+                    batch.remove[set].push(e.raw.clone());
                     continue;
                 };
                 match self.wanted(&net, now_s) {
-                    None => batch.delete[set].push(e.raw.clone()),
+                    None => batch.remove[set].push(e.raw.clone()),
                     Some(w) => {
-                        let left = (w != 0).then(|| u64::from(w.saturating_sub(now_s)));
-                        let close = match (left, e.expires_in) {
+                        // Absolute expiries: the listed one as of the
+                        // listing's start (early by at most its duration).
+                        let listed_until = e.expires_in.map(|left| u64::from(listed_at) + left);
+                        let close = match ((w != 0).then_some(u64::from(w)), listed_until) {
                             (None, None) => true,
-                            (Some(a), Some(b)) => a.abs_diff(b) <= EXPIRY_SLACK,
+                            (Some(a), Some(b)) => a.abs_diff(b) <= slack,
                             _ => false,
                         };
                         if !close {
-                            batch.delete[set].push(e.raw.clone());
-                            batch.add[set].push(element(&net, w, now_s));
+                            batch.refresh[set].push((e.raw.clone(), element(&net, w, now_s)));
                         }
                         installed.insert(net, w);
                     }
@@ -540,36 +581,79 @@ mod tests {
     }
 
     #[test]
-    fn reconcile_adds_refreshes_and_deletes_what_differs() {
+    fn reconcile_adds_refreshes_and_removes_what_differs() {
         let mut p = Planner::new();
         let now = 1_000_000;
         p.set(n("192.0.2.66"), now + 3597); // as listed: kept
         p.set(n("10.1.0.0/16"), now + 7200); // extended: refreshed
         p.set(n("2001:db8::/64"), 0); // missing: added
         let listed = parse_listing(LISTING).unwrap();
-        let b = p.reconcile([&listed, &[]], now);
+        let b = p.reconcile([&listed, &[]], now, now);
         assert_eq!(
-            b.delete[0],
+            b.remove[0],
             vec![
-                json!({"prefix": {"addr": "10.1.0.0", "len": 16}}),
                 json!("198.51.100.7"),
                 json!({"range": ["203.0.113.1", "203.0.113.9"]}),
             ]
         );
         assert_eq!(
-            b.add[0],
-            vec![
+            b.refresh[0],
+            vec![(
+                json!({"prefix": {"addr": "10.1.0.0", "len": 16}}),
                 json!({"elem": {"val": {"prefix": {"addr": "10.1.0.0", "len": 16}}, "timeout": 7200}})
-            ]
+            )]
         );
         assert_eq!(
             b.add[1],
             vec![json!({"prefix": {"addr": "2001:db8::", "len": 64}})]
         );
         assert_eq!(p.installed_len(), Some(3));
+        // Out (add then delete, so a timed-out element cannot fail the
+        // batch), then back in and the new ones.
         let cmds = b.commands(&sets());
-        assert_eq!(cmds.len(), 3, "delete v4, add v4, add v6");
-        assert!(cmds[0].get("delete").is_some() && cmds[2].get("add").is_some());
+        let verbs: Vec<&str> = cmds
+            .iter()
+            .map(|c| c.as_object().unwrap().keys().next().unwrap().as_str())
+            .collect();
+        assert_eq!(verbs, ["add", "delete", "add", "add"]);
+        assert_eq!(
+            cmds[0]["add"]["element"]["elem"],
+            cmds[1]["delete"]["element"]["elem"]
+        );
+        assert_eq!(
+            cmds[1]["delete"]["element"]["elem"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(cmds[3]["add"]["element"]["name"], "blocked6");
+    }
+
+    #[test]
+    fn a_slow_listing_does_not_refresh_every_element() {
+        // Listed 20 s before the plan: the element's time left was read
+        // early, and it is the block's all the same.
+        let mut p = Planner::new();
+        let listed_at = 1_000_000;
+        p.set(n("192.0.2.66"), listed_at + 3600);
+        let listed = [Listed {
+            raw: json!("192.0.2.66"),
+            net: Some(n("192.0.2.66")),
+            expires_in: Some(3590),
+        }];
+        assert!(
+            p.reconcile([&listed, &[]], listed_at, listed_at + 20)
+                .is_empty()
+        );
+        // Far off: refreshed.
+        p.set(n("192.0.2.66"), listed_at + 7200);
+        assert_eq!(
+            p.reconcile([&listed, &[]], listed_at, listed_at + 20)
+                .refresh[0]
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -580,65 +664,53 @@ mod tests {
             p.plan_changes(now).is_none(),
             "unknown sets need a reconcile first"
         );
-        assert!(p.reconcile([&[], &[]], now).is_empty());
+        assert!(p.reconcile([&[], &[]], now, now).is_empty());
         p.set(n("192.0.2.66"), now + 60);
         let b = p.plan_changes(now).unwrap();
         assert_eq!(
             b.add[0],
             vec![json!({"elem": {"val": "192.0.2.66", "timeout": 60}})]
         );
-        assert!(b.delete[0].is_empty());
-        // Extended: delete and add again.
+        assert_eq!(b.len(), 1);
+        // Extended: out and back in.
         p.set(n("192.0.2.66"), now + 600);
         let b = p.plan_changes(now + 10).unwrap();
-        assert_eq!(b.delete[0], vec![json!("192.0.2.66")]);
         assert_eq!(
-            b.add[0],
-            vec![json!({"elem": {"val": "192.0.2.66", "timeout": 590}})]
+            b.refresh[0],
+            vec![(
+                json!("192.0.2.66"),
+                json!({"elem": {"val": "192.0.2.66", "timeout": 590}})
+            )]
         );
+        assert_eq!(b.len(), 1);
         // The same again: nothing.
         p.set(n("192.0.2.66"), now + 600);
         assert!(p.plan_changes(now + 11).unwrap().is_empty());
-        // Unblocked.
+        // Unblocked, even a second before its timeout: the add-then-delete
+        // makes the race with the kernel harmless.
         p.remove(n("192.0.2.66"));
-        let b = p.plan_changes(now + 12).unwrap();
-        assert_eq!(b.delete[0], vec![json!("192.0.2.66")]);
-        assert_eq!(p.installed_len(), Some(0));
-    }
-
-    #[test]
-    fn an_element_about_to_time_out_is_left_to_the_kernel() {
-        let mut p = Planner::new();
-        p.reconcile([&[], &[]], 100);
-        p.set(n("192.0.2.66"), 160);
-        p.plan_changes(100).unwrap();
-        // Control removes it at its expiry; the kernel already has.
-        p.remove(n("192.0.2.66"));
-        let b = p.plan_changes(159).unwrap();
-        assert!(
-            b.is_empty(),
-            "a delete racing the timeout would fail the batch"
-        );
+        let b = p.plan_changes(now + 599).unwrap();
+        assert_eq!(b.remove[0], vec![json!("192.0.2.66")]);
         assert_eq!(p.installed_len(), Some(0));
     }
 
     #[test]
     fn a_covered_block_waits_while_the_broader_one_holds() {
         let mut p = Planner::new();
-        p.reconcile([&[], &[]], 0);
+        p.reconcile([&[], &[]], 0, 0);
         p.set(n("10.1.2.3"), 0);
         assert_eq!(p.plan_changes(0).unwrap().add[0], vec![json!("10.1.2.3")]);
         // The /16 goes in and the address inside it comes out, in one batch
-        // whose delete runs first.
+        // whose removal runs first.
         p.set(n("10.1.0.0/16"), 0);
         let b = p.plan_changes(0).unwrap();
-        assert_eq!(b.delete[0], vec![json!("10.1.2.3")]);
+        assert_eq!(b.remove[0], vec![json!("10.1.2.3")]);
         assert_eq!(
             b.add[0],
             vec![json!({"prefix": {"addr": "10.1.0.0", "len": 16}})]
         );
         let cmds = b.commands(&sets());
-        assert!(cmds[0].get("delete").is_some() && cmds[1].get("add").is_some());
+        assert!(cmds[1].get("delete").is_some() && cmds[2].get("add").is_some());
         // A /24 inside it is not added either...
         p.set(n("10.1.9.0/24"), 0);
         assert!(p.plan_changes(0).unwrap().is_empty());
@@ -646,7 +718,7 @@ mod tests {
         p.remove(n("10.1.0.0/16"));
         let b = p.plan_changes(0).unwrap();
         assert_eq!(
-            b.delete[0],
+            b.remove[0],
             vec![json!({"prefix": {"addr": "10.1.0.0", "len": 16}})]
         );
         assert_eq!(
@@ -659,8 +731,34 @@ mod tests {
         // An IPv6 block of ::/0 never covers an IPv4 one.
         p.set(n("::/0"), 0);
         let b = p.plan_changes(0).unwrap();
-        assert!(b.delete[0].is_empty());
+        assert!(b.remove[0].is_empty());
         assert_eq!(b.add[1], vec![json!({"prefix": {"addr": "::", "len": 0}})]);
+    }
+
+    #[test]
+    fn big_batches_split_with_removals_first_and_refreshes_whole() {
+        let mut b = Batch::default();
+        b.remove[0] = (0..5).map(|i| json!(i)).collect();
+        b.refresh[1] = (0..5).map(|i| (json!(i), json!(i + 100))).collect();
+        b.add[0] = (0..5).map(|i| json!(i)).collect();
+        let parts = b.chunks(4);
+        assert_eq!(parts.iter().map(Batch::len).sum::<usize>(), 15);
+        assert!(parts.iter().all(|p| p.len() <= 4));
+        let kind = |p: &Batch| {
+            if !p.remove.iter().all(Vec::is_empty) {
+                0
+            } else if !p.refresh.iter().all(Vec::is_empty) {
+                1
+            } else {
+                2
+            }
+        };
+        let kinds: Vec<u8> = parts.iter().map(kind).collect();
+        assert!(kinds.windows(2).all(|w| w[0] <= w[1]), "{kinds:?}");
+        // Each refresh run takes its elements out and puts them back.
+        let cmds = parts[2].commands(&sets());
+        assert_eq!(cmds.len(), 3);
+        assert_eq!(b.chunks(100), vec![b]);
     }
 
     #[test]
@@ -698,7 +796,7 @@ mod tests {
         ) {
             let prefixes = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3", "2001:db8::/32", "2001:db8::1"];
             let mut p = Planner::new();
-            p.reconcile([&[], &[]], 0);
+            p.reconcile([&[], &[]], 0, 0);
             for (i, e, add) in ops {
                 let net = n(prefixes[usize::from(i)]);
                 if add { p.set(net, [0, 500, 900][usize::from(e)]) } else { p.remove(net) }
@@ -706,7 +804,7 @@ mod tests {
             }
             let incremental = p.installed.clone().unwrap();
             let mut full = Planner { desired: p.desired.clone(), lengths: p.lengths, ..Planner::new() };
-            full.reconcile([&[], &[]], 0);
+            full.reconcile([&[], &[]], 0, 0);
             proptest::prop_assert_eq!(incremental, full.installed.unwrap());
         }
     }
