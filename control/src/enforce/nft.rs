@@ -158,6 +158,9 @@ struct Worker {
     backoff: Duration,
     /// When the next full reconcile is due.
     reconcile_at: Instant,
+    /// How long the last listing of both sets took: every nft run rereads
+    /// the sets, so a run's time limit grows with them.
+    listing: Duration,
 }
 
 impl Worker {
@@ -182,7 +185,14 @@ impl Worker {
             failing: false,
             backoff: Duration::from_secs(1),
             reconcile_at: Instant::now(),
+            listing: Duration::ZERO,
         }
+    }
+
+    /// The time limit of one run: the configured one, plus twice what
+    /// reading the sets took last time (a big set is slow, not stalled).
+    fn limit(&self) -> Duration {
+        self.config.timeout + self.listing * 2
     }
 
     fn run(mut self, rx: &Receiver<Msg>) {
@@ -233,6 +243,7 @@ impl Worker {
             self.nft_batch(create(&self.sets, chain))?;
         }
         let listed_at = now_s();
+        let started = Instant::now();
         let mut listed = Vec::new();
         for set in [&self.sets.set4, &self.sets.set6] {
             let args = [
@@ -243,9 +254,10 @@ impl Worker {
                 &self.sets.table,
                 set,
             ];
-            let out = run(&self.config.command, &args, None, self.config.timeout)?;
+            let out = run(&self.config.command, &args, None, self.limit())?;
             listed.push(parse_listing(&out).map_err(|e| format!("listing set {set}: {e}"))?);
         }
+        self.listing = started.elapsed();
         let batch = self
             .planner
             .reconcile([&listed[0], &listed[1]], listed_at, now_s());
@@ -279,7 +291,7 @@ impl Worker {
             &self.config.command,
             &["-j", "-f", "-"],
             Some(&doc),
-            self.config.timeout,
+            self.limit(),
         )
         .map(drop)
     }
