@@ -222,7 +222,9 @@ fn replay_order(requests: &mut [Value]) {
 }
 
 /// Sends requests on a fresh connection; refusals are reported, not retried
-/// (they are final: allowlisted, an echo, a full store).
+/// (they are final: allowlisted, an echo, a full store), except
+/// `unavailable` (control could not answer this time), which fails the
+/// send so that the session retries it.
 fn send(path: &Path, requests: &[Value]) -> std::io::Result<()> {
     let mut link = Link::open(path)?;
     for r in requests {
@@ -233,6 +235,12 @@ fn send(path: &Path, requests: &[Value]) -> std::io::Result<()> {
                 r["arguments"]["target"].as_str().unwrap_or(""),
                 r["arguments"]["origin"]
             );
+        }
+        if reply["error"]["code"] == "unavailable" {
+            return Err(std::io::Error::other(format!(
+                "control could not answer {}: {}",
+                r["command"], reply["error"]["message"]
+            )));
         }
         if reply["return"] != "OK" {
             eprintln!(
