@@ -471,11 +471,14 @@ fn main() {
 
 /// `--check` (CI, with `--short`): the ratios below which the run counts
 /// as a regression, in the order of `main`'s table. Each is about half of
-/// what the short run measures on the reference machine
+/// the lowest the short run has measured, here or on CI's machine
 /// (docs/performance.md), against B1, the steadiest baseline (B2c, a
-/// cache-miss loop, moves by half between short runs): noise between runs
-/// does not trip them, a packet path twice as slow does.
-const CHECK_FLOORS: [f64; 5] = [0.12, 0.045, 0.06, 0.07, 1.3];
+/// cache-miss loop, moves by half between short runs). B1 is an in-cache
+/// loop and the mixes are bound by memory, so the ratios also move with
+/// the CPU model: CI's machine measured (a) to (d) at 0.55 to 0.75 of this
+/// one's. Noise between runs and machines does not trip them; a packet
+/// path twice as slow as CI's slowest does.
+const CHECK_FLOORS: [f64; 5] = [0.07, 0.025, 0.035, 0.04, 1.3];
 
 /// Prints each ratio against its floor; false if any is below.
 fn regression_check(ratios: &[(&str, f64, f64)]) -> bool {

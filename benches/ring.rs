@@ -8,8 +8,12 @@
 //! itself as the producing process, timed by the consumer from the first
 //! record to the last.
 //!
+//! First of all, both rings in one thread (push a batch, pop it): the
+//! per-record cost of the code itself, which is what `--check` compares.
+//!
 //! `cargo bench --bench ring` (`-- --short`: 1M records; `--check`: exit
-//! 1 below the regression floors, for CI). Issue 7's
+//! 1 below the regression floor, for CI; `--one-thread`: that part alone,
+//! for a profiler). Issue 7's
 //! targets: no slower than rtrb in one process, >= 20 M events/s between
 //! two processes. Prints M records/s, best of 3 runs.
 
@@ -95,6 +99,50 @@ fn rtrb(n: u64) -> f64 {
     one_by_one(n, move |r| tx.push(r).is_ok(), move || rx.pop().ok())
 }
 
+/// Our ring in one thread: push a batch, publish, pop it, release. The
+/// per-record cost of the code with nothing shared between cores, which
+/// moves little between runs (what `--check` compares).
+fn ours_one_thread(n: u64) -> f64 {
+    let (mut tx, mut rx) = heap_ring(CAPACITY as u64);
+    let mut r = Record::new(1);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < n {
+        for _ in 0..BATCH {
+            r.put_u64(8, sent);
+            let pushed = tx.push(black_box(&r));
+            debug_assert!(pushed);
+            sent += 1;
+        }
+        tx.publish();
+        while let Some(r) = rx.pop() {
+            black_box(r);
+        }
+        rx.release();
+    }
+    sent as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// rtrb the same way in one thread, a record at a time.
+fn rtrb_one_thread(n: u64) -> f64 {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; 64]>::new(CAPACITY);
+    let mut r = [0u8; 64];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < n {
+        for _ in 0..BATCH {
+            r[8..16].copy_from_slice(&sent.to_le_bytes());
+            let pushed = tx.push(black_box(r)).is_ok();
+            debug_assert!(pushed);
+            sent += 1;
+        }
+        while let Ok(r) = rx.pop() {
+            black_box(r);
+        }
+    }
+    sent as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
 /// Set in the child process: the region to produce into, and how many.
 const CHILD_ENV: &str = "BAITWALL_RING_BENCH_REGION";
 
@@ -175,43 +223,72 @@ fn main() {
     }
     let short = std::env::args().any(|a| a == "--short");
     let n = if short { 1_000_000 } else { 10_000_000 };
+    let (o1, r1) = (best(ours_one_thread, n), best(rtrb_one_thread, n));
+    if std::env::args().any(|a| a == "--one-thread") {
+        // For a profiler (callgrind cannot follow two spinning threads).
+        println!(
+            "one thread: rtrb {r1:.1} M/s, ours {o1:.1} M/s ({:.2}x)",
+            o1 / r1
+        );
+        return;
+    }
     let (o, c, r) = (best(ours, n), best(crossbeam, n), best(rtrb, n));
     let two = best(two_processes, n);
+    println!("ring benchmark: {n} records of 64 bytes, best of 3");
+    println!("{:<52} {:>12} {:>10}", "", "M records/s", "ratio");
+    println!("one thread (push {BATCH}, pop them: the code's own cost)");
+    println!("{:<52} {:>12.1} {:>10}", "  rtrb::RingBuffer", r1, "1");
     println!(
-        "ring benchmark: {n} records of 64 bytes, one producer and one consumer thread, best of 3"
+        "{:<52} {:>12.1} {:>9.2}x",
+        "  baitwall-channel ring (batched)",
+        o1,
+        o1 / r1
     );
-    println!("{:<44} {:>12} {:>10}", "", "M records/s", "ratio");
-    println!("{:<44} {:>12.1} {:>10}", "rtrb::RingBuffer", r, "1");
-    println!("{:<44} {:>12.1} {:>9.2}x", "crossbeam ArrayQueue", c, c / r);
+    println!("one producer and one consumer thread");
+    println!("{:<52} {:>12.1} {:>10}", "  rtrb::RingBuffer", r, "1");
     println!(
-        "{:<44} {:>12.1} {:>9.2}x",
-        "baitwall-channel ring (batched)",
+        "{:<52} {:>12.1} {:>9.2}x",
+        "  crossbeam ArrayQueue",
+        c,
+        c / r
+    );
+    println!(
+        "{:<52} {:>12.1} {:>9.2}x",
+        "  baitwall-channel ring (batched)",
         o,
         o / r
     );
     println!(
-        "{:<44} {:>12.1} {:>9.2}x",
-        "baitwall-channel ring, two processes",
+        "{:<52} {:>12.1} {:>9.2}x",
+        "  baitwall-channel ring, two processes",
         two,
         two / r
     );
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!("targets (issue 7):");
-    println!("  no slower than rtrb in one process: {}", verdict(o >= r));
+    println!(
+        "  no slower than rtrb in one process (two threads): {:.2}x: {}",
+        o / r,
+        verdict(o >= r)
+    );
     println!(
         "  >= 20 M events/s between two processes: {two:.1}: {}",
         verdict(two >= 20.0)
     );
-    // `--check` (CI): our ring at least 0.7x rtrb in one process and
-    // between two (it measures 1.3x to 8x: two spinning threads on two
-    // shared vCPUs move a lot, so absolute rates, which move tenfold, are
-    // not checked).
+    // `--check` (CI) compares the one-thread figures only: our ring at
+    // least 0.7x rtrb. The figures across two cores are printed, not
+    // checked: two spinning threads on two vCPUs shared with the
+    // hypervisor settle into one of two regimes (the consumer right behind
+    // the producer, every record a cache-line transfer; or far behind, a
+    // stream), so rtrb alone moves from 9 to 310 M/s between runs and no
+    // floor on a ratio of two such figures holds. That every record
+    // crosses between the processes whole and in order is asserted above;
+    // that head and tail sit on separate cache lines, by the ring's tests.
     if std::env::args().any(|a| a == "--check") {
-        let ok = o / r >= 0.7 && two / r >= 0.7;
+        let ok = o1 / r1 >= 0.7;
         println!(
-            "regression check (--check): ours/rtrb {:.2}, two processes/rtrb {:.2} (floors 0.70): {}",
-            o / r,
-            two / r,
+            "regression check (--check): ours/rtrb in one thread {:.2} (floor 0.70): {}",
+            o1 / r1,
             if ok { "ok" } else { "REGRESSION" }
         );
         if !ok {
