@@ -6,7 +6,8 @@
 //! slots, then publishes them all with one `Release` store of `tail`; the
 //! consumer reads `tail` with `Acquire`, reads the slots, and frees them all
 //! with one `Release` store of `head`, which the producer reads with
-//! `Acquire` before reusing a slot. Indexes are 64-bit and only grow, so
+//! `Acquire` before reusing a slot (a long drain also frees as it goes,
+//! every [`RELEASE_EVERY`] records). Indexes are 64-bit and only grow, so
 //! wraparound of the slot array is `index & mask` and the counters never
 //! wrap in practice. Head, tail and the drop counter sit on separate cache
 //! lines. Nothing here blocks, allocates or makes a system call: a full ring
