@@ -62,6 +62,14 @@ pub struct NftSection {
     /// The IPv6 set (`type ipv6_addr; flags interval, timeout`).
     #[serde(default = "default_set6")]
     pub set6: String,
+    /// With `hosts6`: single IPv4 addresses go to this set (`type
+    /// ipv4_addr; flags timeout`, a hash set nft changes without rereading
+    /// it) and `set4` keeps the prefixes; `""`: everything in `set4`.
+    #[serde(default)]
+    pub hosts4: String,
+    /// With `hosts4`: the same for single IPv6 addresses.
+    #[serde(default)]
+    pub hosts6: String,
     /// Create the table and sets (and the drop chain) when missing.
     #[serde(default = "yes")]
     pub create: bool,
@@ -81,6 +89,13 @@ pub struct NftSection {
     /// An `nft` run taking longer is killed, reported and retried.
     #[serde(default = "default_nft_timeout", with = "duration_text")]
     pub timeout: Duration,
+}
+
+impl NftSection {
+    /// True when single addresses have host sets of their own.
+    pub fn split_hosts(&self) -> bool {
+        !self.hosts4.is_empty() && !self.hosts6.is_empty()
+    }
 }
 
 fn default_nft() -> Vec<String> {
@@ -125,6 +140,8 @@ impl Default for NftSection {
             table: default_nft_table(),
             set4: default_set4(),
             set6: default_set6(),
+            hosts4: String::new(),
+            hosts6: String::new(),
             create: true,
             chain: default_nft_chain(),
             hook: default_nft_hook(),
@@ -403,6 +420,26 @@ impl ControlConfig {
                 n.set4 != n.set6,
                 "{origin}: nftables.set4 and set6 must differ"
             );
+            anyhow::ensure!(
+                n.hosts4.is_empty() == n.hosts6.is_empty(),
+                "{origin}: nftables.hosts4 and hosts6 go together (set both, or neither)"
+            );
+            if n.split_hosts() {
+                for (field, name) in [("hosts4", &n.hosts4), ("hosts6", &n.hosts6)] {
+                    anyhow::ensure!(
+                        nft_name(name),
+                        "{origin}: nftables.{field} {name:?} must be a name of letters, digits, '_' and '-'"
+                    );
+                }
+                let names = [&n.set4, &n.set6, &n.hosts4, &n.hosts6];
+                anyhow::ensure!(
+                    names
+                        .iter()
+                        .enumerate()
+                        .all(|(i, a)| names[..i].iter().all(|b| b != a)),
+                    "{origin}: nftables.set4, set6, hosts4 and hosts6 must all differ"
+                );
+            }
             if !n.chain.is_empty() {
                 anyhow::ensure!(
                     nft_name(&n.chain),
@@ -571,6 +608,18 @@ listen = "127.0.0.1:9477"
                 "nftables.chain needs family inet",
             ),
             ("[nftables]\ncommand = []", "nftables.command"),
+            (
+                "[nftables]\nhosts4 = \"h4\"",
+                "hosts4 and hosts6 go together",
+            ),
+            (
+                "[nftables]\nhosts4 = \"h4\"\nhosts6 = \"blocked4\"",
+                "must all differ",
+            ),
+            (
+                "[nftables]\nhosts4 = \"h 4\"\nhosts6 = \"h6\"",
+                "nftables.hosts4",
+            ),
             ("[bgp]\nasn = 65000", "missing field `appliance_id`"),
             ("[bgp]\nappliance_id = 0\nasn = 65000", "appliance_id"),
             (

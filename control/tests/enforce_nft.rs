@@ -276,3 +276,142 @@ fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
     dataplane.stop();
     assert!(element(&fw, "blocked4", "192.0.2.64/26").is_some());
 }
+
+/// Control with `[nftables]` driving `fw`, its state in `dir`, until `stop`.
+fn start_control(
+    fw: &Netns,
+    dir: &std::path::Path,
+    hosts: Option<(&str, &str)>,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let socket = dir.join("control.sock");
+    let (hosts4, hosts6) = hosts.unwrap_or_default();
+    let settings = Settings::new(ControlConfig {
+        region: dir.join("bw.region"),
+        database: dir.join("state.db"),
+        socket: SocketSection {
+            path: socket.clone(),
+            ..SocketSection::default()
+        },
+        nftables: Some(NftSection {
+            command: fw.argv(&["nft"]),
+            hosts4: hosts4.into(),
+            hosts6: hosts6.into(),
+            reconcile_interval: Duration::from_secs(3600),
+            ..NftSection::default()
+        }),
+        ..ControlConfig::default()
+    });
+    let stop = stop.clone();
+    let control = std::thread::spawn(move || daemon::run(&settings, &stop, |_| {}).unwrap());
+    eventually(Duration::from_secs(10), "control's socket", || {
+        std::os::unix::net::UnixStream::connect(&socket).ok()
+    });
+    control
+}
+
+#[test]
+fn host_sets_take_single_addresses_and_an_upgrade_moves_them_across() {
+    if !prerequisites("the nftables host-set test", &["ip", "nft", "python3"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fw = Netns::new("nfthfw");
+    let net = Netns::new("nfthsrc");
+    veth(&fw, "fw0", &net, "src0");
+    fw.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "fw0"]);
+    net.run(&["ip", "addr", "add", "192.0.2.66/24", "dev", "src0"]);
+    net.run(&["ip", "addr", "add", "192.0.2.200/24", "dev", "src0"]);
+    let _server = fw.spawn(
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "192.0.2.1",
+            "8080",
+        ],
+        &[],
+        &dir.path().join("http.log"),
+    );
+    eventually(Duration::from_secs(10), "the firewall's server", || {
+        net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080)
+            .then_some(())
+    });
+    let socket = dir.path().join("control.sock");
+
+    // Without host sets: the worm's address is an element of the interval set.
+    let stop = Arc::new(AtomicBool::new(false));
+    let control = start_control(&fw, dir.path(), None, &stop);
+    let mut c = Client::new(&socket);
+    let r =
+        c.ask(r#"{"command": "block-add", "arguments": {"target": "192.0.2.66", "for": "1h"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(Duration::from_secs(10), "the worm in blocked4", || {
+        element(&fw, "blocked4", "192.0.2.66")
+    });
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    drop(c);
+
+    // The operator turns host sets on: the first reconcile moves the
+    // address across, keeping its time left, and the worm stays dropped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let control = start_control(&fw, dir.path(), Some(("hosts4", "hosts6")), &stop);
+    let mut c = Client::new(&socket);
+    let (timeout, _) = eventually(Duration::from_secs(10), "the worm in hosts4", || {
+        element(&fw, "hosts4", "192.0.2.66")
+    });
+    assert!(
+        timeout.is_some_and(|t| (3500..=3600).contains(&t)),
+        "{timeout:?}"
+    );
+    assert_eq!(element(&fw, "blocked4", "192.0.2.66"), None);
+    assert!(!net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
+    assert!(net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080));
+
+    // A prefix goes to the interval set; the address inside it stays in
+    // its hash set (no overlap to refuse there) and outlives the prefix.
+    let r = c.ask(
+        r#"{"command": "block-add", "arguments": {"target": "192.0.2.192/26", "for": "10m"}}"#,
+    );
+    assert_eq!(r["return"], "OK", "{r}");
+    let r = c.ask(
+        r#"{"command": "block-add", "arguments": {"target": "2001:db8::66", "for": "permanent"}}"#,
+    );
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(Duration::from_secs(10), "the /26 and the IPv6 host", || {
+        element(&fw, "blocked4", "192.0.2.192/26")?;
+        element(&fw, "hosts6", "2001:db8::66")
+    });
+    assert!(
+        !net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080),
+        "inside the /26"
+    );
+    let r = c.ask(r#"{"command": "block-remove", "arguments": {"target": "192.0.2.192/26"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(Duration::from_secs(10), "the /26 removed", || {
+        element(&fw, "blocked4", "192.0.2.192/26")
+            .is_none()
+            .then_some(())
+    });
+    assert!(net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080));
+    assert!(!net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
+
+    // Unblocked: out of its host set.
+    let r = c.ask(r#"{"command": "block-remove", "arguments": {"target": "192.0.2.66"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(
+        Duration::from_secs(10),
+        "the worm's element removed",
+        || element(&fw, "hosts4", "192.0.2.66").is_none().then_some(()),
+    );
+    assert!(net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
+    let status = c.ask(r#"{"command": "status"}"#);
+    assert_eq!(
+        status["message"]["enforcement"]["nftables"]["failures"], 0,
+        "{status}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+}

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::nft_plan::{Batch, Planner, Sets, create, parse_listing};
+use super::nft_plan::{Batch, Planner, SETS, Sets, create, parse_listing};
 use crate::config::NftSection;
 use crate::policy::Net;
 
@@ -95,7 +95,7 @@ impl NftSync {
             state: "starting",
             ..NftStatus::default()
         }));
-        let mut planner = Planner::new();
+        let mut planner = Planner::new(config.split_hosts());
         for (net, expires) in blocks {
             planner.set(net, expires);
         }
@@ -175,6 +175,8 @@ impl Worker {
             table: config.table.clone(),
             set4: config.set4.clone(),
             set6: config.set6.clone(),
+            hosts4: config.hosts4.clone(),
+            hosts6: config.hosts6.clone(),
         };
         Worker {
             config,
@@ -244,8 +246,11 @@ impl Worker {
         }
         let listed_at = now_s();
         let started = Instant::now();
-        let mut listed = Vec::new();
-        for set in [&self.sets.set4, &self.sets.set6] {
+        let mut listed: [Vec<_>; SETS] = Default::default();
+        for (i, set) in self.sets.names().into_iter().enumerate() {
+            if set.is_empty() {
+                continue;
+            }
             let args = [
                 "-j",
                 "list",
@@ -255,12 +260,11 @@ impl Worker {
                 set,
             ];
             let out = run(&self.config.command, &args, None, self.limit())?;
-            listed.push(parse_listing(&out).map_err(|e| format!("listing set {set}: {e}"))?);
+            listed[i] = parse_listing(&out).map_err(|e| format!("listing set {set}: {e}"))?;
         }
         self.listing = started.elapsed();
-        let batch = self
-            .planner
-            .reconcile([&listed[0], &listed[1]], listed_at, now_s());
+        let [l4, l6, h4, h6] = &listed;
+        let batch = self.planner.reconcile([l4, l6, h4, h6], listed_at, now_s());
         self.apply_batch(&batch)?;
         self.status.lock().reconciles += 1;
         self.reconcile_at = Instant::now() + self.config.reconcile_interval;

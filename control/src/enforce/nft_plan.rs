@@ -5,7 +5,11 @@
 //! The sets have `flags interval, timeout`, so a block becomes one element
 //! whose value is its address or prefix (a CIDR element really matches the
 //! range) and whose timeout is the block's remaining time; a permanent
-//! block has no timeout. Three facts of nftables (checked with nft 1.0.6,
+//! block has no timeout. With host sets configured, single addresses go to
+//! those instead: hash sets (`flags timeout`), which nft changes without
+//! first rereading the whole set, as it must for an interval set (a change
+//! to 247k hosts: 84 ms in a hash set, 10 s in an interval set; see
+//! docs/performance.md). Three facts of nftables (checked with nft 1.0.6,
 //! docs/enforcement.md) shape the plan:
 //! - an element's timeout cannot be changed in place, so an extended block
 //!   is refreshed by a delete and an add in one batch (atomic);
@@ -40,6 +44,28 @@ pub struct Sets {
     pub set4: String,
     /// The IPv6 set.
     pub set6: String,
+    /// The IPv4 host set (`""`: none; single addresses go to `set4`).
+    pub hosts4: String,
+    /// The IPv6 host set (`""`: none).
+    pub hosts6: String,
+}
+
+/// How many sets a plan can address: IPv4, IPv6, then their host sets.
+pub const SETS: usize = 4;
+
+/// The index of the IPv4 host set (the IPv6 one follows it).
+const HOSTS: usize = 2;
+
+impl Sets {
+    /// The sets' names by index (`""`: not configured).
+    pub fn names(&self) -> [&str; SETS] {
+        [&self.set4, &self.set6, &self.hosts4, &self.hosts6]
+    }
+
+    /// True when single addresses have sets of their own.
+    pub fn split_hosts(&self) -> bool {
+        !self.hosts4.is_empty() && !self.hosts6.is_empty()
+    }
 }
 
 /// True when `net/len` is an IPv4 prefix (IPv4-mapped, /96 or longer).
@@ -142,41 +168,60 @@ pub fn fuzz_listing(text: &str) {
     let Ok(listed) = parse_listing(text) else {
         return;
     };
-    let mut p = Planner::new();
-    for (i, e) in listed.iter().enumerate().take(64) {
-        if let Some(net) = e.net {
-            p.set(net, if i % 2 == 0 { 0 } else { 2_000 });
+    for split in [false, true] {
+        let mut p = Planner::new(split);
+        for (i, e) in listed.iter().enumerate().take(64) {
+            if let Some(net) = e.net {
+                p.set(net, if i % 2 == 0 { 0 } else { 2_000 });
+            }
         }
+        let b = p.reconcile([&listed, &listed, &listed, &listed], 990, 1_000);
+        let _ = b.commands(&Sets {
+            family: "inet".into(),
+            table: "t".into(),
+            set4: "a".into(),
+            set6: "b".into(),
+            hosts4: if split { "c".into() } else { String::new() },
+            hosts6: if split { "d".into() } else { String::new() },
+        });
+        let _ = p.plan_changes(1_000);
     }
-    let b = p.reconcile([&listed, &listed], 990, 1_000);
-    let _ = b.commands(&Sets {
-        family: "inet".into(),
-        table: "t".into(),
-        set4: "a".into(),
-        set6: "b".into(),
-    });
-    let _ = p.plan_changes(1_000);
 }
 
 /// The commands that create the table, the sets and (optionally) a chain
 /// dropping their sources. `add` is idempotent; the chain is flushed and
-/// its two rules added again, so running this twice leaves one copy.
+/// its rules (one per set) added again, so running this twice leaves one copy.
 pub fn create(sets: &Sets, chain: Option<(&str, &str, i32)>) -> Vec<Value> {
     let (f, t) = (&sets.family, &sets.table);
-    let mut v = vec![
-        json!({"add": {"table": {"family": f, "name": t}}}),
-        json!({"add": {"set": {"family": f, "table": t, "name": sets.set4,
-            "type": "ipv4_addr", "flags": ["interval", "timeout"]}}}),
-        json!({"add": {"set": {"family": f, "table": t, "name": sets.set6,
-            "type": "ipv6_addr", "flags": ["interval", "timeout"]}}}),
-    ];
+    let mut v = vec![json!({"add": {"table": {"family": f, "name": t}}})];
+    let mut matched = Vec::new();
+    for (i, name) in sets.names().into_iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        let (kind, proto) = if i % 2 == 0 {
+            ("ipv4_addr", "ip")
+        } else {
+            ("ipv6_addr", "ip6")
+        };
+        let flags = if i < HOSTS {
+            json!(["interval", "timeout"])
+        } else {
+            json!(["timeout"])
+        };
+        v.push(
+            json!({"add": {"set": {"family": f, "table": t, "name": name,
+            "type": kind, "flags": flags}}}),
+        );
+        matched.push((proto, name));
+    }
     if let Some((name, hook, prio)) = chain {
         v.push(
             json!({"add": {"chain": {"family": f, "table": t, "name": name,
             "type": "filter", "hook": hook, "prio": prio, "policy": "accept"}}}),
         );
         v.push(json!({"flush": {"chain": {"family": f, "table": t, "name": name}}}));
-        for (proto, set) in [("ip", &sets.set4), ("ip6", &sets.set6)] {
+        for (proto, set) in matched {
             v.push(
                 json!({"add": {"rule": {"family": f, "table": t, "chain": name, "expr": [
                     {"match": {"op": "==",
@@ -191,18 +236,19 @@ pub fn create(sets: &Sets, chain: Option<(&str, &str, i32)>) -> Vec<Value> {
     v
 }
 
-/// A batch of changes to the sets, per set (v4, v6). Removals run first
+/// A batch of changes to the sets, per set (v4, v6, v4 hosts, v6 hosts; see
+/// [`Sets::names`]). Removals run first
 /// (a broader prefix can only go in once what it covers is out), then
 /// refreshes, then additions; a refresh's removal and addition always run
 /// in the same transaction.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
     /// Values to take out.
-    pub remove: [Vec<Value>; 2],
+    pub remove: [Vec<Value>; SETS],
     /// Refreshes: the value to take out and the element to put back.
-    pub refresh: [Vec<(Value, Value)>; 2],
+    pub refresh: [Vec<(Value, Value)>; SETS],
     /// Elements to add.
-    pub add: [Vec<Value>; 2],
+    pub add: [Vec<Value>; SETS],
 }
 
 impl Batch {
@@ -213,7 +259,7 @@ impl Batch {
 
     /// Elements changed.
     pub fn len(&self) -> usize {
-        (0..2)
+        (0..SETS)
             .map(|i| self.remove[i].len() + self.refresh[i].len() + self.add[i].len())
             .sum()
     }
@@ -223,14 +269,15 @@ impl Batch {
     /// an element the kernel timed out meanwhile.
     pub fn commands(&self, sets: &Sets) -> Vec<Value> {
         let mut v = Vec::new();
-        let names = [&sets.set4, &sets.set6];
+        let names = sets.names();
         let mut push = |verb: &str, set: usize, elems: Vec<Value>| {
-            if !elems.is_empty() {
+            // A planner only fills a host set's slot when it has one.
+            if !elems.is_empty() && !names[set].is_empty() {
                 v.push(json!({verb: {"element": {"family": sets.family,
                     "table": sets.table, "name": names[set], "elem": elems}}}));
             }
         };
-        for set in 0..2 {
+        for set in 0..SETS {
             let out: Vec<Value> = self.remove[set]
                 .iter()
                 .chain(self.refresh[set].iter().map(|(old, _)| old))
@@ -239,7 +286,7 @@ impl Batch {
             push("add", set, out.clone());
             push("delete", set, out);
         }
-        for set in 0..2 {
+        for set in 0..SETS {
             let back = self.refresh[set].iter().map(|(_, new)| new);
             push("add", set, back.chain(&self.add[set]).cloned().collect());
         }
@@ -254,21 +301,21 @@ impl Batch {
             return vec![self.clone()];
         }
         let mut out = Vec::new();
-        for set in 0..2 {
+        for set in 0..SETS {
             for part in self.remove[set].chunks(max) {
                 let mut b = Batch::default();
                 b.remove[set] = part.to_vec();
                 out.push(b);
             }
         }
-        for set in 0..2 {
+        for set in 0..SETS {
             for part in self.refresh[set].chunks(max) {
                 let mut b = Batch::default();
                 b.refresh[set] = part.to_vec();
                 out.push(b);
             }
         }
-        for set in 0..2 {
+        for set in 0..SETS {
             for part in self.add[set].chunks(max) {
                 let mut b = Batch::default();
                 b.add[set] = part.to_vec();
@@ -299,6 +346,8 @@ pub struct Planner {
     installed: Option<HashMap<Net, Expiry>>,
     /// Prefixes whose element may need a change.
     dirty: Vec<Net>,
+    /// Single addresses go to the host sets.
+    split_hosts: bool,
 }
 
 impl Default for Planner {
@@ -308,14 +357,29 @@ impl Default for Planner {
             lengths: [0; 129],
             installed: None,
             dirty: Vec::new(),
+            split_hosts: false,
         }
     }
 }
 
 impl Planner {
-    /// An empty plan whose installed state is unknown.
-    pub fn new() -> Planner {
-        Planner::default()
+    /// An empty plan whose installed state is unknown; with `split_hosts`,
+    /// single addresses go to the host sets ([`Sets::split_hosts`]).
+    pub fn new(split_hosts: bool) -> Planner {
+        Planner {
+            split_hosts,
+            ..Planner::default()
+        }
+    }
+
+    /// The set (an index into [`Sets::names`]) whose element `net` is.
+    fn slot(&self, net: &Net) -> usize {
+        let family = usize::from(!is_v4(net));
+        if self.split_hosts && net.1 == 128 {
+            HOSTS + family
+        } else {
+            family
+        }
     }
 
     /// A block is in force until `expires`.
@@ -383,7 +447,9 @@ impl Planner {
     fn wanted(&self, net: &Net, now_s: u32) -> Option<Expiry> {
         let &expires = self.desired.get(net)?;
         let live = expires == 0 || expires > now_s;
-        (live && !self.covered(net)).then_some(expires)
+        // Only an interval set refuses an element inside another.
+        let held_back = self.slot(net) < HOSTS && self.covered(net);
+        (live && !held_back).then_some(expires)
     }
 
     /// Plans one prefix into `batch` and records the result as installed.
@@ -395,7 +461,7 @@ impl Planner {
         batch: &mut Batch,
     ) -> Option<Expiry> {
         let want = self.wanted(net, now_s);
-        let set = usize::from(!is_v4(net));
+        let set = self.slot(net);
         match (want, have) {
             (None, None) => None,
             (Some(w), None) => {
@@ -459,20 +525,22 @@ impl Planner {
         Some(batch)
     }
 
-    /// The batch that makes the listed sets (v4, v6) equal to the blocks;
+    /// The batch that makes the listed sets (in [`Sets::names`]' order; an
+    /// empty listing for a set not configured) equal to the blocks;
     /// afterwards the installed state is known (as if the batch succeeds).
     /// The listing started at `listed_at` and the plan is made at `now_s`
     /// (Unix seconds): each element's time left was read somewhere between.
-    pub fn reconcile(&mut self, listed: [&[Listed]; 2], listed_at: u32, now_s: u32) -> Batch {
+    pub fn reconcile(&mut self, listed: [&[Listed]; SETS], listed_at: u32, now_s: u32) -> Batch {
         self.dirty.clear();
         let slack = EXPIRY_SLACK + u64::from(now_s.saturating_sub(listed_at));
         let mut batch = Batch::default();
         let mut installed = HashMap::new();
         for (set, elems) in listed.iter().enumerate() {
             for e in elems.iter() {
-                let ours = e.net.filter(|n| usize::from(!is_v4(n)) == set);
+                let ours = e.net.filter(|n| self.slot(n) == set);
                 let Some(net) = ours else {
-                    // Not a prefix of this set's family: not ours, out it goes.
+                    // Not a prefix of this set's kind: not ours (or a host
+                    // from before host sets were configured), out it goes.
                     batch.remove[set].push(e.raw.clone());
                     continue;
                 };
@@ -500,7 +568,7 @@ impl Planner {
                 continue;
             }
             if let Some(w) = self.wanted(net, now_s) {
-                batch.add[usize::from(!is_v4(net))].push(element(net, w, now_s));
+                batch.add[self.slot(net)].push(element(net, w, now_s));
                 installed.insert(*net, w);
             }
         }
@@ -535,6 +603,16 @@ mod tests {
             table: "baitwall".into(),
             set4: "blocked4".into(),
             set6: "blocked6".into(),
+            hosts4: String::new(),
+            hosts6: String::new(),
+        }
+    }
+
+    fn split_sets() -> Sets {
+        Sets {
+            hosts4: "hosts4".into(),
+            hosts6: "hosts6".into(),
+            ..sets()
         }
     }
 
@@ -582,13 +660,13 @@ mod tests {
 
     #[test]
     fn reconcile_adds_refreshes_and_removes_what_differs() {
-        let mut p = Planner::new();
+        let mut p = Planner::new(false);
         let now = 1_000_000;
         p.set(n("192.0.2.66"), now + 3597); // as listed: kept
         p.set(n("10.1.0.0/16"), now + 7200); // extended: refreshed
         p.set(n("2001:db8::/64"), 0); // missing: added
         let listed = parse_listing(LISTING).unwrap();
-        let b = p.reconcile([&listed, &[]], now, now);
+        let b = p.reconcile([&listed, &[], &[], &[]], now, now);
         assert_eq!(
             b.remove[0],
             vec![
@@ -634,7 +712,7 @@ mod tests {
     fn a_slow_listing_does_not_refresh_every_element() {
         // Listed 20 s before the plan: the element's time left was read
         // early, and it is the block's all the same.
-        let mut p = Planner::new();
+        let mut p = Planner::new(false);
         let listed_at = 1_000_000;
         p.set(n("192.0.2.66"), listed_at + 3600);
         let listed = [Listed {
@@ -643,13 +721,13 @@ mod tests {
             expires_in: Some(3590),
         }];
         assert!(
-            p.reconcile([&listed, &[]], listed_at, listed_at + 20)
+            p.reconcile([&listed, &[], &[], &[]], listed_at, listed_at + 20)
                 .is_empty()
         );
         // Far off: refreshed.
         p.set(n("192.0.2.66"), listed_at + 7200);
         assert_eq!(
-            p.reconcile([&listed, &[]], listed_at, listed_at + 20)
+            p.reconcile([&listed, &[], &[], &[]], listed_at, listed_at + 20)
                 .refresh[0]
                 .len(),
             1
@@ -658,13 +736,13 @@ mod tests {
 
     #[test]
     fn changes_add_refresh_and_remove_one_element_each() {
-        let mut p = Planner::new();
+        let mut p = Planner::new(false);
         let now = 5000;
         assert!(
             p.plan_changes(now).is_none(),
             "unknown sets need a reconcile first"
         );
-        assert!(p.reconcile([&[], &[]], now, now).is_empty());
+        assert!(p.reconcile([&[], &[], &[], &[]], now, now).is_empty());
         p.set(n("192.0.2.66"), now + 60);
         let b = p.plan_changes(now).unwrap();
         assert_eq!(
@@ -696,8 +774,8 @@ mod tests {
 
     #[test]
     fn a_covered_block_waits_while_the_broader_one_holds() {
-        let mut p = Planner::new();
-        p.reconcile([&[], &[]], 0, 0);
+        let mut p = Planner::new(false);
+        p.reconcile([&[], &[], &[], &[]], 0, 0);
         p.set(n("10.1.2.3"), 0);
         assert_eq!(p.plan_changes(0).unwrap().add[0], vec![json!("10.1.2.3")]);
         // The /16 goes in and the address inside it comes out, in one batch
@@ -733,6 +811,71 @@ mod tests {
         let b = p.plan_changes(0).unwrap();
         assert!(b.remove[0].is_empty());
         assert_eq!(b.add[1], vec![json!({"prefix": {"addr": "::", "len": 0}})]);
+    }
+
+    #[test]
+    fn with_host_sets_addresses_go_there_and_never_wait_for_a_prefix() {
+        let mut p = Planner::new(true);
+        p.reconcile([&[], &[], &[], &[]], 0, 0);
+        p.set(n("10.1.0.0/16"), 0);
+        p.set(n("10.1.2.3"), 0);
+        p.set(n("2001:db8::1"), 60);
+        let b = p.plan_changes(0).unwrap();
+        assert_eq!(
+            b.add,
+            [
+                vec![json!({"prefix": {"addr": "10.1.0.0", "len": 16}})],
+                vec![],
+                vec![json!("10.1.2.3")],
+                vec![json!({"elem": {"val": "2001:db8::1", "timeout": 60}})],
+            ],
+            "the address inside the /16 goes in too: a hash set takes it"
+        );
+        let cmds = b.commands(&split_sets());
+        let names: Vec<&str> = cmds
+            .iter()
+            .map(|c| c["add"]["element"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["blocked4", "hosts4", "hosts6"]);
+        // The /16 goes: the address stays.
+        p.remove(n("10.1.0.0/16"));
+        let b = p.plan_changes(0).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.remove[0].len(), 1);
+    }
+
+    #[test]
+    fn turning_host_sets_on_moves_the_addresses_across() {
+        // An interval set listed as an unsplit control left it.
+        let listed = vec![
+            Listed {
+                raw: json!("192.0.2.66"),
+                net: Some(n("192.0.2.66")),
+                expires_in: None,
+            },
+            Listed {
+                raw: json!({"prefix": {"addr": "10.1.0.0", "len": 16}}),
+                net: Some(n("10.1.0.0/16")),
+                expires_in: None,
+            },
+        ];
+        let mut p = Planner::new(true);
+        p.set(n("192.0.2.66"), 0);
+        p.set(n("10.1.0.0/16"), 0);
+        let b = p.reconcile([&listed, &[], &[], &[]], 0, 0);
+        assert_eq!(b.remove[0], vec![json!("192.0.2.66")]);
+        assert_eq!(b.add[HOSTS], vec![json!("192.0.2.66")]);
+        assert_eq!(b.len(), 2, "the /16 stays as it is");
+        // Removals run first, so the batch never holds the address twice.
+        let cmds = b.commands(&split_sets());
+        assert_eq!(cmds[1]["delete"]["element"]["name"], "blocked4");
+        assert_eq!(cmds[2]["add"]["element"]["name"], "hosts4");
+        // And an unsplit plan never writes to a host set that is not there.
+        let mut p = Planner::new(false);
+        p.set(n("192.0.2.66"), 0);
+        let b = p.reconcile([&[], &[], &[], &[]], 0, 0);
+        assert_eq!(b.add[0], vec![json!("192.0.2.66")]);
+        assert_eq!(b.commands(&sets()).len(), 1);
     }
 
     #[test]
@@ -775,6 +918,13 @@ mod tests {
             "@blocked6"
         );
         assert_eq!(create(&sets(), None).len(), 3);
+        // Host sets are hash sets, each with its rule in the chain.
+        let c = create(&split_sets(), Some(("drop", "prerouting", -300)));
+        assert_eq!(c.len(), 11);
+        assert_eq!(c[3]["add"]["set"]["name"], "hosts4");
+        assert_eq!(c[3]["add"]["set"]["flags"], json!(["timeout"]));
+        assert_eq!(c[4]["add"]["set"]["type"], "ipv6_addr");
+        assert_eq!(c[10]["add"]["rule"]["expr"][0]["match"]["right"], "@hosts6");
     }
 
     #[test]
@@ -792,19 +942,20 @@ mod tests {
         /// incremental installed state equals what a full plan would install.
         #[test]
         fn incremental_plans_agree_with_a_full_reconcile(
-            ops in proptest::collection::vec((0u8..6, 0u8..3, proptest::bool::ANY), 1..40)
+            ops in proptest::collection::vec((0u8..6, 0u8..3, proptest::bool::ANY), 1..40),
+            split in proptest::bool::ANY,
         ) {
             let prefixes = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3", "2001:db8::/32", "2001:db8::1"];
-            let mut p = Planner::new();
-            p.reconcile([&[], &[]], 0, 0);
+            let mut p = Planner::new(split);
+            p.reconcile([&[], &[], &[], &[]], 0, 0);
             for (i, e, add) in ops {
                 let net = n(prefixes[usize::from(i)]);
                 if add { p.set(net, [0, 500, 900][usize::from(e)]) } else { p.remove(net) }
                 p.plan_changes(0).unwrap();
             }
             let incremental = p.installed.clone().unwrap();
-            let mut full = Planner { desired: p.desired.clone(), lengths: p.lengths, ..Planner::new() };
-            full.reconcile([&[], &[]], 0, 0);
+            let mut full = Planner { desired: p.desired.clone(), lengths: p.lengths, ..Planner::new(split) };
+            full.reconcile([&[], &[], &[], &[]], 0, 0);
             proptest::prop_assert_eq!(incremental, full.installed.unwrap());
         }
     }
