@@ -61,11 +61,6 @@ impl Sets {
     pub fn names(&self) -> [&str; SETS] {
         [&self.set4, &self.set6, &self.hosts4, &self.hosts6]
     }
-
-    /// True when single addresses have sets of their own.
-    pub fn split_hosts(&self) -> bool {
-        !self.hosts4.is_empty() && !self.hosts6.is_empty()
-    }
 }
 
 /// True when `net/len` is an IPv4 prefix (IPv4-mapped, /96 or longer).
@@ -364,7 +359,7 @@ impl Default for Planner {
 
 impl Planner {
     /// An empty plan whose installed state is unknown; with `split_hosts`,
-    /// single addresses go to the host sets ([`Sets::split_hosts`]).
+    /// single addresses go to the host sets (`hosts4`, `hosts6` of [`Sets`]).
     pub fn new(split_hosts: bool) -> Planner {
         Planner {
             split_hosts,
