@@ -70,6 +70,14 @@ pub struct NftSection {
     /// With `hosts4`: the same for single IPv6 addresses.
     #[serde(default)]
     pub hosts6: String,
+    /// The allowlist's IPv4 entries (`flags interval`): the drop chain
+    /// lets their sources through first, as the dataplane does (allow wins
+    /// over a broader block). `""` with `allow6`: no allow sets.
+    #[serde(default = "default_allow4")]
+    pub allow4: String,
+    /// The allowlist's IPv6 entries.
+    #[serde(default = "default_allow6")]
+    pub allow6: String,
     /// Create the table and sets (and the drop chain) when missing.
     #[serde(default = "yes")]
     pub create: bool,
@@ -96,6 +104,11 @@ impl NftSection {
     pub fn split_hosts(&self) -> bool {
         !self.hosts4.is_empty() && !self.hosts6.is_empty()
     }
+
+    /// True when the allowlist has sets of its own.
+    pub fn allow_sets(&self) -> bool {
+        !self.allow4.is_empty() && !self.allow6.is_empty()
+    }
 }
 
 fn default_nft() -> Vec<String> {
@@ -112,6 +125,12 @@ fn default_set4() -> String {
 }
 fn default_set6() -> String {
     "blocked6".into()
+}
+fn default_allow4() -> String {
+    "allowed4".into()
+}
+fn default_allow6() -> String {
+    "allowed6".into()
 }
 fn yes() -> bool {
     true
@@ -142,6 +161,8 @@ impl Default for NftSection {
             set6: default_set6(),
             hosts4: String::new(),
             hosts6: String::new(),
+            allow4: default_allow4(),
+            allow6: default_allow6(),
             create: true,
             chain: default_nft_chain(),
             hook: default_nft_hook(),
@@ -420,26 +441,32 @@ impl ControlConfig {
                 n.set4 != n.set6,
                 "{origin}: nftables.set4 and set6 must differ"
             );
-            anyhow::ensure!(
-                n.hosts4.is_empty() == n.hosts6.is_empty(),
-                "{origin}: nftables.hosts4 and hosts6 go together (set both, or neither)"
-            );
-            if n.split_hosts() {
-                for (field, name) in [("hosts4", &n.hosts4), ("hosts6", &n.hosts6)] {
+            let mut names = vec![&n.set4, &n.set6];
+            for (a, b, a_name, b_name) in [
+                (&n.hosts4, &n.hosts6, "hosts4", "hosts6"),
+                (&n.allow4, &n.allow6, "allow4", "allow6"),
+            ] {
+                anyhow::ensure!(
+                    a.is_empty() == b.is_empty(),
+                    "{origin}: nftables.{a_name} and {b_name} go together (set both, or neither)"
+                );
+                for (field, name) in [(a_name, a), (b_name, b)] {
                     anyhow::ensure!(
-                        nft_name(name),
+                        name.is_empty() || nft_name(name),
                         "{origin}: nftables.{field} {name:?} must be a name of letters, digits, '_' and '-'"
                     );
                 }
-                let names = [&n.set4, &n.set6, &n.hosts4, &n.hosts6];
-                anyhow::ensure!(
-                    names
-                        .iter()
-                        .enumerate()
-                        .all(|(i, a)| names[..i].iter().all(|b| b != a)),
-                    "{origin}: nftables.set4, set6, hosts4 and hosts6 must all differ"
-                );
+                if !a.is_empty() {
+                    names.extend([a, b]);
+                }
             }
+            anyhow::ensure!(
+                names
+                    .iter()
+                    .enumerate()
+                    .all(|(i, a)| names[..i].iter().all(|b| b != a)),
+                "{origin}: nftables.set4, set6, hosts4, hosts6, allow4 and allow6 must all differ"
+            );
             if !n.chain.is_empty() {
                 anyhow::ensure!(
                     nft_name(&n.chain),
@@ -612,6 +639,8 @@ listen = "127.0.0.1:9477"
                 "[nftables]\nhosts4 = \"h4\"",
                 "hosts4 and hosts6 go together",
             ),
+            ("[nftables]\nallow6 = \"\"", "allow4 and allow6 go together"),
+            ("[nftables]\nallow4 = \"blocked6\"", "must all differ"),
             (
                 "[nftables]\nhosts4 = \"h4\"\nhosts6 = \"blocked4\"",
                 "must all differ",

@@ -205,7 +205,11 @@ pub fn run(
     };
     let reopen = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())?;
-    let exports = Exports::start(config, &store.active_blocks(now_s())?)
+    // The stored allowlist and the policy's (stored just below): the
+    // firewall's carve-outs are in place from the first reconcile.
+    let mut allows = store.allows()?;
+    allows.extend(config.policy.allowlist());
+    let exports = Exports::start(config, &store.active_blocks(now_s())?, allows)
         .context("starting the nftables sync")?;
     let mut state = State {
         config: config.clone(),
@@ -329,6 +333,7 @@ impl State {
 
     fn refresh_allowed(&mut self) -> anyhow::Result<()> {
         self.allowed = self.store.allows()?;
+        self.exports.allows(&self.allowed);
         Ok(())
     }
 

@@ -311,7 +311,7 @@ fn start_control(
 }
 
 #[test]
-fn host_sets_take_single_addresses_and_an_upgrade_moves_them_across() {
+fn host_sets_take_single_addresses_and_allow_entries_are_let_through() {
     if !prerequisites("the nftables host-set test", &["ip", "nft", "python3"]) {
         return;
     }
@@ -322,6 +322,7 @@ fn host_sets_take_single_addresses_and_an_upgrade_moves_them_across() {
     fw.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "fw0"]);
     net.run(&["ip", "addr", "add", "192.0.2.66/24", "dev", "src0"]);
     net.run(&["ip", "addr", "add", "192.0.2.200/24", "dev", "src0"]);
+    net.run(&["ip", "addr", "add", "192.0.2.201/24", "dev", "src0"]);
     let _server = fw.spawn(
         &[
             "python3",
@@ -407,6 +408,38 @@ fn host_sets_take_single_addresses_and_an_upgrade_moves_them_across() {
         || element(&fw, "hosts4", "192.0.2.66").is_none().then_some(()),
     );
     assert!(net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
+
+    // An allowed address inside a blocked prefix gets through the
+    // firewall, as through the dataplane; its neighbour does not.
+    let r = c.ask(r#"{"command": "allow-add", "arguments": {"target": "192.0.2.200"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    let r = c.ask(
+        r#"{"command": "block-add", "arguments": {"target": "192.0.2.192/26", "for": "10m"}}"#,
+    );
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(
+        Duration::from_secs(10),
+        "the allow entry and the /26",
+        || {
+            element(&fw, "blocked4", "192.0.2.192/26")?;
+            element(&fw, "allowed4", "192.0.2.200")
+        },
+    );
+    assert!(net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080), "allowed");
+    assert!(
+        !net.tcp_reaches("192.0.2.201", "192.0.2.1", 8080),
+        "blocked"
+    );
+    // The entry goes: so does the carve-out.
+    let r = c.ask(r#"{"command": "allow-remove", "arguments": {"target": "192.0.2.200"}}"#);
+    assert_eq!(r["return"], "OK", "{r}");
+    eventually(Duration::from_secs(10), "the allow entry removed", || {
+        element(&fw, "allowed4", "192.0.2.200")
+            .is_none()
+            .then_some(())
+    });
+    assert!(!net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080));
+
     let status = c.ask(r#"{"command": "status"}"#);
     assert_eq!(
         status["message"]["enforcement"]["nftables"]["failures"], 0,

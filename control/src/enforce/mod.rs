@@ -10,6 +10,7 @@ pub mod nft_plan;
 use serde_json::{Value, json};
 
 use crate::config::ControlConfig;
+use crate::policy::Net;
 use crate::store::Block;
 use nft::{NftSync, Report};
 
@@ -20,16 +21,29 @@ pub struct Exports {
 }
 
 impl Exports {
-    /// Starts the configured exports with the blocks in force now.
-    pub fn start(config: &ControlConfig, blocks: &[Block]) -> std::io::Result<Exports> {
+    /// Starts the configured exports with the blocks in force now and the
+    /// allowlist.
+    pub fn start(
+        config: &ControlConfig,
+        blocks: &[Block],
+        allows: Vec<Net>,
+    ) -> std::io::Result<Exports> {
         let nft = match &config.nftables {
             Some(section) => Some(NftSync::start(
                 section.clone(),
                 blocks.iter().map(|b| ((b.net, b.len), b.expires)).collect(),
+                allows,
             )?),
             None => None,
         };
         Ok(Exports { nft })
+    }
+
+    /// The allowlist changed: these are its entries now.
+    pub fn allows(&self, allows: &[Net]) {
+        if let Some(n) = &self.nft {
+            n.allows(allows.to_vec());
+        }
     }
 
     /// A block was made, extended or learned.

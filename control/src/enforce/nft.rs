@@ -2,14 +2,18 @@
 //! own: the control loop hands it each change and never waits on `nft`.
 //!
 //! At start, then every `reconcile_interval`, and after any failure, the
-//! thread creates the table and sets (idempotent), lists both sets and runs
+//! thread creates the table and sets (idempotent), lists the sets and runs
 //! the batch that makes them equal to the blocks ([`Planner::reconcile`]).
+//! The allow sets follow the allowlist the same way, through a planner of
+//! their own, and always change before the block sets, so a broader block
+//! never lands before the carve-out for an allowed address inside it.
 //! Between reconciles each change becomes a small batch of its own. A run
 //! that fails or stalls past `timeout` is killed, reported (status and one
 //! EVE `enforce` event per change of state) and retried with a backoff
 //! from 1 s to 30 s; no change is dropped, because the retry is a full
 //! reconcile against the blocks as they are then.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -22,7 +26,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::nft_plan::{Batch, Planner, SETS, Sets, create, parse_listing};
+use super::nft_plan::{Batch, Listed, Planner, SETS, Sets, create, parse_listing};
 use crate::config::NftSection;
 use crate::policy::Net;
 
@@ -40,6 +44,8 @@ enum Msg {
     Set(Net, u32),
     /// A block ended.
     Remove(Net),
+    /// The allowlist, whole.
+    Allows(Vec<Net>),
 }
 
 /// How the sync is doing (the `status` request's `enforcement.nftables`).
@@ -87,8 +93,13 @@ fn now_s() -> u32 {
 }
 
 impl NftSync {
-    /// Starts the thread with the blocks in force now (prefix, expiry).
-    pub fn start(config: NftSection, blocks: Vec<(Net, u32)>) -> std::io::Result<NftSync> {
+    /// Starts the thread with the blocks in force now (prefix, expiry) and
+    /// the allowlist.
+    pub fn start(
+        config: NftSection,
+        blocks: Vec<(Net, u32)>,
+        allows: Vec<Net>,
+    ) -> std::io::Result<NftSync> {
         let (tx, rx) = channel();
         let (report_tx, reports) = channel();
         let status = Arc::new(Mutex::new(NftStatus {
@@ -102,7 +113,11 @@ impl NftSync {
         let shared = status.clone();
         let thread = std::thread::Builder::new()
             .name("bw-nft".into())
-            .spawn(move || Worker::new(config, planner, shared, report_tx).run(&rx))?;
+            .spawn(move || {
+                let mut worker = Worker::new(config, planner, shared, report_tx);
+                worker.apply(Msg::Allows(allows));
+                worker.run(&rx);
+            })?;
         Ok(NftSync {
             tx: Some(tx),
             status,
@@ -122,6 +137,13 @@ impl NftSync {
     pub fn remove(&self, net: Net) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Remove(net));
+        }
+    }
+
+    /// The allowlist changed: these are its entries now.
+    pub fn allows(&self, allows: Vec<Net>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Allows(allows));
         }
     }
 
@@ -152,6 +174,10 @@ struct Worker {
     config: NftSection,
     sets: Sets,
     planner: Planner,
+    /// The allow sets and their planner, when configured.
+    allow: Option<(Sets, Planner)>,
+    /// The allowlist as last told.
+    allowed: BTreeSet<Net>,
     status: Arc<Mutex<NftStatus>>,
     reports: Sender<Report>,
     failing: bool,
@@ -177,11 +203,16 @@ impl Worker {
             set6: config.set6.clone(),
             hosts4: config.hosts4.clone(),
             hosts6: config.hosts6.clone(),
+            allow4: config.allow4.clone(),
+            allow6: config.allow6.clone(),
         };
+        let allow = sets.allow_sets().map(|s| (s, Planner::new(false)));
         Worker {
             config,
             sets,
             planner,
+            allow,
+            allowed: BTreeSet::new(),
             status,
             reports,
             failing: false,
@@ -211,13 +242,17 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            let result = if Instant::now() >= self.reconcile_at || !self.planner.knows_installed() {
+            let known = self.planner.knows_installed()
+                && self.allow.as_ref().is_none_or(|(_, p)| p.knows_installed());
+            let dirty =
+                self.planner.has_dirty() || self.allow.as_ref().is_some_and(|(_, p)| p.has_dirty());
+            let result = if Instant::now() >= self.reconcile_at || !known {
                 if Instant::now() < self.reconcile_at {
                     // Failing: wait for the retry time.
                     continue;
                 }
                 self.reconcile()
-            } else if self.planner.has_dirty() {
+            } else if dirty {
                 self.changes()
             } else {
                 continue;
@@ -230,12 +265,46 @@ impl Worker {
         match m {
             Msg::Set(net, expires) => self.planner.set(net, expires),
             Msg::Remove(net) => self.planner.remove(net),
+            Msg::Allows(nets) => {
+                let now: BTreeSet<Net> = nets.into_iter().collect();
+                if let Some((_, p)) = &mut self.allow {
+                    for net in now.difference(&self.allowed) {
+                        p.set(*net, 0);
+                    }
+                    for net in self.allowed.difference(&now) {
+                        p.remove(*net);
+                    }
+                }
+                self.allowed = now;
+            }
         }
+    }
+
+    /// Forgets what the sets hold: the next run is a full reconcile.
+    fn forget_installed(&mut self) {
+        self.planner.forget_installed();
+        if let Some((_, p)) = &mut self.allow {
+            p.forget_installed();
+        }
+    }
+
+    /// Lists `sets`' configured sets (in [`Sets::names`]' order).
+    fn list(&self, sets: &Sets) -> Result<[Vec<Listed>; SETS], String> {
+        let mut listed: [Vec<_>; SETS] = Default::default();
+        for (i, set) in sets.names().into_iter().enumerate() {
+            if set.is_empty() {
+                continue;
+            }
+            let args = ["-j", "list", "set", &sets.family, &sets.table, set];
+            let out = run(&self.config.command, &args, None, self.limit())?;
+            listed[i] = parse_listing(&out).map_err(|e| format!("listing set {set}: {e}"))?;
+        }
+        Ok(listed)
     }
 
     /// Creates what is missing, lists the sets and makes them equal.
     fn reconcile(&mut self) -> Result<(), String> {
-        self.planner.forget_installed();
+        self.forget_installed();
         if self.config.create {
             let chain = (!self.config.chain.is_empty()).then_some((
                 self.config.chain.as_str(),
@@ -246,45 +315,52 @@ impl Worker {
         }
         let listed_at = now_s();
         let started = Instant::now();
-        let mut listed: [Vec<_>; SETS] = Default::default();
-        for (i, set) in self.sets.names().into_iter().enumerate() {
-            if set.is_empty() {
-                continue;
-            }
-            let args = [
-                "-j",
-                "list",
-                "set",
-                &self.sets.family,
-                &self.sets.table,
-                set,
-            ];
-            let out = run(&self.config.command, &args, None, self.limit())?;
-            listed[i] = parse_listing(&out).map_err(|e| format!("listing set {set}: {e}"))?;
-        }
+        let allow_listed = match &self.allow {
+            Some((sets, _)) => Some(self.list(sets)?),
+            None => None,
+        };
+        let listed = self.list(&self.sets)?;
         self.listing = started.elapsed();
+        if let (Some((_, planner)), Some([a4, a6, _, _])) = (&mut self.allow, &allow_listed) {
+            let batch = planner.reconcile([a4, a6, &[], &[]], listed_at, now_s());
+            self.apply_allow_batch(&batch)?;
+        }
         let [l4, l6, h4, h6] = &listed;
         let batch = self.planner.reconcile([l4, l6, h4, h6], listed_at, now_s());
-        self.apply_batch(&batch)?;
+        self.apply_batch(&batch, &self.sets)?;
         self.status.lock().reconciles += 1;
         self.reconcile_at = Instant::now() + self.config.reconcile_interval;
         Ok(())
     }
 
-    /// The batch for the changes since the last one.
+    /// The batches for the changes since the last ones: the allow sets'
+    /// first.
     fn changes(&mut self) -> Result<(), String> {
+        if let Some((_, planner)) = &mut self.allow {
+            let Some(batch) = planner.plan_changes(now_s()) else {
+                return self.reconcile();
+            };
+            self.apply_allow_batch(&batch)?;
+        }
         match self.planner.plan_changes(now_s()) {
-            Some(batch) => self.apply_batch(&batch),
+            Some(batch) => self.apply_batch(&batch, &self.sets),
             None => self.reconcile(),
         }
     }
 
-    fn apply_batch(&mut self, batch: &Batch) -> Result<(), String> {
+    fn apply_allow_batch(&self, batch: &Batch) -> Result<(), String> {
+        match &self.allow {
+            Some((sets, _)) => self.apply_batch(batch, sets),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_batch(&self, batch: &Batch, sets: &Sets) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }
         for part in batch.chunks(CHUNK) {
-            self.nft_batch(part.commands(&self.sets))?;
+            self.nft_batch(part.commands(sets))?;
         }
         Ok(())
     }
@@ -321,7 +397,11 @@ impl Worker {
                 s.state = "failing";
                 s.last_error = Some(e.clone());
                 s.elements = None;
+                // (Field by field: `s` borrows the status.)
                 self.planner.forget_installed();
+                if let Some((_, p)) = &mut self.allow {
+                    p.forget_installed();
+                }
                 self.reconcile_at = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 if !self.failing {

@@ -48,6 +48,11 @@ pub struct Sets {
     pub hosts4: String,
     /// The IPv6 host set (`""`: none).
     pub hosts6: String,
+    /// The allowlist's IPv4 set (`""`: none): sources the drop chain lets
+    /// through before it drops.
+    pub allow4: String,
+    /// The allowlist's IPv6 set (`""`: none).
+    pub allow6: String,
 }
 
 /// How many sets a plan can address: IPv4, IPv6, then their host sets.
@@ -57,9 +62,24 @@ pub const SETS: usize = 4;
 const HOSTS: usize = 2;
 
 impl Sets {
-    /// The sets' names by index (`""`: not configured).
+    /// The block sets' names by index (`""`: not configured).
     pub fn names(&self) -> [&str; SETS] {
         [&self.set4, &self.set6, &self.hosts4, &self.hosts6]
+    }
+
+    /// The allow sets as a pair of sets of their own (for a second
+    /// [`Planner`], whose entries never time out), when configured.
+    pub fn allow_sets(&self) -> Option<Sets> {
+        (!self.allow4.is_empty() && !self.allow6.is_empty()).then(|| Sets {
+            family: self.family.clone(),
+            table: self.table.clone(),
+            set4: self.allow4.clone(),
+            set6: self.allow6.clone(),
+            hosts4: String::new(),
+            hosts6: String::new(),
+            allow4: String::new(),
+            allow6: String::new(),
+        })
     }
 }
 
@@ -178,17 +198,36 @@ pub fn fuzz_listing(text: &str) {
             set6: "b".into(),
             hosts4: if split { "c".into() } else { String::new() },
             hosts6: if split { "d".into() } else { String::new() },
+            allow4: String::new(),
+            allow6: String::new(),
         });
         let _ = p.plan_changes(1_000);
     }
 }
 
 /// The commands that create the table, the sets and (optionally) a chain
-/// dropping their sources. `add` is idempotent; the chain is flushed and
-/// its rules (one per set) added again, so running this twice leaves one copy.
+/// dropping their sources, after letting the allow sets' sources through.
+/// `add` is idempotent; the chain is flushed and its rules (one per set)
+/// added again, so running this twice leaves one copy.
 pub fn create(sets: &Sets, chain: Option<(&str, &str, i32)>) -> Vec<Value> {
     let (f, t) = (&sets.family, &sets.table);
     let mut v = vec![json!({"add": {"table": {"family": f, "name": t}}})];
+    let mut allowed = Vec::new();
+    for (i, name) in [&sets.allow4, &sets.allow6].into_iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        let (kind, proto) = if i == 0 {
+            ("ipv4_addr", "ip")
+        } else {
+            ("ipv6_addr", "ip6")
+        };
+        v.push(
+            json!({"add": {"set": {"family": f, "table": t, "name": name,
+            "type": kind, "flags": ["interval"]}}}),
+        );
+        allowed.push((proto, name));
+    }
     let mut matched = Vec::new();
     for (i, name) in sets.names().into_iter().enumerate() {
         if name.is_empty() {
@@ -216,6 +255,19 @@ pub fn create(sets: &Sets, chain: Option<(&str, &str, i32)>) -> Vec<Value> {
             "type": "filter", "hook": hook, "prio": prio, "policy": "accept"}}}),
         );
         v.push(json!({"flush": {"chain": {"family": f, "table": t, "name": name}}}));
+        // `return` from a base chain applies its policy (accept): an
+        // allowed source skips the drops below, and the rest of the
+        // firewall still sees it.
+        for (proto, set) in allowed {
+            v.push(
+                json!({"add": {"rule": {"family": f, "table": t, "chain": name, "expr": [
+                    {"match": {"op": "==",
+                        "left": {"payload": {"protocol": proto, "field": "saddr"}},
+                        "right": format!("@{set}")}},
+                    {"return": null},
+                ]}}}),
+            );
+        }
         for (proto, set) in matched {
             v.push(
                 json!({"add": {"rule": {"family": f, "table": t, "chain": name, "expr": [
@@ -600,6 +652,8 @@ mod tests {
             set6: "blocked6".into(),
             hosts4: String::new(),
             hosts6: String::new(),
+            allow4: String::new(),
+            allow6: String::new(),
         }
     }
 
@@ -913,6 +967,35 @@ mod tests {
             "@blocked6"
         );
         assert_eq!(create(&sets(), None).len(), 3);
+        // Allow sets come first, their rules before the drops.
+        let with_allow = Sets {
+            allow4: "allowed4".into(),
+            allow6: "allowed6".into(),
+            ..sets()
+        };
+        let c = create(&with_allow, Some(("drop", "prerouting", -300)));
+        assert_eq!(c.len(), 11);
+        assert_eq!(c[1]["add"]["set"]["name"], "allowed4");
+        assert_eq!(c[1]["add"]["set"]["flags"], json!(["interval"]));
+        assert_eq!(c[2]["add"]["set"]["type"], "ipv6_addr");
+        assert_eq!(
+            c[7]["add"]["rule"]["expr"],
+            json!([{"match": {"op": "==",
+                "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                "right": "@allowed4"}}, {"return": null}])
+        );
+        assert_eq!(
+            c[8]["add"]["rule"]["expr"][0]["match"]["right"],
+            "@allowed6"
+        );
+        assert_eq!(c[9]["add"]["rule"]["expr"][2], json!({"drop": null}));
+        let allow = with_allow.allow_sets().unwrap();
+        assert_eq!(
+            (allow.set4.as_str(), allow.set6.as_str()),
+            ("allowed4", "allowed6")
+        );
+        assert_eq!(allow.names()[2..], ["", ""]);
+        assert_eq!(sets().allow_sets(), None);
         // Host sets are hash sets, each with its rule in the chain.
         let c = create(&split_sets(), Some(("drop", "prerouting", -300)));
         assert_eq!(c.len(), 11);
