@@ -72,12 +72,13 @@ pub struct NftSection {
     pub hosts6: String,
     /// The allowlist's IPv4 entries (`flags interval`): the drop chain
     /// lets their sources through first, as the dataplane does (allow wins
-    /// over a broader block). `""` with `allow6`: no allow sets.
-    #[serde(default = "default_allow4")]
-    pub allow4: String,
-    /// The allowlist's IPv6 entries.
-    #[serde(default = "default_allow6")]
-    pub allow6: String,
+    /// over a broader block). Absent: `allowed4` when control creates the
+    /// table, none when the operator owns it; `""`: none.
+    #[serde(default)]
+    pub allow4: Option<String>,
+    /// The allowlist's IPv6 entries (as `allow4`; absent: `allowed6`).
+    #[serde(default)]
+    pub allow6: Option<String>,
     /// Create the table and sets (and the drop chain) when missing.
     #[serde(default = "yes")]
     pub create: bool,
@@ -105,9 +106,15 @@ impl NftSection {
         !self.hosts4.is_empty() && !self.hosts6.is_empty()
     }
 
-    /// True when the allowlist has sets of its own.
-    pub fn allow_sets(&self) -> bool {
-        !self.allow4.is_empty() && !self.allow6.is_empty()
+    /// The allow sets' names (IPv4, IPv6), `""` for none: as configured,
+    /// or by default `allowed4` and `allowed6` when control creates the
+    /// table (with `create = false` the operator's table may not have them,
+    /// and a missing set would stop the whole sync).
+    pub fn allow_names(&self) -> (String, String) {
+        match (&self.allow4, &self.allow6) {
+            (None, None) if self.create => ("allowed4".into(), "allowed6".into()),
+            (a, b) => (a.clone().unwrap_or_default(), b.clone().unwrap_or_default()),
+        }
     }
 }
 
@@ -126,12 +133,7 @@ fn default_set4() -> String {
 fn default_set6() -> String {
     "blocked6".into()
 }
-fn default_allow4() -> String {
-    "allowed4".into()
-}
-fn default_allow6() -> String {
-    "allowed6".into()
-}
+
 fn yes() -> bool {
     true
 }
@@ -161,8 +163,8 @@ impl Default for NftSection {
             set6: default_set6(),
             hosts4: String::new(),
             hosts6: String::new(),
-            allow4: default_allow4(),
-            allow6: default_allow6(),
+            allow4: None,
+            allow6: None,
             create: true,
             chain: default_nft_chain(),
             hook: default_nft_hook(),
@@ -441,10 +443,15 @@ impl ControlConfig {
                 n.set4 != n.set6,
                 "{origin}: nftables.set4 and set6 must differ"
             );
+            anyhow::ensure!(
+                n.allow4.is_some() == n.allow6.is_some(),
+                "{origin}: nftables.allow4 and allow6 go together (set both, or neither)"
+            );
+            let (allow4, allow6) = n.allow_names();
             let mut names = vec![&n.set4, &n.set6];
             for (a, b, a_name, b_name) in [
                 (&n.hosts4, &n.hosts6, "hosts4", "hosts6"),
-                (&n.allow4, &n.allow6, "allow4", "allow6"),
+                (&allow4, &allow6, "allow4", "allow6"),
             ] {
                 anyhow::ensure!(
                     a.is_empty() == b.is_empty(),
@@ -640,7 +647,10 @@ listen = "127.0.0.1:9477"
                 "hosts4 and hosts6 go together",
             ),
             ("[nftables]\nallow6 = \"\"", "allow4 and allow6 go together"),
-            ("[nftables]\nallow4 = \"blocked6\"", "must all differ"),
+            (
+                "[nftables]\nallow4 = \"blocked6\"\nallow6 = \"a6\"",
+                "must all differ",
+            ),
             (
                 "[nftables]\nhosts4 = \"h4\"\nhosts6 = \"blocked4\"",
                 "must all differ",
@@ -705,6 +715,25 @@ listen = "127.0.0.1:9477"
         let b = c.bgp.unwrap();
         assert_eq!((b.appliance_id, b.asn, b.communities.len()), (1, 65000, 2));
         assert_eq!(c.policy.permanent_after, Some(3));
+    }
+
+    #[test]
+    fn allow_sets_default_on_only_in_a_table_control_creates() {
+        let names = |text: &str| {
+            let c = ControlConfig::parse(text, "c.toml").unwrap();
+            c.nftables.unwrap().allow_names()
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(names("[nftables]"), pair("allowed4", "allowed6"));
+        assert_eq!(names("[nftables]\ncreate = false"), pair("", ""));
+        assert_eq!(
+            names("[nftables]\ncreate = false\nallow4 = \"a4\"\nallow6 = \"a6\""),
+            pair("a4", "a6")
+        );
+        assert_eq!(
+            names("[nftables]\nallow4 = \"\"\nallow6 = \"\""),
+            pair("", "")
+        );
     }
 
     #[test]

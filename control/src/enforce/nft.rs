@@ -203,8 +203,8 @@ impl Worker {
             set6: config.set6.clone(),
             hosts4: config.hosts4.clone(),
             hosts6: config.hosts6.clone(),
-            allow4: config.allow4.clone(),
-            allow6: config.allow6.clone(),
+            allow4: config.allow_names().0,
+            allow6: config.allow_names().1,
         };
         let allow = sets.allow_sets().map(|s| (s, Planner::new(false)));
         Worker {

@@ -340,14 +340,24 @@ impl Batch {
         v
     }
 
-    /// The batch in runs of at most `max` elements: every removal before
-    /// every refresh before every addition, and each refresh whole in one run.
+    /// The batch in runs of at most `max` elements: additions to the host
+    /// sets, then every removal, every refresh, and the other additions;
+    /// each refresh whole in one run. A hash set refuses no overlap, so its
+    /// additions can go first, and an address moving into its host set
+    /// (host sets turned on) is never in neither set between two runs.
     pub fn chunks(&self, max: usize) -> Vec<Batch> {
         let max = max.max(1);
         if self.len() <= max {
             return vec![self.clone()];
         }
         let mut out = Vec::new();
+        for set in HOSTS..SETS {
+            for part in self.add[set].chunks(max) {
+                let mut b = Batch::default();
+                b.add[set] = part.to_vec();
+                out.push(b);
+            }
+        }
         for set in 0..SETS {
             for part in self.remove[set].chunks(max) {
                 let mut b = Batch::default();
@@ -362,7 +372,7 @@ impl Batch {
                 out.push(b);
             }
         }
-        for set in 0..SETS {
+        for set in 0..HOSTS {
             for part in self.add[set].chunks(max) {
                 let mut b = Batch::default();
                 b.add[set] = part.to_vec();
@@ -950,7 +960,16 @@ mod tests {
         // Each refresh run takes its elements out and puts them back.
         let cmds = parts[2].commands(&sets());
         assert_eq!(cmds.len(), 3);
-        assert_eq!(b.chunks(100), vec![b]);
+        assert_eq!(b.chunks(100), vec![b.clone()]);
+        // Host sets turned on with many addresses: they are in their host
+        // set before they leave the interval set.
+        let mut moved = Batch::default();
+        moved.remove[0] = (0..5).map(|i| json!(i)).collect();
+        moved.add[HOSTS] = (0..5).map(|i| json!(i)).collect();
+        let parts = moved.chunks(4);
+        assert_eq!(parts[0].add[HOSTS].len(), 4);
+        assert_eq!(parts[1].add[HOSTS].len(), 1);
+        assert!(parts[2..].iter().all(|p| p.add[HOSTS].is_empty()));
     }
 
     #[test]
