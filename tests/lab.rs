@@ -287,6 +287,39 @@ fn one_lab_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A server on `argv[1]:argv[2]` that answers each connection after a second.
+const SLOW_SERVER: &str = r#"
+import socket, sys, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(16)
+def answer(c):
+    try:
+        time.sleep(1); c.sendall(b"late answer\n")
+    except OSError:
+        pass
+    finally:
+        c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=answer, args=(c,), daemon=True).start()
+"#;
+
+/// Connects from `argv[1]` to `argv[2]:argv[3]` and prints what it got:
+/// `data`, `reset`, `refused`, `closed` or `timeout`.
+const CLIENT: &str = r#"
+import socket, sys
+c = socket.socket(); c.settimeout(5); c.bind((sys.argv[1], 0))
+try:
+    c.connect((sys.argv[2], int(sys.argv[3])))
+    print("data" if c.recv(100) else "closed")
+except ConnectionResetError:
+    print("reset")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"#;
+
 #[test]
 fn on_a_tap_the_worms_connections_are_severed() {
     if !prerequisites() || tool("tc").is_none() || tool("bridge").is_none() {
@@ -308,7 +341,33 @@ fn on_a_tap_the_worms_connections_are_severed() {
     let blocks = ask(&lab.socket(), json!({"command": "block-list"}));
     assert_eq!(blocks[0]["prefix"], "203.0.113.66/32", "{blocks}");
     // Its traffic still crosses the tap, but every connection is severed.
-    assert_eq!(fetch(&lab, "203.0.113.66", "http://198.51.100.10/"), None);
+    // A tap's RSTs race the real server's answer (the copy goes through the
+    // appliance, the original does not), so the server here answers after
+    // a second: a connection the RSTs reach is reset, whatever the load on
+    // the machine; the benign client's gets the answer.
+    let server = lab
+        .exec("in", "/usr/bin/python3")
+        .args(["-c", SLOW_SERVER, "198.51.100.10", "8081"])
+        .spawn()
+        .unwrap();
+    lab.children.push(server);
+    let outcome = |source: &str| {
+        let out = lab
+            .exec("out", "/usr/bin/python3")
+            .args(["-c", CLIENT, source, "198.51.100.10", "8081"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // (Refused until python listens.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut benign = outcome("203.0.113.10");
+    while benign == "refused" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        benign = outcome("203.0.113.10");
+    }
+    assert_eq!(benign, "data");
+    assert_eq!(outcome("203.0.113.66"), "reset");
     assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
     let stats = ask(&lab.socket(), json!({"command": "stats"}));
     assert!(stats["total"]["severed"].as_u64().unwrap() >= 2, "{stats}");

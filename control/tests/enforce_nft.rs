@@ -13,7 +13,7 @@ use baitwall_control::daemon::{self, Settings};
 use serde_json::Value;
 
 mod common;
-use common::netns::{Netns, eventually, prerequisites, veth};
+use common::netns::{Daemon, Netns, eventually, prerequisites, veth};
 use common::{Client, bite, eve_schema_errors, scrape_text};
 
 /// The elements of a set: (value as text, timeout, expires) per element.
@@ -59,21 +59,18 @@ fn element(fw: &Netns, set: &str, value: &str) -> Option<(Option<u64>, Option<u6
         .map(|e| (e.1, e.2))
 }
 
-#[test]
-fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
-    if !prerequisites("the nftables test", &["ip", "nft", "python3"]) {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    // The firewall and a network behind it where the worm (192.0.2.66) and
-    // a bystander (192.0.2.200) live.
-    let fw = Netns::new("nftfw");
-    let net = Netns::new("nftsrc");
+/// A firewall namespace serving HTTP on 192.0.2.1:8080 and a network
+/// behind it (namespaces tagged `tag`fw and `tag`src) whose `sources` can
+/// connect to it.
+fn firewall(tag: &str, dir: &std::path::Path, sources: &[&str]) -> (Netns, Netns, Daemon) {
+    let fw = Netns::new(&format!("{tag}fw"));
+    let net = Netns::new(&format!("{tag}src"));
     veth(&fw, "fw0", &net, "src0");
     fw.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "fw0"]);
-    net.run(&["ip", "addr", "add", "192.0.2.66/24", "dev", "src0"]);
-    net.run(&["ip", "addr", "add", "192.0.2.200/24", "dev", "src0"]);
-    let _server = fw.spawn(
+    for s in sources {
+        net.run(&["ip", "addr", "add", &format!("{s}/24"), "dev", "src0"]);
+    }
+    let server = fw.spawn(
         &[
             "python3",
             "-m",
@@ -83,12 +80,23 @@ fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
             "8080",
         ],
         &[],
-        &dir.path().join("http.log"),
+        &dir.join("http.log"),
     );
     eventually(Duration::from_secs(10), "the firewall's server", || {
-        net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080)
-            .then_some(())
+        net.tcp_reaches(sources[0], "192.0.2.1", 8080).then_some(())
     });
+    (fw, net, server)
+}
+
+#[test]
+fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
+    if !prerequisites("the nftables test", &["ip", "nft", "python3"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The firewall and a network behind it where the worm (192.0.2.66) and
+    // a bystander (192.0.2.200) live.
+    let (fw, net, _server) = firewall("nft", dir.path(), &["192.0.2.66", "192.0.2.200"]);
 
     let socket = dir.path().join("control.sock");
     let region = dir.path().join("bw.region");
@@ -316,29 +324,11 @@ fn host_sets_take_single_addresses_and_allow_entries_are_let_through() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let fw = Netns::new("nfthfw");
-    let net = Netns::new("nfthsrc");
-    veth(&fw, "fw0", &net, "src0");
-    fw.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "fw0"]);
-    net.run(&["ip", "addr", "add", "192.0.2.66/24", "dev", "src0"]);
-    net.run(&["ip", "addr", "add", "192.0.2.200/24", "dev", "src0"]);
-    net.run(&["ip", "addr", "add", "192.0.2.201/24", "dev", "src0"]);
-    let _server = fw.spawn(
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "--bind",
-            "192.0.2.1",
-            "8080",
-        ],
-        &[],
-        &dir.path().join("http.log"),
+    let (fw, net, _server) = firewall(
+        "nfth",
+        dir.path(),
+        &["192.0.2.66", "192.0.2.200", "192.0.2.201"],
     );
-    eventually(Duration::from_secs(10), "the firewall's server", || {
-        net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080)
-            .then_some(())
-    });
     let socket = dir.path().join("control.sock");
 
     // Without host sets: the worm's address is an element of the interval set.

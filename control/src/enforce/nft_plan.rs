@@ -258,26 +258,23 @@ pub fn create(sets: &Sets, chain: Option<(&str, &str, i32)>) -> Vec<Value> {
         // `return` from a base chain applies its policy (accept): an
         // allowed source skips the drops below, and the rest of the
         // firewall still sees it.
+        // `SOURCE in @set`, then the statements.
+        let rule = |proto: &str, set: &str, then: &[Value]| {
+            let mut expr = vec![json!({"match": {"op": "==",
+                "left": {"payload": {"protocol": proto, "field": "saddr"}},
+                "right": format!("@{set}")}})];
+            expr.extend_from_slice(then);
+            json!({"add": {"rule": {"family": f, "table": t, "chain": name, "expr": expr}}})
+        };
         for (proto, set) in allowed {
-            v.push(
-                json!({"add": {"rule": {"family": f, "table": t, "chain": name, "expr": [
-                    {"match": {"op": "==",
-                        "left": {"payload": {"protocol": proto, "field": "saddr"}},
-                        "right": format!("@{set}")}},
-                    {"return": null},
-                ]}}}),
-            );
+            v.push(rule(proto, set, &[json!({"return": null})]));
         }
         for (proto, set) in matched {
-            v.push(
-                json!({"add": {"rule": {"family": f, "table": t, "chain": name, "expr": [
-                    {"match": {"op": "==",
-                        "left": {"payload": {"protocol": proto, "field": "saddr"}},
-                        "right": format!("@{set}")}},
-                    {"counter": null},
-                    {"drop": null},
-                ]}}}),
-            );
+            v.push(rule(
+                proto,
+                set,
+                &[json!({"counter": null}), json!({"drop": null})],
+            ));
         }
     }
     v
