@@ -420,6 +420,11 @@ fn host_sets_take_single_addresses_and_allow_entries_are_let_through() {
         !net.tcp_reaches("192.0.2.201", "192.0.2.1", 8080),
         "blocked"
     );
+    let status = c.ask(r#"{"command": "status"}"#);
+    assert_eq!(
+        status["message"]["enforcement"]["nftables"]["allowed"], 1,
+        "{status}"
+    );
     // The entry goes: so does the carve-out.
     let r = c.ask(r#"{"command": "allow-remove", "arguments": {"target": "192.0.2.200"}}"#);
     assert_eq!(r["return"], "OK", "{r}");

@@ -57,6 +57,8 @@ pub struct NftStatus {
     pub blocks: usize,
     /// Elements the sets hold as far as known (covered blocks are left out).
     pub elements: Option<usize>,
+    /// Entries the allow sets hold as far as known (`None` without them).
+    pub allowed: Option<usize>,
     /// Successful `nft` runs.
     pub runs: u64,
     /// Failed ones.
@@ -386,6 +388,7 @@ impl Worker {
                 s.last_ok = u64::from(now_s());
                 s.last_error = None;
                 s.elements = self.planner.installed_len();
+                s.allowed = self.allow.as_ref().and_then(|(_, p)| p.installed_len());
                 self.backoff = Duration::from_secs(1);
                 if self.failing {
                     self.failing = false;
@@ -397,6 +400,7 @@ impl Worker {
                 s.state = "failing";
                 s.last_error = Some(e.clone());
                 s.elements = None;
+                s.allowed = None;
                 // (Field by field: `s` borrows the status.)
                 self.planner.forget_installed();
                 if let Some((_, p)) = &mut self.allow {
