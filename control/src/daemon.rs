@@ -40,6 +40,9 @@ use crate::metrics::{ControlFigures, MetricsSource};
 use crate::policy::{Decision, Net, covers, overlap};
 use crate::store::{Block, Change, EventRow, Learned, Store};
 
+/// Events control reads from one worker's ring in one round of its loop.
+const EVENTS_PER_ROUND: usize = 4096;
+
 /// How control runs: its configuration, and the file it came from (for
 /// `config-reload`).
 #[derive(Clone, Debug)]
@@ -1175,7 +1178,14 @@ fn session(
         let mut batch: Option<u64> = None;
         let mut busy = false;
         for w in 0..ends.len() {
-            while let Some(record) = ends.get_mut(w).and_then(|e| e.events.pop()) {
+            // A bounded share per worker and round: the ring frees slots as
+            // it is read, so a worker producing faster than control reads
+            // would otherwise keep this loop on its ring, away from the
+            // other workers' rings, the socket and the expiry sweep.
+            for _ in 0..EVENTS_PER_ROUND {
+                let Some(record) = ends.get_mut(w).and_then(|e| e.events.pop()) else {
+                    break;
+                };
                 busy = true;
                 if record.kind() == kind::PERSONA {
                     if let Ok(a) = PersonaAnswer::decode(&record) {
