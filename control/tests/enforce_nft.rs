@@ -52,6 +52,15 @@ fn elements(fw: &Netns, set: &str) -> Vec<(String, Option<u64>, Option<u64>)> {
         .unwrap_or_default()
 }
 
+/// Waits until `value` is out of `set`.
+fn gone(fw: &Netns, set: &str, value: &str) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{value} out of {set}"),
+        || element(fw, set, value).is_none().then_some(()),
+    );
+}
+
 fn element(fw: &Netns, set: &str, value: &str) -> Option<(Option<u64>, Option<u64>)> {
     elements(fw, set)
         .into_iter()
@@ -175,11 +184,7 @@ fn the_nftables_set_follows_bites_extensions_unblocks_and_cidr_blocks() {
     // Unblocked: out of the set, and the worm's packets pass again.
     let r = c.ask(r#"{"command": "block-remove", "arguments": {"target": "192.0.2.66"}}"#);
     assert_eq!(r["return"], "OK", "{r}");
-    eventually(Duration::from_secs(10), "the element removed", || {
-        element(&fw, "blocked4", "192.0.2.66")
-            .is_none()
-            .then_some(())
-    });
+    gone(&fw, "blocked4", "192.0.2.66");
     assert!(net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
 
     // A CIDR block matches the addresses inside its range, and only them.
@@ -381,22 +386,14 @@ fn host_sets_take_single_addresses_and_allow_entries_are_let_through() {
     );
     let r = c.ask(r#"{"command": "block-remove", "arguments": {"target": "192.0.2.192/26"}}"#);
     assert_eq!(r["return"], "OK", "{r}");
-    eventually(Duration::from_secs(10), "the /26 removed", || {
-        element(&fw, "blocked4", "192.0.2.192/26")
-            .is_none()
-            .then_some(())
-    });
+    gone(&fw, "blocked4", "192.0.2.192/26");
     assert!(net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080));
     assert!(!net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
 
     // Unblocked: out of its host set.
     let r = c.ask(r#"{"command": "block-remove", "arguments": {"target": "192.0.2.66"}}"#);
     assert_eq!(r["return"], "OK", "{r}");
-    eventually(
-        Duration::from_secs(10),
-        "the worm's element removed",
-        || element(&fw, "hosts4", "192.0.2.66").is_none().then_some(()),
-    );
+    gone(&fw, "hosts4", "192.0.2.66");
     assert!(net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
 
     // An allowed address inside a blocked prefix gets through the
@@ -428,11 +425,7 @@ fn host_sets_take_single_addresses_and_allow_entries_are_let_through() {
     // The entry goes: so does the carve-out.
     let r = c.ask(r#"{"command": "allow-remove", "arguments": {"target": "192.0.2.200"}}"#);
     assert_eq!(r["return"], "OK", "{r}");
-    eventually(Duration::from_secs(10), "the allow entry removed", || {
-        element(&fw, "allowed4", "192.0.2.200")
-            .is_none()
-            .then_some(())
-    });
+    gone(&fw, "allowed4", "192.0.2.200");
     assert!(!net.tcp_reaches("192.0.2.200", "192.0.2.1", 8080));
 
     let status = c.ask(r#"{"command": "status"}"#);
