@@ -349,34 +349,32 @@ impl Batch {
         }
         let mut out = Vec::new();
         for set in HOSTS..SETS {
-            for part in self.add[set].chunks(max) {
-                let mut b = Batch::default();
-                b.add[set] = part.to_vec();
-                out.push(b);
-            }
+            runs(&mut out, &self.add[set], max, |b, part| b.add[set] = part);
         }
         for set in 0..SETS {
-            for part in self.remove[set].chunks(max) {
-                let mut b = Batch::default();
-                b.remove[set] = part.to_vec();
-                out.push(b);
-            }
+            runs(&mut out, &self.remove[set], max, |b, part| {
+                b.remove[set] = part
+            });
         }
         for set in 0..SETS {
-            for part in self.refresh[set].chunks(max) {
-                let mut b = Batch::default();
-                b.refresh[set] = part.to_vec();
-                out.push(b);
-            }
+            runs(&mut out, &self.refresh[set], max, |b, part| {
+                b.refresh[set] = part
+            });
         }
         for set in 0..HOSTS {
-            for part in self.add[set].chunks(max) {
-                let mut b = Batch::default();
-                b.add[set] = part.to_vec();
-                out.push(b);
-            }
+            runs(&mut out, &self.add[set], max, |b, part| b.add[set] = part);
         }
         out
+    }
+}
+
+/// Appends to `out` one batch per run of at most `max` of `elems`, each
+/// holding its run where `put` places it.
+fn runs<T: Clone>(out: &mut Vec<Batch>, elems: &[T], max: usize, put: impl Fn(&mut Batch, Vec<T>)) {
+    for part in elems.chunks(max) {
+        let mut b = Batch::default();
+        put(&mut b, part.to_vec());
+        out.push(b);
     }
 }
 
