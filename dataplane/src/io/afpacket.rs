@@ -4,8 +4,10 @@
 //! hash, so both directions of a flow meet on one worker).
 //!
 //! Three ways to sit on the wire ([`PortMode`]):
-//! - **one-arm**: one interface; forwarded frames and decoy replies leave
-//!   where they came in (a router's decoy VLAN, a lab link);
+//! - **one-arm**: one interface that receives the dark space (a router's
+//!   route for it, or a switch port that floods its ARP requests); only
+//!   frames the appliance made (decoy replies) leave, by the same interface:
+//!   nothing received is ever sent again;
 //! - **inline**: a bump in the wire between `outside` and `inside`:
 //!   forwarded frames cross to the other side, decoy replies go back where
 //!   the probe came from, frames the engine drops (a blocked source) never
@@ -24,7 +26,7 @@
 use baitwall_afpacket::{Fanout, RingConfig, Socket};
 
 use super::{
-    BUF_CAPACITY, BufTooSmall, Burst, Egress, PacketBuf, Port, Queue, QueueStats, TxOutcome,
+    BUF_CAPACITY, BufTooSmall, Burst, Egress, PacketBuf, Port, Queue, QueueStats, Side, TxOutcome,
 };
 
 /// How the port sits on the wire.
@@ -70,6 +72,8 @@ pub struct AfBuf {
     timestamp_ns: u64,
     /// The interface index in the port's list it arrived on.
     side: u8,
+    /// The side of the wire that index is (inline only).
+    arrival: Option<Side>,
     egress: Egress,
 }
 
@@ -80,6 +84,7 @@ impl AfBuf {
             len: 0,
             timestamp_ns: 0,
             side: 0,
+            arrival: None,
             egress: Egress::Forward,
         }
     }
@@ -107,6 +112,9 @@ impl PacketBuf for AfBuf {
     }
     fn set_egress(&mut self, egress: Egress) {
         self.egress = egress;
+    }
+    fn side(&self) -> Option<Side> {
+        self.arrival
     }
 }
 
@@ -239,6 +247,7 @@ impl<S: FrameSocket> Queue for KernelQueue<S> {
             // Tap mode: the injection interface only sends; what arrives
             // there is read and let go, so its ring never fills.
             let discard = self.mode == PortMode::Tap && side == 1;
+            let mode = self.mode;
             let (pool, no_buffer, oversize) =
                 (&mut self.pool, &mut self.no_buffer, &mut self.oversize);
             n += socket.recv_frames(max - n, |frame| {
@@ -251,6 +260,11 @@ impl<S: FrameSocket> Queue for KernelQueue<S> {
                 };
                 if fill(&mut buf, &frame) {
                     buf.side = side as u8;
+                    buf.arrival = match (mode, side) {
+                        (PortMode::Inline, 0) => Some(Side::Outside),
+                        (PortMode::Inline, _) => Some(Side::Inside),
+                        _ => None,
+                    };
                     buf.egress = Egress::Forward;
                     out.push(buf);
                 } else {
@@ -284,7 +298,13 @@ impl<S: FrameSocket> Queue for KernelQueue<S> {
         for buf in bufs.drain(..) {
             let side = usize::from(buf.side);
             let to = match (self.mode, buf.egress) {
-                (PortMode::OneArm, _) => Some(0),
+                // One-arm sends only what the appliance made: what it
+                // received is a copy of traffic already on its way (the
+                // switch flooded it, or a router sent the dark space here)
+                // and sending it back would duplicate it and teach the
+                // switch a wrong place for its source.
+                (PortMode::OneArm, Egress::Reply) => Some(0),
+                (PortMode::OneArm, Egress::Forward) => None,
                 (PortMode::Inline, Egress::Reply) => Some(side),
                 (PortMode::Inline, Egress::Forward) => Some(1 - side.min(1)),
                 (PortMode::Tap, Egress::Reply) => Some(1),
@@ -316,6 +336,7 @@ impl<S: FrameSocket> Queue for KernelQueue<S> {
         let mut buf = self.pool.pop()?;
         buf.len = 0;
         buf.side = 0;
+        buf.arrival = None;
         Some(buf)
     }
 

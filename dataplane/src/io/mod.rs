@@ -52,6 +52,34 @@ pub trait PacketBuf {
     /// Says where the frame goes (ports with one side ignore it).
     #[inline]
     fn set_egress(&mut self, _egress: Egress) {}
+    /// The side of the wire the frame arrived on, where the port knows it
+    /// (inline: the interface it came in by); `None` where one port sees
+    /// both sides (one-arm, tap, capture files), and the engine tells them
+    /// apart by the gateways' MACs.
+    #[inline]
+    fn side(&self) -> Option<Side> {
+        None
+    }
+}
+
+/// A side of the wire, as the protected network sees it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    /// Beyond the router: the internet, or the rest of the network.
+    Outside = 0,
+    /// The protected network's own segment.
+    Inside = 1,
+}
+
+impl Side {
+    /// Stable name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Side::Outside => "outside",
+            Side::Inside => "inside",
+        }
+    }
 }
 
 /// Where a frame leaves, as the worker decided: a port with two sides
