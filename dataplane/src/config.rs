@@ -21,6 +21,7 @@ use crate::engine::deceive::DeceptionShared;
 use crate::engine::flow::{FlowState, MAX_TIMEOUT_MS, Timeouts};
 use crate::engine::limit::{RateConfig, SweepConfig};
 use crate::engine::persona::PersonaMaker;
+use crate::engine::side::SideRules;
 use crate::engine::space::{AddressSpace, LiveMap, Prefix, PrefixSet, SpaceTiming};
 use crate::engine::{BlockConfig, EngineConfig};
 use crate::io::MAX_BURST;
@@ -643,6 +644,23 @@ pub struct DeceptionSection {
     /// Sources never blocked, only reported.
     #[serde(default)]
     pub allow: Vec<NetPrefix>,
+    /// The routers of the protected network: their own addresses (which
+    /// speak from outside in a bump in the wire, and are never decoys) and
+    /// their MACs (which tell outside from inside where one port sees both).
+    #[serde(default)]
+    pub gateways: Vec<GatewaySection>,
+    /// Networks behind routers on the inside: their hosts may send from the
+    /// inside with addresses outside the protected space.
+    #[serde(default)]
+    pub inside_routes: Vec<NetPrefix>,
+    /// Prefixes of the protected space routed to the appliance as a whole
+    /// (no host can live there): their addresses need no claim.
+    #[serde(default)]
+    pub dark_routes: Vec<NetPrefix>,
+    /// How long a request for an address must go unanswered before it is
+    /// claimed (LaBrea's rule).
+    #[serde(default = "default_claim_after")]
+    pub claim_after: Span,
     /// After start, answer nothing for this long.
     #[serde(default = "default_learning")]
     pub learning: Span,
@@ -689,6 +707,42 @@ pub struct DeceptionSection {
     pub rate_limit: RateSection,
 }
 
+/// `[[deception.gateways]]`: one router of the protected network.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Its address on the protected network.
+    pub address: std::net::IpAddr,
+    /// Its MAC, where one port sees both sides (one-arm, tap).
+    pub mac: Option<MacAddr>,
+}
+
+/// A MAC address, `aa:bb:cc:dd:ee:ff`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct MacAddr(pub [u8; 6]);
+
+impl TryFrom<String> for MacAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let mut out = [0u8; 6];
+        let ok = parts.len() == 6
+            && parts
+                .iter()
+                .zip(out.iter_mut())
+                .all(|(p, o)| p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *o = v).is_ok());
+        if ok {
+            Ok(MacAddr(out))
+        } else {
+            Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))
+        }
+    }
+}
+
+fn default_claim_after() -> Span {
+    Span(Duration::from_secs(3))
+}
 fn default_learning() -> Span {
     Span(Duration::from_secs(60))
 }
@@ -845,19 +899,34 @@ impl DeceptionSection {
         DeceptionShared {
             space: AddressSpace {
                 protected: prefixes(&self.protected),
+                // A gateway's own address is never a decoy.
                 excluded: PrefixSet::new(
                     self.exclude
                         .iter()
                         .map(|p| Prefix::from_net(p.0))
+                        .chain(self.gateways.iter().map(|g| gateway_prefix(g.address)))
                         .chain(self.protected.iter().flat_map(|p| reserved_addresses(p.0))),
                 ),
                 static_live: prefixes(&self.live),
+                dark_routes: prefixes(&self.dark_routes),
                 live: LiveMap::new(self.live_map_slots.0, seed),
                 timing: SpaceTiming {
                     learning_s: secs(self.learning),
                     hold_off_s: secs(self.hold_off),
                     live_idle_s: secs(self.live_idle),
+                    claim_after_ds: u32::try_from(self.claim_after.0.as_millis() / 100)
+                        .unwrap_or(u32::MAX),
                 },
+            },
+            sides: SideRules {
+                gateways: PrefixSet::new(self.gateways.iter().map(|g| gateway_prefix(g.address))),
+                gateway_macs: self
+                    .gateways
+                    .iter()
+                    .filter_map(|g| g.mac)
+                    .map(|m| m.0)
+                    .collect(),
+                inside_routes: prefixes(&self.inside_routes),
             },
             allow: prefixes(&self.allow),
             policy: Policy {
@@ -896,6 +965,11 @@ impl DeceptionSection {
             None => *process_secret(),
         }
     }
+}
+
+/// A gateway's address as a one-address prefix.
+fn gateway_prefix(a: std::net::IpAddr) -> Prefix {
+    Prefix::from_net(ipnet::IpNet::from(a))
 }
 
 /// Addresses of a protected prefix that are never hosts: an IPv4 subnet's
@@ -1142,6 +1216,37 @@ impl Config {
             }
             if d.cookie_rotation.0 < Duration::from_secs(1) {
                 return Err(invalid("deception.cookie_rotation: at least 1s".into()));
+            }
+            if d.claim_after.0 > Duration::from_secs(60) {
+                return Err(invalid(
+                    "deception.claim_after: at most 60s (a requester that waited longer has given up)".into(),
+                ));
+            }
+            if let Some(r) = d
+                .dark_routes
+                .iter()
+                .find(|r| !d.protected.iter().any(|p| p.0.contains(&r.0)))
+            {
+                return Err(invalid(format!(
+                    "deception.dark_routes: {} is not inside a protected prefix",
+                    r.0
+                )));
+            }
+            let macs = d.gateways.iter().any(|g| g.mac.is_some());
+            let all_routed = d
+                .protected
+                .iter()
+                .all(|p| d.dark_routes.iter().any(|r| r.0.contains(&p.0)));
+            let mode = port.mode.unwrap_or(PortMode::OneArm);
+            if port.backend != Backend::Pcap && mode == PortMode::Tap && !macs {
+                return Err(invalid(
+                    "deception.gateways: tap mode needs a gateway's `mac`: the appliance tells outside from inside by it".into(),
+                ));
+            }
+            if port.backend != Backend::Pcap && mode == PortMode::OneArm && !macs && !all_routed {
+                return Err(invalid(
+                    "deception.gateways: one-arm mode needs a gateway's `mac` to tell outside from inside, unless every protected prefix is in `dark_routes` (routed to the appliance as a whole)".into(),
+                ));
             }
         }
         Ok(())

@@ -98,6 +98,7 @@ pub mod code {
             3 => "static_live",
             4 => "learning",
             5 => "live",
+            6 => "unclaimed",
             _ => "unknown",
         }
     }

@@ -17,9 +17,10 @@ use super::event::{Event, EventKind, EventRing};
 use super::evidence::{CaptureQueues, Evidence};
 use super::limit::{RateConfig, RateLimiter, SweepConfig, SweepTable};
 use super::persona::{Persona, PersonaMaker};
-use super::space::{AddressSpace, Darkness, Prefix, PrefixSet};
+use super::side::{SideRules, of_family, unicast_host};
+use super::space::{AddressSpace, Claim, Darkness, Prefix, PrefixSet};
 use super::{DropReason, Verdict};
-use crate::io::PacketBuf;
+use crate::io::{PacketBuf, Side};
 use crate::wire::{TcpFlags, protocol};
 
 /// The kinds of mark, for counters.
@@ -99,12 +100,19 @@ pub struct DeceptionCounters {
     pub captured: u64,
     /// Frames the bite capture lost (no free buffer).
     pub capture_lost: u64,
+    /// Addresses this worker claimed: a request for them went unanswered
+    /// for `claim_after`.
+    pub claims: u64,
+    /// Claimed addresses given back because their owner showed itself.
+    pub yields: u64,
 }
 
 /// Everything the workers share: built once from configuration.
 pub struct DeceptionShared {
     /// The address-space model (with the shared live map).
     pub space: AddressSpace,
+    /// Which side a frame is from, and what each side may say.
+    pub sides: SideRules,
     /// Sources that are never blocked, only reported.
     pub allow: PrefixSet,
     /// Bite kind -> action.
@@ -316,6 +324,11 @@ impl Deceiver {
         )
     }
 
+    /// `[deception] allow`: sources never blocked.
+    pub fn allowlist(&self) -> &PrefixSet {
+        &self.shared.allow
+    }
+
     /// The protected prefixes.
     pub fn protected(&self) -> &PrefixSet {
         &self.shared.space.protected
@@ -344,7 +357,8 @@ impl Deceiver {
         now_ns: u64,
         blocks: &mut Blocklist,
     ) -> Option<Verdict> {
-        let verdict = self.decide(buf, info, now_ns, blocks);
+        let arrival = buf.side();
+        let verdict = self.decide(buf, arrival, info, now_ns, blocks);
         if let Some(kind) = self.sampled.take() {
             let one_in = self.shared.mark_sample;
             self.report(info, now_ns, EventKind::Mark { kind, one_in });
@@ -356,6 +370,7 @@ impl Deceiver {
     fn decide<B: PacketBuf>(
         &mut self,
         buf: &mut B,
+        arrival: Option<Side>,
         info: &PacketInfo,
         now_ns: u64,
         blocks: &mut Blocklist,
@@ -364,36 +379,55 @@ impl Deceiver {
         let start_s = *self.start_s.get_or_insert(now_s);
         let now_ms = now_ns / 1_000_000;
         self.cookies.advance(now_ms);
+        let shared = &*self.shared;
+        let protected = &shared.space.protected;
         if !info.is_ip() {
             return match info.l3 {
-                L3::Arp => self.arp(buf, now_s, start_s, now_ms),
+                L3::Arp => self.arp(buf, arrival, now_ns, start_s),
                 _ => None,
             };
         }
-        self.shared.space.learn(&info.src, now_s);
-        if info.tcp_flags == Some(TcpFlags::SYN | TcpFlags::ACK)
-            && self.shared.space.is_inside(&info.src)
-        {
-            self.learn_service(info, now_ns);
+        // Each side speaks only for itself (invariant 3; side.rs).
+        let side = shared
+            .sides
+            .side_of(arrival, buf.data(), &info.src, protected);
+        if shared.sides.check(side, &info.src, protected).is_err() {
+            return Some(Verdict::Drop(DropReason::Spoofed));
+        }
+        let host = unicast_host(info);
+        // Liveness is learned from the inside only: an outside frame can
+        // never silence a decoy, nor keep a claim from being taken.
+        if side == Side::Inside && host {
+            if shared.space.learn(&info.src, now_s) {
+                self.counters.yields += 1;
+            }
+            if info.tcp_flags == Some(TcpFlags::SYN | TcpFlags::ACK)
+                && shared.space.is_inside(&info.src)
+            {
+                self.learn_service(info, now_ns);
+            }
         }
         if info.protocol == protocol::ICMPV6 && info.ip_version == 6 {
             // Neighbour solicitations go to a multicast group, not to the
             // address they ask about, so they are matched on their target.
-            if let Some(v) = self.ndp(buf, info, now_s, start_s, now_ms) {
+            if let Some(v) = self.ndp(buf, side, info, now_ns, start_s) {
                 return Some(v);
             }
         }
-        if self.shared.space.darkness(&info.dst, now_s, start_s) != Darkness::Dark {
+        if !of_family(&info.dst, info.ip_version)
+            || self.shared.space.darkness(&info.dst, now_s, start_s) != Darkness::Dark
+        {
             return None;
         }
         if let Some(e) = self.evidence.as_mut() {
             // Before the reply is written over the frame.
             e.note(buf.data(), &info.src, now_ns);
         }
-        if !plausible_source(&info.src) {
-            // Broadcast, multicast, unspecified or loopback sources are not
-            // hosts (RFC 1122 3.2.2, RFC 4443 2.4): answering them would
-            // reflect at a whole segment.
+        if !host {
+            // Broadcast, multicast, unspecified, loopback, link-local or
+            // IPv4-mapped sources are not hosts (RFC 1122 3.2.2, RFC 4443
+            // 2.4, RFC 4291 2.5.5): answering them would reflect at a whole
+            // segment, or speak for another family's host.
             return Some(Verdict::Drop(DropReason::ToDecoy));
         }
         if info.fragment {
@@ -406,6 +440,30 @@ impl Deceiver {
             _ => Verdict::Drop(DropReason::ToDecoy),
         };
         Some(verdict)
+    }
+
+    /// Whether a request for `target` from `side` finds a decoy: yes when
+    /// the address is claimed (or routed dark); an unanswered request from
+    /// the outside (whose answer would have crossed the appliance) starts
+    /// or continues the claim (LaBrea's rule). Requests from the inside
+    /// never claim: their answers need not cross the appliance.
+    fn resolves(&mut self, target: &[u8; 16], side: Side, now_ns: u64, start_s: u32) -> bool {
+        let space = &self.shared.space;
+        match space.darkness(target, seconds(now_ns), start_s) {
+            Darkness::Dark => true,
+            Darkness::Unclaimed if side == Side::Outside => {
+                let now_ds = (now_ns / 100_000_000) as u32;
+                match space.ask(target, now_ds) {
+                    Claim::New => {
+                        self.counters.claims += 1;
+                        true
+                    }
+                    Claim::Held => true,
+                    Claim::Pending => false,
+                }
+            }
+            _ => false,
+        }
     }
 
     /// Reports an inside host's open port the first time this worker sees it
@@ -455,27 +513,43 @@ impl Deceiver {
     fn arp<B: PacketBuf>(
         &mut self,
         buf: &mut B,
-        now_s: u32,
+        arrival: Option<Side>,
+        now_ns: u64,
         start_s: u32,
-        now_ms: u64,
     ) -> Option<Verdict> {
-        let q = neighbor::arp_question(buf.data())?;
-        let src = q.sender_ip.to_ipv6_mapped().octets();
+        let (request, q) = neighbor::arp_message(buf.data())?;
+        let sender = q.sender_ip.to_ipv6_mapped().octets();
         let target = q.target_ip.to_ipv6_mapped().octets();
-        let space = &self.shared.space;
-        // A gratuitous ARP or a probe from an inside host shows it is live.
-        if !q.sender_ip.is_unspecified() {
-            space.learn(&src, now_s);
+        let shared = &*self.shared;
+        let space = &shared.space;
+        let side = shared
+            .sides
+            .side_of(arrival, buf.data(), &sender, &space.protected);
+        if shared.sides.check(side, &sender, &space.protected).is_err() {
+            return Some(Verdict::Drop(DropReason::Spoofed));
         }
-        // An ARP probe (sender 0.0.0.0, RFC 5227) or announcement means a
-        // host is claiming the address: let it have it.
-        if q.sender_ip.is_unspecified()
-            || q.sender_ip == q.target_ip
-            || space.darkness(&target, now_s, start_s) != Darkness::Dark
-        {
+        let now_s = seconds(now_ns);
+        // An ARP probe (sender 0.0.0.0, RFC 5227) or an announcement
+        // (sender = target) means a host is taking the address.
+        let claiming = q.sender_ip.is_unspecified() || q.sender_ip == q.target_ip;
+        if side == Side::Inside {
+            // Any ARP from the inside shows its sender alive: replies,
+            // requests, gratuitous ARP; a probe shows its target's owner.
+            let mut yielded = !q.sender_ip.is_unspecified() && space.learn(&sender, now_s);
+            if claiming {
+                yielded |= space.learn(&target, now_s);
+            }
+            if yielded {
+                self.counters.yields += 1;
+            }
+        }
+        if !request || claiming {
             return None;
         }
-        if let Some(v) = self.limited(&target, &src, now_ms) {
+        if !self.resolves(&target, side, now_ns, start_s) {
+            return None;
+        }
+        if let Some(v) = self.limited(&target, &sender, now_ns / 1_000_000) {
             return Some(v);
         }
         let persona = self.shared.personas.persona(&target);
@@ -488,21 +562,32 @@ impl Deceiver {
     fn ndp<B: PacketBuf>(
         &mut self,
         buf: &mut B,
+        side: Side,
         info: &PacketInfo,
-        now_s: u32,
+        now_ns: u64,
         start_s: u32,
-        now_ms: u64,
     ) -> Option<Verdict> {
-        let q = neighbor::ndp_question(
-            buf.data(),
-            usize::from(info.l3_offset),
-            usize::from(info.l4_offset),
-        )?;
+        let (l3, l4) = (usize::from(info.l3_offset), usize::from(info.l4_offset));
+        if side == Side::Inside {
+            // Duplicate address detection and advertisements are an owner
+            // showing itself: its address is live, and a decoy yields.
+            let owner = match neighbor::ndp_sign(buf.data(), l3, l4) {
+                Some(neighbor::NdpSign::Dad(t) | neighbor::NdpSign::Advert(t)) => Some(t),
+                None => None,
+            };
+            if let Some(t) = owner {
+                if self.shared.space.learn(&t.octets(), seconds(now_ns)) {
+                    self.counters.yields += 1;
+                }
+                return None;
+            }
+        }
+        let q = neighbor::ndp_question(buf.data(), l3, l4)?;
         let target = q.target.octets();
-        if self.shared.space.darkness(&target, now_s, start_s) != Darkness::Dark {
+        if !self.resolves(&target, side, now_ns, start_s) {
             return None;
         }
-        if let Some(v) = self.limited(&target, &q.sender_ip.octets(), now_ms) {
+        if let Some(v) = self.limited(&target, &q.sender_ip.octets(), now_ns / 1_000_000) {
             return Some(v);
         }
         let persona = self.shared.personas.persona(&target);
@@ -822,17 +907,6 @@ pub fn latch_source(src: [u8; 16], ipv6_len: u8, blocks: &mut Blocklist) -> Latc
     match blocks.block(Prefix::from_parts(u128::from_be_bytes(src), len), 0) {
         Ok(()) => Latch::New,
         Err(_) => Latch::Full,
-    }
-}
-
-/// True for an address a real host could send from.
-fn plausible_source(src: &[u8; 16]) -> bool {
-    let ip = std::net::IpAddr::from(*src).to_canonical();
-    match ip {
-        std::net::IpAddr::V4(a) => {
-            !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback())
-        }
-        std::net::IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
     }
 }
 

@@ -18,6 +18,7 @@ use super::deceive::{DeceptionShared, MarkKind};
 use super::event::{Event, EventKind};
 use super::limit::{RateConfig, SweepConfig};
 use super::persona::{Persona, PersonaMaker};
+use super::side::SideRules;
 use super::space::{AddressSpace, LiveMap, Prefix, PrefixSet, SpaceTiming};
 use super::{DropReason, Engine, EngineConfig, Verdict};
 use crate::synth::{self, Endpoint, Flags};
@@ -42,15 +43,40 @@ fn shared_sampling(
     rates: RateConfig,
     mark_sample: u32,
 ) -> Arc<DeceptionShared> {
+    shared_full(timing, rates, mark_sample, Vec::new())
+}
+
+/// The fixture's shared state; `gateway_macs`: sides by MAC (one-arm, tap).
+fn shared_full(
+    timing: SpaceTiming,
+    rates: RateConfig,
+    mark_sample: u32,
+    gateway_macs: Vec<[u8; 6]>,
+) -> Arc<DeceptionShared> {
     Arc::new(DeceptionShared {
         space: AddressSpace {
-            protected: PrefixSet::new([net("198.51.100.0/24"), net("2001:db8:100::/64")]),
-            excluded: PrefixSet::new([net("198.51.100.1/32")]),
+            // The /24 and /64 the older tables use are routed to the
+            // appliance as a whole; 198.51.101.0/24 and 2001:db8:101::/64
+            // are a LAN behind the router 198.51.101.1, where addresses are
+            // claimed (the side and claim tables).
+            protected: PrefixSet::new([
+                net("198.51.100.0/24"),
+                net("2001:db8:100::/64"),
+                net(LAN4),
+                net(LAN6),
+            ]),
+            excluded: PrefixSet::new([
+                net("198.51.100.1/32"),
+                net("198.51.101.1/32"),
+                net("2001:db8:101::1/128"),
+            ]),
             static_live: PrefixSet::new([net("198.51.100.10/32")]),
+            dark_routes: PrefixSet::new([net("198.51.100.0/24"), net("2001:db8:100::/64")]),
             live: LiveMap::new(1 << 16, 1),
             timing,
         },
-        allow: PrefixSet::new([net("203.0.113.200/32")]),
+        sides: sides(gateway_macs),
+        allow: PrefixSet::new([net("203.0.113.200/32"), net("2001:db8:200::200/128")]),
         policy: Policy::default(),
         personas: PersonaMaker::new(&SECRET),
         secret: SECRET,
@@ -69,11 +95,23 @@ fn shared_sampling(
     })
 }
 
+const LAN4: &str = "198.51.101.0/24";
+const LAN6: &str = "2001:db8:101::/64";
+
+fn sides(gateway_macs: Vec<[u8; 6]>) -> SideRules {
+    SideRules {
+        gateways: PrefixSet::new([net("198.51.101.1/32"), net("2001:db8:101::1/128")]),
+        gateway_macs,
+        inside_routes: PrefixSet::new([net("10.20.0.0/16")]),
+    }
+}
+
 fn no_wait() -> SpaceTiming {
     SpaceTiming {
         learning_s: 0,
         hold_off_s: 0,
         live_idle_s: 600,
+        claim_after_ds: 30,
     }
 }
 
@@ -226,6 +264,9 @@ fn tcp_reply(frame: &[u8]) -> TcpReply {
     }
 }
 
+#[path = "golden_sides.rs"]
+mod sides;
+
 #[test]
 fn syn_to_a_dark_open_port_gets_the_personas_syn_ack_with_a_cookie() {
     let mut e = engine();
@@ -295,6 +336,7 @@ fn live_excluded_quiet_and_learning_addresses_are_forwarded() {
                 learning_s: 60,
                 hold_off_s: 0,
                 live_idle_s: 600,
+                claim_after_ds: 30,
             },
             Ipv4Addr::new(198, 51, 100, 30),
             T0 + 30 * SEC,
@@ -305,6 +347,7 @@ fn live_excluded_quiet_and_learning_addresses_are_forwarded() {
                 learning_s: 0,
                 hold_off_s: 300,
                 live_idle_s: 600,
+                claim_after_ds: 30,
             },
             Ipv4Addr::new(198, 51, 100, 30),
             T0 + 100 * SEC,

@@ -35,6 +35,7 @@ pub mod persona;
 pub mod prefix_table;
 pub mod query;
 pub mod sever;
+pub mod side;
 pub mod space;
 
 use std::sync::Arc;
@@ -79,11 +80,14 @@ pub enum DropReason {
     ToDecoy,
     /// Held: a fail-closed start waiting for control's first resync.
     Holding,
+    /// A source from the wrong side: an inside address arriving from the
+    /// outside, or an outside one from the inside (`engine::side`).
+    Spoofed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLen,
@@ -97,6 +101,7 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::ToDecoy,
         DropReason::Holding,
+        DropReason::Spoofed,
     ];
 
     /// Number of reasons.
@@ -118,6 +123,7 @@ impl DropReason {
             DropReason::RateLimited => "rate_limited",
             DropReason::ToDecoy => "to_decoy",
             DropReason::Holding => "holding",
+            DropReason::Spoofed => "spoofed",
         }
     }
 }
@@ -403,7 +409,10 @@ impl Engine {
         let info = &prepared.info;
         // Unix seconds: block expiries are absolute.
         let now_s = (now_ns / 1_000_000_000) as u32;
-        if info.is_ip() && self.blocks.standing(&info.src, now_s) == Standing::Blocked {
+        if info.is_ip()
+            && self.blocks.standing(&info.src, now_s) == Standing::Blocked
+            && !self.allowlisted(&info.src)
+        {
             if let Some(d) = self.deceiver.as_mut() {
                 d.blocked_frame(buf.data(), &info.src, now_ns);
             }
@@ -430,6 +439,16 @@ impl Engine {
                 .track_at(*slot, key, *from_lo, info.tcp_flags, len, now_ms);
         }
         Verdict::Forward
+    }
+
+    /// True when `[deception] allow` holds `src`: a block never covers it,
+    /// whatever control pushed or a worker latched (a latched /64 around
+    /// an allowlisted host). Read only for blocked sources.
+    #[inline]
+    fn allowlisted(&self, src: &[u8; 16]) -> bool {
+        self.deceiver
+            .as_ref()
+            .is_some_and(|d| d.allowlist().contains(src))
     }
 
     /// Deception counters (zero when deception is off).

@@ -34,6 +34,7 @@ fn darkness_code(d: Darkness) -> u8 {
         Darkness::StaticLive => 3,
         Darkness::Learning => 4,
         Darkness::Live => 5,
+        Darkness::Unclaimed => 6,
     }
 }
 

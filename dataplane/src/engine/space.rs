@@ -16,7 +16,7 @@
 //! only make a dark address look live, never a live one dark: the error is
 //! always on the side of not answering.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use foldhash::fast::FixedState;
 use std::hash::BuildHasher;
@@ -125,9 +125,64 @@ impl PrefixSet {
     }
 }
 
-/// Learned liveness shared by every worker (see the module doc).
+/// One address's slot of the [`LiveMap`]: when it last sent, and its claim.
+#[derive(Default)]
+#[repr(C, align(16))]
+struct Slot {
+    /// Last-seen second (0: never).
+    seen: AtomicU32,
+    /// The claim word (see [`ClaimWord`]); 0: none.
+    claim: AtomicU64,
+}
+
+/// A claim packed in one word, so no reader ever sees half of one:
+/// 31 check bits of the address's hash (independent of the slot index,
+/// so an address that merely shares the slot never reads another's
+/// claim), the claimed flag, and the deciseconds of the first unanswered
+/// request of the current run (wrapping; 13.6 years).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct ClaimWord {
+    check: u32,
+    claimed: bool,
+    first_ds: u32,
+}
+
+impl ClaimWord {
+    fn pack(self) -> u64 {
+        (u64::from(self.check & 0x7fff_ffff) << 33)
+            | (u64::from(self.claimed) << 32)
+            | u64::from(self.first_ds)
+    }
+
+    fn unpack(w: u64) -> ClaimWord {
+        ClaimWord {
+            check: (w >> 33) as u32,
+            claimed: w & (1 << 32) != 0,
+            first_ds: w as u32,
+        }
+    }
+}
+
+/// What a request for an address did to its claim.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Unanswered, but not for long enough yet.
+    Pending,
+    /// This request made the claim: the address is a decoy from now on.
+    New,
+    /// Claimed already.
+    Held,
+}
+
+/// A run of unanswered requests ends when its first is this much older
+/// than `claim_after` (deciseconds): a requester that got its answer
+/// (which a one-arm appliance may not see) asks again only when its cache
+/// entry has gone, tens of seconds later, and must not look unanswered.
+const CLAIM_RUN_SLACK_DS: u32 = 100;
+
+/// Learned liveness and claims, shared by every worker (see the module doc).
 pub struct LiveMap {
-    slots: Box<[AtomicU32]>,
+    slots: Box<[Slot]>,
     mask: usize,
     hasher: FixedState,
 }
@@ -137,33 +192,53 @@ impl LiveMap {
     pub fn new(slots: usize, seed: u64) -> Self {
         let n = slots.max(1).next_power_of_two();
         LiveMap {
-            slots: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            slots: (0..n).map(|_| Slot::default()).collect(),
             mask: n - 1,
             hasher: FixedState::with_seed(seed),
         }
     }
 
+    /// The slot of `addr` and its check bits.
     #[inline]
-    fn slot(&self, addr: &[u8; 16]) -> Option<&AtomicU32> {
-        let i = self.hasher.hash_one(addr) as usize & self.mask;
-        self.slots.get(i)
+    fn slot(&self, addr: &[u8; 16]) -> Option<(&Slot, u32)> {
+        let h = self.hasher.hash_one(addr);
+        let check = (h >> 33) as u32;
+        self.slots.get(h as usize & self.mask).map(|s| (s, check))
     }
 
     /// Records that `addr` sent at `now_s` (seconds; 0 is reserved for
-    /// "never", so callers pass at least 1). Writes only when the second changes.
+    /// "never", so callers pass at least 1). Writes only when the second
+    /// changes; then a claim on the address is given up (true: it was
+    /// held), since its owner has shown itself.
     #[inline]
-    pub fn touch(&self, addr: &[u8; 16], now_s: u32) {
-        if let Some(slot) = self.slot(addr)
-            && slot.load(Ordering::Relaxed) != now_s
-        {
-            slot.store(now_s, Ordering::Relaxed);
+    pub fn touch(&self, addr: &[u8; 16], now_s: u32) -> bool {
+        let Some((slot, check)) = self.slot(addr) else {
+            return false;
+        };
+        if slot.seen.load(Ordering::Relaxed) == now_s {
+            return false;
         }
+        slot.seen.store(now_s, Ordering::Relaxed);
+        let word = slot.claim.load(Ordering::Relaxed);
+        if word == 0 {
+            return false;
+        }
+        let claim = ClaimWord::unpack(word);
+        if claim.check != check & 0x7fff_ffff {
+            return false;
+        }
+        // Only this address's own claim; a lost race with a request
+        // elsewhere at worst forgets a claim, never makes one.
+        let _ = slot
+            .claim
+            .compare_exchange(word, 0, Ordering::Relaxed, Ordering::Relaxed);
+        claim.claimed
     }
 
     /// Prefetches `addr`'s slot (a hint, made a burst ahead of the lookup).
     #[inline]
     pub fn prefetch(&self, addr: &[u8; 16]) {
-        if let Some(slot) = self.slot(addr) {
+        if let Some((slot, _)) = self.slot(addr) {
             baitwall_mem::prefetch(slot);
         }
     }
@@ -171,7 +246,67 @@ impl LiveMap {
     /// When `addr` (or an address sharing its slot) last sent; 0 = never.
     #[inline]
     pub fn last_seen(&self, addr: &[u8; 16]) -> u32 {
-        self.slot(addr).map_or(0, |s| s.load(Ordering::Relaxed))
+        self.slot(addr)
+            .map_or(0, |(s, _)| s.seen.load(Ordering::Relaxed))
+    }
+
+    /// True when `addr` itself is claimed (an address sharing its slot
+    /// never is: the check bits differ but with odds of 2^-31).
+    #[inline]
+    pub fn claimed(&self, addr: &[u8; 16]) -> bool {
+        self.slot(addr).is_some_and(|(s, check)| {
+            let c = ClaimWord::unpack(s.claim.load(Ordering::Relaxed));
+            c.claimed && c.check == check & 0x7fff_ffff
+        })
+    }
+
+    /// A request for `addr` went unanswered so far, at `now_ds`
+    /// (deciseconds, wrapping): starts or continues its run, and claims it
+    /// once the run spans `after_ds`. The caller has checked that nothing
+    /// else keeps the address from being dark.
+    pub fn ask(&self, addr: &[u8; 16], now_ds: u32, after_ds: u32) -> Claim {
+        let Some((slot, check)) = self.slot(addr) else {
+            return Claim::Pending;
+        };
+        let check = check & 0x7fff_ffff;
+        let word = slot.claim.load(Ordering::Relaxed);
+        let mut c = ClaimWord::unpack(word);
+        if word != 0 && c.check == check {
+            if c.claimed {
+                return Claim::Held;
+            }
+            let waited = now_ds.wrapping_sub(c.first_ds);
+            if waited >= after_ds && waited <= after_ds.saturating_add(CLAIM_RUN_SLACK_DS) {
+                c.claimed = true;
+                // Claimed by this request unless another worker changed
+                // the word meanwhile (it then claimed, or started anew).
+                return match slot.claim.compare_exchange(
+                    word,
+                    c.pack(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => Claim::New,
+                    Err(_) => Claim::Pending,
+                };
+            }
+            if waited <= after_ds {
+                return Claim::Pending;
+            }
+        }
+        // A new run (or an old one that ran out, or another address's
+        // slot taken over: that address's run starts again when asked).
+        let fresh = ClaimWord {
+            check,
+            claimed: after_ds == 0,
+            first_ds: now_ds,
+        };
+        slot.claim.store(fresh.pack(), Ordering::Relaxed);
+        if fresh.claimed {
+            Claim::New
+        } else {
+            Claim::Pending
+        }
     }
 }
 
@@ -184,6 +319,9 @@ pub struct SpaceTiming {
     pub hold_off_s: u32,
     /// A host seen sending stays live until idle this long (>= hold-off).
     pub live_idle_s: u32,
+    /// A request for an address must go unanswered this long before the
+    /// address is claimed, in deciseconds (LaBrea's default: 3 s).
+    pub claim_after_ds: u32,
 }
 
 impl Default for SpaceTiming {
@@ -192,6 +330,7 @@ impl Default for SpaceTiming {
             learning_s: 60,
             hold_off_s: 300,
             live_idle_s: 3600,
+            claim_after_ds: 30,
         }
     }
 }
@@ -204,7 +343,10 @@ pub struct AddressSpace {
     pub excluded: PrefixSet,
     /// Hosts configured as live.
     pub static_live: PrefixSet,
-    /// Learned liveness.
+    /// Prefixes routed to the appliance as a whole (no host can live
+    /// there): their addresses are decoys without a claim.
+    pub dark_routes: PrefixSet,
+    /// Learned liveness and claims.
     pub live: LiveMap,
     /// Timing.
     pub timing: SpaceTiming,
@@ -225,6 +367,9 @@ pub enum Darkness {
     Learning,
     /// Seen sending within the hold-off / live-idle time.
     Live,
+    /// Quiet, but no request for it has gone unanswered yet: it may be a
+    /// host that never speaks first.
+    Unclaimed,
 }
 
 impl AddressSpace {
@@ -247,12 +392,17 @@ impl AddressSpace {
         }
     }
 
-    /// Learns from a packet sent by `src` at `now_s` (seconds since start + 1).
+    /// Learns from a packet the inside sent from `src` at `now_s` (Unix
+    /// seconds, at least 1); true when that took a claim back (a yield).
     #[inline]
-    pub fn learn(&self, src: &[u8; 16], now_s: u32) {
-        if self.is_inside(src) {
-            self.live.touch(src, now_s);
-        }
+    pub fn learn(&self, src: &[u8; 16], now_s: u32) -> bool {
+        self.is_inside(src) && self.live.touch(src, now_s)
+    }
+
+    /// A request for `addr` (ARP who-has, neighbour solicitation) that
+    /// nobody has answered yet, at `now_ds` (deciseconds).
+    pub fn ask(&self, addr: &[u8; 16], now_ds: u32) -> Claim {
+        self.live.ask(addr, now_ds, self.timing.claim_after_ds)
     }
 
     /// Classifies a destination at `now_s`, counting time from `start_s`.
@@ -277,11 +427,22 @@ impl AddressSpace {
         } else {
             now_s.saturating_sub(last) >= self.timing.live_idle_s.max(self.timing.hold_off_s)
         };
-        if quiet_enough {
+        if !quiet_enough {
+            Darkness::Live
+        } else if self.dark_routes.contains(addr) || self.live.claimed(addr) {
             Darkness::Dark
         } else {
-            Darkness::Live
+            Darkness::Unclaimed
         }
+    }
+
+    /// As [`AddressSpace::darkness`], with a claim taken for granted: what
+    /// the address would be once a request for it went unanswered.
+    pub fn claimable(&self, addr: &[u8; 16], now_s: u32, start_s: u32) -> bool {
+        matches!(
+            self.darkness(addr, now_s, start_s),
+            Darkness::Dark | Darkness::Unclaimed
+        )
     }
 }
 
@@ -306,13 +467,22 @@ mod tests {
             protected: PrefixSet::new([p("198.51.100.0/24"), p("2001:db8:100::/64")]),
             excluded: PrefixSet::new([p("198.51.100.1/32"), p("198.51.100.255/32")]),
             static_live: PrefixSet::new([Prefix::host(a("198.51.100.10"))]),
+            // The /24 is a LAN (claims), the /64 routed here as a whole.
+            dark_routes: PrefixSet::new([p("2001:db8:100::/64")]),
             live: LiveMap::new(1 << 12, 1),
             timing: SpaceTiming {
                 learning_s: 10,
                 hold_off_s: 30,
                 live_idle_s: 60,
+                claim_after_ds: 30,
             },
         }
+    }
+
+    /// Claims `addr` with two requests `claim_after` apart, at `at_s`.
+    fn claim(s: &AddressSpace, addr: &[u8; 16], at_s: u32) {
+        assert_eq!(s.ask(addr, at_s * 10), Claim::Pending);
+        assert_eq!(s.ask(addr, at_s * 10 + 30), Claim::New);
     }
 
     #[test]
@@ -344,8 +514,80 @@ mod tests {
         assert_eq!(s.darkness(&a("198.51.100.20"), 5, start), Learning);
         // Past learning but inside the hold-off since start: not yet dark.
         assert_eq!(s.darkness(&a("198.51.100.20"), 20, start), Live);
-        assert_eq!(s.darkness(&a("198.51.100.20"), 31, start), Dark);
+        // Quiet long enough, but nobody asked for it unanswered yet.
+        assert_eq!(s.darkness(&a("198.51.100.20"), 31, start), Unclaimed);
+        claim(&s, &a("198.51.100.20"), 31);
+        assert_eq!(s.darkness(&a("198.51.100.20"), 34, start), Dark);
+        // A routed dark prefix needs no claim.
         assert_eq!(s.darkness(&a("2001:db8:100::20"), 31, start), Dark);
+    }
+
+    #[test]
+    fn a_claim_needs_a_run_of_requests_spanning_claim_after() {
+        let s = space();
+        let t = a("198.51.100.30");
+        // 0.0 s, 1.0 s, 2.0 s: a Linux router's three probes span 2 s.
+        assert_eq!(s.ask(&t, 1000), Claim::Pending);
+        assert_eq!(s.ask(&t, 1010), Claim::Pending);
+        assert_eq!(s.ask(&t, 1020), Claim::Pending);
+        assert!(!s.live.claimed(&t));
+        // The next resolution, a second later: 3 s since the first.
+        assert_eq!(s.ask(&t, 1030), Claim::New);
+        assert_eq!(s.ask(&t, 1031), Claim::Held);
+        assert!(s.live.claimed(&t));
+        // A request long after an earlier one (the requester got its
+        // answer meanwhile, unseen) starts a new run: no claim.
+        let u = a("198.51.100.31");
+        assert_eq!(s.ask(&u, 2000), Claim::Pending);
+        assert_eq!(s.ask(&u, 2600), Claim::Pending, "60 s later: a new run");
+        assert!(!s.live.claimed(&u));
+        assert_eq!(s.ask(&u, 2630), Claim::New);
+        // claim_after 0: the first request claims.
+        let mut quick = space();
+        quick.timing.claim_after_ds = 0;
+        assert_eq!(quick.ask(&u, 5), Claim::New);
+    }
+
+    #[test]
+    fn an_owner_that_shows_itself_takes_its_address_back() {
+        let s = space();
+        let t = a("198.51.100.40");
+        claim(&s, &t, 100);
+        assert_eq!(s.darkness(&t, 104, 1), Darkness::Dark);
+        assert!(s.learn(&t, 105), "a yield");
+        assert!(!s.live.claimed(&t));
+        assert_eq!(s.darkness(&t, 106, 1), Darkness::Live);
+        // Quiet again past live_idle: not a decoy until claimed anew.
+        assert_eq!(s.darkness(&t, 200, 1), Darkness::Unclaimed);
+        assert!(!s.learn(&t, 201), "nothing to yield");
+    }
+
+    #[test]
+    fn an_address_sharing_a_slot_never_reads_anothers_claim() {
+        // Two slots: many addresses share one with the claimed address.
+        let mut s = space();
+        s.live = LiveMap::new(2, 3);
+        let t = a("198.51.100.50");
+        claim(&s, &t, 100);
+        for i in 2..250u8 {
+            let other = a(&format!("198.51.100.{i}"));
+            if other != t {
+                assert!(!s.live.claimed(&other), "198.51.100.{i}");
+            }
+        }
+        // Another address taking the slot over forgets the claim (the
+        // safe way: no decoy), and never inherits it.
+        let mut taken = None;
+        for i in 60..250u8 {
+            let other = a(&format!("198.51.100.{i}"));
+            s.ask(&other, 1040);
+            if !s.live.claimed(&t) {
+                taken = Some(other);
+                break;
+            }
+        }
+        let other = taken.expect("some address shares the slot");
+        assert!(!s.live.claimed(&other));
     }
 
     #[test]
@@ -357,8 +599,8 @@ mod tests {
         assert_eq!(s.darkness(&host, 99, 1), Darkness::Live);
         assert_eq!(
             s.darkness(&host, 100, 1),
-            Darkness::Dark,
-            "idle for live_idle"
+            Darkness::Unclaimed,
+            "idle for live_idle: dark once claimed again"
         );
         // Outside addresses are never learned.
         let outside = a("203.0.113.9");
@@ -381,7 +623,7 @@ mod tests {
             }
             match s.darkness(&other, 60, 1) {
                 Darkness::Live => shadowed += 1,
-                Darkness::Dark => {}
+                Darkness::Unclaimed => {}
                 d => panic!("{i}: {d:?}"),
             }
         }

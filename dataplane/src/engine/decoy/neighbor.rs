@@ -28,15 +28,59 @@ pub struct ArpQuestion {
 
 /// Reads an ARP request (`who-has`); `None` for replies and anything else.
 pub fn arp_question(frame: &[u8]) -> Option<ArpQuestion> {
+    arp_message(frame).and_then(|(request, q)| request.then_some(q))
+}
+
+/// Reads an Ethernet/IPv4 ARP message: whether it is a request, and its
+/// sender and target (for a reply, the target is the one who asked).
+pub fn arp_message(frame: &[u8]) -> Option<(bool, ArpQuestion)> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let arp = ArpPacket::new_checked(eth.payload()).ok()?;
     let repr = ArpRepr::parse(&arp).ok()?;
-    (repr.operation == ArpOperation::Request).then_some(ArpQuestion {
-        sender_mac: repr.sender_hw_addr,
-        sender_ip: repr.sender_ip,
-        target_ip: repr.target_ip,
-        vlan_tci: eth.vlan_tci(),
-    })
+    let request = match repr.operation {
+        ArpOperation::Request => true,
+        ArpOperation::Reply => false,
+        _ => return None,
+    };
+    Some((
+        request,
+        ArpQuestion {
+            sender_mac: repr.sender_hw_addr,
+            sender_ip: repr.sender_ip,
+            target_ip: repr.target_ip,
+            vlan_tci: eth.vlan_tci(),
+        },
+    ))
+}
+
+/// A neighbour discovery message that says something about an address's
+/// owner (RFC 4861 section 4.3, 4.4; RFC 4862 section 5.4).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum NdpSign {
+    /// A solicitation from the unspecified address: duplicate address
+    /// detection, a host about to take the target.
+    Dad(Ipv6Addr),
+    /// An advertisement, solicited or not: the target's owner speaks.
+    Advert(Ipv6Addr),
+}
+
+/// Reads a solicitation from `::` or an advertisement (hop limit 255, as
+/// RFC 4861 requires of both); `None` for anything else.
+pub fn ndp_sign(frame: &[u8], l3_offset: usize, l4_offset: usize) -> Option<NdpSign> {
+    let ip = Ipv6Packet::new_checked(frame.get(l3_offset..)?).ok()?;
+    if ip.hop_limit() != 255 {
+        return None;
+    }
+    let end = l3_offset + 40 + usize::from(ip.payload_len());
+    let icmp = Icmpv6Packet::new_checked(frame.get(l4_offset..end)?).ok()?;
+    if icmp.code() != 0 {
+        return None;
+    }
+    match icmp.msg_type() {
+        135 if ip.src_addr().is_unspecified() => Some(NdpSign::Dad(icmp.target_addr())),
+        136 => Some(NdpSign::Advert(icmp.target_addr())),
+        _ => None,
+    }
 }
 
 /// Answers `q` for the decoy, in place.
@@ -108,8 +152,10 @@ pub fn ndp_question(frame: &[u8], l3_offset: usize, l4_offset: usize) -> Option<
     })
 }
 
-/// Answers `q` with a solicited, overriding neighbour advertisement carrying
-/// the decoy's MAC, in place.
+/// Answers `q` with a solicited neighbour advertisement carrying the
+/// decoy's MAC, in place. Without the override flag (RFC 4861 section
+/// 7.2.5): a cache that already holds an owner's link-layer address keeps
+/// it, so a decoy never takes an address back from a host that appeared.
 pub fn neighbor_advert<B: PacketBuf>(
     buf: &mut B,
     q: &NdpQuestion,
@@ -148,7 +194,7 @@ pub fn neighbor_advert<B: PacketBuf>(
     msg[25] = 1;
     msg[26..32].copy_from_slice(&persona.mac.0);
     let mut icmp = Icmpv6Packet::new_unchecked(msg);
-    icmp.set_na_flags(false, true, true);
+    icmp.set_na_flags(false, true, false);
     icmp.set_target_addr(&q.target);
     icmp.fill_checksum(&q.target, &q.sender_ip);
     Ok(())
