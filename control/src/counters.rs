@@ -113,6 +113,8 @@ fn help(name: &str) -> &'static str {
         "marks" => "Marks (decoy replies) sent, by kind.",
         "bites" => "Bites seen, by kind.",
         "latched" => "Sources latched by this worker.",
+        "claims" => "Addresses claimed as decoys: a request for them went unanswered.",
+        "yields" => "Claimed addresses given back to an owner that showed itself.",
         "flows_active" => "Flows tracked now.",
         "generation" => "Rule generation in force.",
         _ => "A dataplane counter (see docs/control-socket.md).",

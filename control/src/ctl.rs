@@ -396,7 +396,7 @@ pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
     let group_sum = |v: &Value| v.as_object().map_or(0, |o| o.values().map(n).sum::<u64>());
     let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
     let mut out = format!(
-        "baitwall top: every {:.1} s; blocks {}\n{:<7} {:>9} {:>9} {:>10} {:>9} {:>10} {:>9}\n",
+        "baitwall top: every {:.1} s; blocks {}\n{:<7} {:>9} {:>9} {:>10} {:>9} {:>10} {:>10} {:>8} {:>8} {:>9}\n",
         secs,
         n(&now["control"]["blocks"]),
         "WORKER",
@@ -405,6 +405,9 @@ pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
         "MARKS/S",
         "BITES/S",
         "DROPS/S",
+        "SPOOFED/S",
+        "CLAIMS",
+        "YIELDS",
         "FLOWS"
     );
     let workers = now["per_worker"].as_array().cloned().unwrap_or_default();
@@ -420,13 +423,16 @@ pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
     ));
     for (name, a, b) in rows {
         out.push_str(&format!(
-            "{:<7} {:>9.3} {:>9.3} {:>10.0} {:>9.0} {:>10.0} {:>9}\n",
+            "{:<7} {:>9.3} {:>9.3} {:>10.0} {:>9.0} {:>10.0} {:>10.0} {:>8} {:>8} {:>9}\n",
             name,
             rate(n(&a["rx_packets"]), n(&b["rx_packets"])) / 1e6,
             rate(n(&a["tx_packets"]), n(&b["tx_packets"])) / 1e6,
             rate(group_sum(&a["marks"]), group_sum(&b["marks"])),
             rate(group_sum(&a["bites"]), group_sum(&b["bites"])),
             rate(group_sum(&a["drops"]), group_sum(&b["drops"])),
+            rate(n(&a["drops"]["spoofed"]), n(&b["drops"]["spoofed"])),
+            n(&b["claims"]),
+            n(&b["yields"]),
             n(&b["flows_active"]),
         ));
     }

@@ -304,7 +304,9 @@ fn an_operator_follows_a_worm_through_every_surface() {
         .unwrap();
     assert!(top.status.success());
     let screen = String::from_utf8(top.stdout).unwrap();
-    assert!(screen.contains("RX_MPPS"), "{screen}");
+    for column in ["RX_MPPS", "SPOOFED/S", "CLAIMS", "YIELDS"] {
+        assert!(screen.contains(column), "{column}: {screen}");
+    }
     for row in ["0 ", "1 ", "total"] {
         assert!(
             screen.lines().any(|l| l.starts_with(row)),

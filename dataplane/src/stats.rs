@@ -72,11 +72,11 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 26 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 28 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 /// Names of the fixed cells, in [`Counters::as_cells`] order, as the region
 /// publishes them: `"<type> <name>"`.
-const FIXED_NAMES: [&str; 26] = [
+const FIXED_NAMES: [&str; 28] = [
     "counter rx_packets",
     "counter rx_bytes",
     "counter tx_packets",
@@ -103,6 +103,8 @@ const FIXED_NAMES: [&str; 26] = [
     "counter capture_lost",
     "counter port_drops",
     "counter severed",
+    "counter claims",
+    "counter yields",
 ];
 
 /// The name of every cell, in order: what the control region's counter
@@ -160,6 +162,8 @@ impl Counters {
             d.capture_lost,
             self.port_drops,
             self.severed,
+            d.claims,
+            d.yields,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -208,6 +212,8 @@ impl Counters {
         c.deception.capture_lost = next();
         c.port_drops = next();
         c.severed = next();
+        c.deception.claims = next();
+        c.deception.yields = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -342,6 +348,12 @@ pub struct WorkerStats {
     pub port_drops: u64,
     /// Tap mode: connections of blocked sources severed.
     pub severed: u64,
+    /// Frames dropped because their source came from the wrong side.
+    pub spoofed: u64,
+    /// Addresses claimed: a request for them went unanswered.
+    pub claims: u64,
+    /// Claimed addresses given back to an owner that showed itself.
+    pub yields: u64,
 }
 
 fn named<const N: usize>(
@@ -389,6 +401,13 @@ impl From<&Counters> for WorkerStats {
             capture_lost: c.deception.capture_lost,
             port_drops: c.port_drops,
             severed: c.severed,
+            spoofed: c
+                .drops
+                .get(DropReason::Spoofed as usize)
+                .copied()
+                .unwrap_or(0),
+            claims: c.deception.claims,
+            yields: c.deception.yields,
         }
     }
 }
