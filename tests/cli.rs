@@ -73,7 +73,9 @@ fn demo_summarises_and_its_captures_read_in_tcpdump() {
         "port bite -> LATCHED",
         "latched: 192.0.2.66",
         "the spoofed client 203.0.113.10 was not blocked",
-        "702 frames in, 692 out",
+        "1,483 frames in, 1,473 out",
+        "quiet server 198.51.100.13 (not declared live, never speaks first): 17 of its 17 frames forwarded, 0 answered by a decoy in its name: kept safe",
+        "addresses claimed (the router's requests went unanswered): 249;",
         "[control #1] block 192.0.2.66/32",
         "[control #2] attached to dataplane instance",
         "(only the changes since the workers' generation)",
@@ -90,16 +92,31 @@ fn demo_summarises_and_its_captures_read_in_tcpdump() {
     };
     let input = keep.join("scenario.pcap");
     let output = keep.join("forwarded.pcap");
-    assert_eq!(tcpdump_count(&tcpdump, &input, ""), 702);
-    assert_eq!(tcpdump_count(&tcpdump, &output, ""), 692);
+    assert_eq!(tcpdump_count(&tcpdump, &input, ""), 1483);
+    assert_eq!(tcpdump_count(&tcpdump, &output, ""), 1473);
     // The malformed frames came from 192.0.2.99 and none went through.
     assert_eq!(tcpdump_count(&tcpdump, &input, "src host 192.0.2.99"), 3);
     assert_eq!(tcpdump_count(&tcpdump, &output, "src host 192.0.2.99"), 0);
-    // Decoys answered the worm's sweep; only the SYNs to live hosts went through.
+    // Decoys answered the worm's sweep; only the SYNs to live hosts (the
+    // router, the three servers and the quiet one) went through.
     let syn = "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn";
     assert_eq!(
         tcpdump_count(&tcpdump, &output, &format!("src host 192.0.2.66 and {syn}")),
-        4
+        5
+    );
+    // The quiet server answered its own ARP, and its client's request
+    // reached it.
+    assert_eq!(
+        tcpdump_count(
+            &tcpdump,
+            &output,
+            "src host 203.0.113.150 and dst host 198.51.100.13"
+        ),
+        tcpdump_count(
+            &tcpdump,
+            &input,
+            "src host 203.0.113.150 and dst host 198.51.100.13"
+        ),
     );
     let decoy_syn_acks =
         "dst host 192.0.2.66 and tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)";
@@ -142,15 +159,15 @@ fn run_on_a_capture_reports_json_that_adds_up() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let total = &v["stats"]["total"];
     // No [deception] section: forward only, drop only what lies.
-    assert_eq!(total["rx_packets"], 702);
-    assert_eq!(total["tx_packets"], 699);
+    assert_eq!(total["rx_packets"], 1483);
+    assert_eq!(total["tx_packets"], 1480);
     assert_eq!(total["dropped"], 3);
-    assert_eq!(v["replay"]["frames_out"], 699);
+    assert_eq!(v["replay"]["frames_out"], 1480);
     assert_eq!(v["interrupted"], false);
     if let Some(tcpdump) = tool("tcpdump") {
         assert_eq!(
             tcpdump_count(&tcpdump, &dir.path().join("out.pcap"), ""),
-            699
+            1480
         );
     }
 }
@@ -338,7 +355,7 @@ fn sigint_stops_the_workers_cleanly_with_final_counters() {
     assert_eq!(v["interrupted"], true);
     let total = &v["stats"]["total"];
     let rx = total["rx_packets"].as_u64().unwrap();
-    assert!(rx > 0 && rx < 702, "rx {rx}");
+    assert!(rx > 0 && rx < 1483, "rx {rx}");
     assert_eq!(
         rx,
         total["tx_packets"].as_u64().unwrap() + total["dropped"].as_u64().unwrap()

@@ -113,7 +113,7 @@ fn padding(at_ms: u64) -> ScenarioFrame {
 fn write_config(dir: &Path, name: &str, rx: &str, tx: &str) -> PathBuf {
     let hex: String = SECRET.iter().map(|b| format!("{b:02x}")).collect();
     let text = format!(
-        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"{rx}\"\ntx = \"{tx}\"\nreplay = \"timed\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{hex}\"\nlatch_capacity = 1024\nprefix_capacity = 64\n[control]\nregion = \"{}\"\nring_slots = 1024\n",
+        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"{rx}\"\ntx = \"{tx}\"\nreplay = \"timed\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\ndark_routes = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{hex}\"\nlatch_capacity = 1024\nprefix_capacity = 64\n[control]\nregion = \"{}\"\nring_slots = 1024\n",
         dir.join("bw.region").display()
     );
     let path = dir.join(name);

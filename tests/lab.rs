@@ -129,6 +129,85 @@ impl Lab {
         }
     }
 
+    /// Has the router resolve 198.51.100.`first`..=`last` (a datagram to
+    /// each makes its kernel ask, three times a second apart), so that the
+    /// dark ones are claimed (`claim_after` 1 s: at the second request)
+    /// and the live ones answer for themselves.
+    fn resolve_v4(&self, first: u8, last: u8) {
+        let script = format!(
+            "import socket, time\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for i in range({first}, {last} + 1):\n    s.sendto(b'x', ('198.51.100.%d' % i, 9))\n\
+             time.sleep(2.5)\n"
+        );
+        let out = self
+            .exec("out", "/usr/bin/python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs a scapy script in namespace `which`; what it printed.
+    fn scapy(&self, which: &str, script: &str, args: &[&str]) -> String {
+        let out = self
+            .exec(which, "/usr/bin/python3")
+            .args(["-c", script])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scapy in {which}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The dark addresses of 198.51.100.2-40 as the dataplane describes them.
+    fn decoy_sample(&self) -> Vec<Value> {
+        ask(
+            &self.socket(),
+            json!({"command": "decoys", "arguments": {"address": "198.51.100.2", "sample": 39}}),
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| {
+            let last: u8 = d["address"]
+                .as_str()
+                .unwrap()
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            last <= 40
+        })
+        .cloned()
+        .collect()
+    }
+
+    /// Control's summed counters (`stats` `total`).
+    fn totals(&self) -> Value {
+        ask(&self.socket(), json!({"command": "stats"}))["total"].clone()
+    }
+
+    /// Every bite event in control's history.
+    fn bite_events(&self) -> Vec<Value> {
+        ask(
+            &self.socket(),
+            json!({"command": "events", "arguments": {"kind": "bite"}}),
+        )
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    }
+
     /// The first dark address of .2-.40 whose persona has every port of
     /// `ports` open, as the dataplane describes it.
     fn decoy_with(&self, ports: &[u16]) -> String {
@@ -332,6 +411,7 @@ fn on_a_tap_the_worms_connections_are_severed() {
     lab.start_appliance(Some(
         "[port]\nbackend = \"afpacket\"\nmode = \"tap\"\nmonitor = \"mon\"\ninject = \"inj\"\n\n",
     ));
+    lab.resolve_v4(2, 40);
     assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
     let said = lab.run_worm(&lab.decoy_with(&[80]));
     // The decoy answered through the injection port; the request bit; the
@@ -397,6 +477,7 @@ fn scanners_see_decoys_a_worm_is_blocked_and_forged_sources_are_not() {
     let _lab = one_lab_at_a_time();
     let mut lab = Lab::up("bwt");
     lab.start_appliance(None);
+    lab.resolve_v4(2, 80);
 
     // The benign client reaches the real web server through the appliance.
     let page = fetch(&lab, "203.0.113.10", "http://198.51.100.10/");
@@ -650,9 +731,150 @@ fn the_worm_is_blocked_the_same_way_through_dpdk() {
     )));
     let status = ask(&lab.socket(), json!({"command": "status"}));
     assert_eq!(status["port"], "dpdk:inline:net_af_packet0,net_af_packet1");
+    lab.resolve_v4(2, 40);
     assert_eq!(
         fetch(&lab, "203.0.113.10", "http://198.51.100.10/").as_deref(),
         Some("the real web server of 198.51.100.10\n")
     );
     lab.worm_is_blocked();
+}
+
+/// Sends a TCP SYN from `argv[1]` (any address: forged or not) with this
+/// namespace's MAC on `argv[4]` to `argv[2]`:`argv[3]`, Ethernet
+/// destination `argv[5]`, and prints how many SYN-ACKs came back for it
+/// within two seconds.
+const FORGED_SYN: &str = r#"
+import sys
+from scapy.all import AsyncSniffer, Ether, IP, IPv6, TCP, sendp, conf, get_if_hwaddr
+conf.verb = 0
+src, dst, port, iface, dmac = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+l3 = IPv6(src=src, dst=dst) if ":" in dst else IP(src=src, dst=dst)
+frame = Ether(src=get_if_hwaddr(iface), dst=dmac) / l3 / TCP(sport=44444, dport=port, flags="S", seq=1000)
+def answers(p):
+    return TCP in p and p[TCP].dport == 44444 and p[TCP].flags & 0x12 == 0x12
+sniffer = AsyncSniffer(iface=iface, lfilter=answers, timeout=2)
+sniffer.start()
+import time; time.sleep(0.3)
+sendp(frame, iface=iface, count=3, inter=0.05)
+sniffer.join()
+print(len(sniffer.results or []))
+"#;
+
+/// Sends `argv[3]` frames from each address of `argv[1]` (comma-separated,
+/// forged inside sources) to `argv[2]` through the router's MAC-less path:
+/// SYNs, UDP and ICMP echo, by Ethernet on o0.
+const FORGED_INSIDE_SOURCES: &str = r#"
+import sys
+from scapy.all import Ether, IP, TCP, UDP, ICMP, sendp, conf, get_if_hwaddr
+conf.verb = 0
+frames = []
+for src in sys.argv[1].split(","):
+    for l4 in (TCP(sport=1234, dport=80, flags="S"), UDP(sport=1234, dport=53), ICMP()):
+        frames.append(Ether(src=get_if_hwaddr("o0"), dst="ff:ff:ff:ff:ff:ff") / IP(src=src, dst=sys.argv[2]) / l4)
+sendp(frames * int(sys.argv[3]), iface="o0")
+print(len(frames) * int(sys.argv[3]))
+"#;
+
+/// An ICMP echo from the router's own address (`argv[1]`) to `argv[2]`;
+/// prints `reply` or `none`.
+const ROUTER_PING: &str = r#"
+import sys
+from scapy.all import IP, ICMP, sr1, conf
+conf.verb = 0
+r = sr1(IP(src=sys.argv[1], dst=sys.argv[2]) / ICMP(id=7, seq=1), timeout=3)
+print("reply" if r is not None and ICMP in r and r[ICMP].type == 0 else "none")
+"#;
+
+#[test]
+fn each_side_speaks_only_for_itself_and_a_quiet_server_is_never_claimed() {
+    if !prerequisites() {
+        return;
+    }
+    let _lab = one_lab_at_a_time();
+    let mut lab = Lab::up("bws");
+    // learning and hold_off are 0 s: only the claim rule keeps the quiet
+    // server (198.51.100.30, not declared live) from being taken.
+    lab.start_appliance(None);
+    lab.resolve_v4(2, 40);
+
+    // The quiet server stays reachable from outside throughout, across
+    // several of the router's resolutions, and talking to it is no bite.
+    for round in 0..4 {
+        assert_eq!(
+            fetch(&lab, "203.0.113.10", "http://198.51.100.30/").as_deref(),
+            Some("the quiet server of 198.51.100.30\n"),
+            "round {round}"
+        );
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let quiet = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": "198.51.100.30"}}),
+    );
+    assert_eq!(quiet[0]["state"], "live", "{quiet}");
+    assert!(lab.bite_events().is_empty(), "no bite");
+
+    // The router's own ARP and ICMP, from its address inside the
+    // protected prefix, still pass (it is the configured gateway).
+    assert_eq!(
+        lab.scapy("out", ROUTER_PING, &["198.51.100.1", "198.51.100.10"]),
+        "reply"
+    );
+
+    // An inside host forging an outside source, with its own MAC: no
+    // SYN-ACK comes back to it, so it can never bite in that name.
+    let decoy = lab.decoy_with(&[80]);
+    let decoy_mac = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": decoy}}),
+    )[0]["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        lab.scapy(
+            "in",
+            FORGED_SYN,
+            &["203.0.113.10", &decoy, "80", "p0", &decoy_mac]
+        ),
+        "0",
+        "an insider forging an outside source gets no SYN-ACK"
+    );
+    // The same frame from outside, in the real client's own name, gets one.
+    assert_eq!(
+        lab.scapy(
+            "out",
+            FORGED_SYN,
+            &["203.0.113.10", &decoy, "80", "o0", &decoy_mac]
+        ),
+        "3"
+    );
+
+    // Outside frames forging every decoy's address (and the quiet
+    // server's) are dropped and never learned: every decoy still answers.
+    let before = lab.decoy_sample();
+    let forged: Vec<String> = before
+        .iter()
+        .map(|d| d["address"].as_str().unwrap().to_string())
+        .chain(["198.51.100.30".to_string()])
+        .collect();
+    lab.scapy(
+        "out",
+        FORGED_INSIDE_SOURCES,
+        &[&forged.join(","), "198.51.100.10", "3"],
+    );
+    let after = lab.decoy_sample();
+    assert_eq!(before, after, "every decoy still answers");
+    let totals = lab.totals();
+    assert!(
+        totals["drops"]["spoofed"].as_u64().unwrap() >= 3 * 3 * forged.len() as u64,
+        "{totals}"
+    );
+    assert!(totals["claims"].as_u64().unwrap() >= 10, "{totals}");
+    assert_eq!(
+        ask(&lab.socket(), json!({"command": "block-list"})),
+        json!([]),
+        "nobody is blocked"
+    );
+    assert!(lab.bite_events().is_empty());
 }

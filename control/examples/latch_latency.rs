@@ -30,7 +30,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let region = dir.path().join("bw.region");
     let text = format!(
-        "[workers]\ncores = [0, 1]\npin = false\nidle = \"adaptive\"\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\n[deception.rate_limit]\nper_decoy = 1000000\nper_decoy_burst = 1000000\nper_prober = 1000000\nper_prober_burst = 1000000\n",
+        "[workers]\ncores = [0, 1]\npin = false\nidle = \"adaptive\"\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\ndark_routes = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\n[deception.rate_limit]\nper_decoy = 1000000\nper_decoy_burst = 1000000\nper_prober = 1000000\nper_prober_burst = 1000000\n",
         "ef".repeat(32)
     );
     let mut rt = Config::parse(&text, "t").unwrap().runtime();

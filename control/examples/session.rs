@@ -61,7 +61,7 @@ fn main() {
         .as_nanos() as u64;
     let text = "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n\
                 [flows]\ncapacity = 65536\n\
-                [deception]\nprotected = [\"198.51.100.0/24\"]\nexclude = [\"198.51.100.1\"]\n\
+                [deception]\nprotected = [\"198.51.100.0/24\"]\ndark_routes = [\"198.51.100.0/24\"]\nexclude = [\"198.51.100.1\"]\n\
                 learning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nmark_sample = 100\n\
                 [deception.rate_limit]\nper_prober = 100000\nper_prober_burst = 100000\n\
                 [capture]\ndir = \"captures\"\nfollow_packets = 8\n";

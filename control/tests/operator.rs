@@ -216,6 +216,18 @@ fn an_operator_follows_a_worm_through_every_surface() {
         }
     }
     assert!(body.contains("# TYPE baitwall_rx_bytes_total counter"));
+    // The side and claim counters: spoofed drops, claims and yields.
+    for metric in [
+        "baitwall_claims_total",
+        "baitwall_yields_total",
+        "baitwall_drops_total",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == metric),
+            "{metric} in the metrics"
+        );
+    }
+    assert!(body.contains("# HELP baitwall_claims_total Addresses claimed"));
     // Control's own figures are refreshed once a second.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !scrape_text(port).contains("baitwall_blocks 1\n") {

@@ -28,6 +28,7 @@ capacity = 64
 seed = 1
 [deception]
 protected = ["0.0.0.0/0", "::/0"]
+dark_routes = ["0.0.0.0/0", "::/0"]
 exclude = ["10.0.0.1"]
 allow = ["192.0.2.0/24"]
 learning = "0s"

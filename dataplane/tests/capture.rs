@@ -39,7 +39,7 @@ fn a_biters_frames_land_in_its_own_pcap() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[workers]\ncores = [0]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n\
-         [deception]\nprotected = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\n\
+         [deception]\nprotected = [\"198.51.100.0/24\"]\ndark_routes = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\n\
          [capture]\ndir = \"{}\"\nfollow_packets = 2\n",
         dir.path().join("caps").display()
     );

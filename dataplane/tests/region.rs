@@ -28,6 +28,7 @@ rx = "unused.pcap"
 capacity = 4096
 [deception]
 protected = ["198.51.100.0/24"]
+dark_routes = ["198.51.100.0/24"]
 learning = "0s"
 hold_off = "0s"
 live_idle = "1m"

@@ -59,7 +59,7 @@ pub const T0: u64 = 1_767_226_200 * 1_000_000_000;
 
 pub fn start_dataplane(region: &Path, mark_sample: u32) -> (Dataplane, SoftNic) {
     let text = format!(
-        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\nmark_sample = {mark_sample}\n",
+        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\ndark_routes = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\nmark_sample = {mark_sample}\n",
         "ef".repeat(32)
     );
     let mut rt = Config::parse(&text, "t").unwrap().runtime();

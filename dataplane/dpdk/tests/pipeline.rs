@@ -43,7 +43,7 @@ fn workers_forward_and_answer_decoys_through_a_dpdk_device() {
         "[workers]\ncores = [0]\npin = false\n\
          [port]\nbackend = \"dpdk\"\ndevice = \"net_pcap0\"\npool_size = 4095\ndescriptors = 256\n\
          eal = [\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"128\", \"-l\", \"0\", \"--log-level=lib.eal:error\", \"--vdev=net_pcap0,rx_pcap={},tx_pcap={}\"]\n\
-         [deception]\nprotected = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\n",
+         [deception]\nprotected = [\"198.51.100.0/24\"]\ndark_routes = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\n",
         input.display(),
         output.display()
     );

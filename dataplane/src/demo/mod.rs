@@ -163,7 +163,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoResult> {
         }
     };
     let by_role = account(&frames, &dir.join("forwarded.pcap"))?;
-    let mut summary = summarize(&outcome, &by_role, &frames, options.keep.as_deref());
+    let quiet = quiet_server(&frames, &dir.join("forwarded.pcap"))?;
+    let mut summary = summarize(&outcome, &by_role, &quiet, &frames, options.keep.as_deref());
     if let Some(s) = &story {
         summary.push_str(&tell_control(s));
     }
@@ -271,6 +272,7 @@ fn is_live_server(ip: IpAddr) -> bool {
         IpAddr::V4(cast::WEB),
         IpAddr::V4(cast::SSH),
         IpAddr::V4(cast::DNS),
+        IpAddr::V4(cast::QUIET),
         IpAddr::V6(cast::WEB6),
         IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1)),
     ]
@@ -346,6 +348,69 @@ fn account(frames: &[scenario::ScenarioFrame], forwarded: &Path) -> anyhow::Resu
     Ok(tally)
 }
 
+/// What happened to the quiet server: frames to or from it in the
+/// scenario, those that crossed, and frames a decoy sent in its name.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuietServer {
+    /// Frames to or from it in the scenario (ARP included).
+    pub frames_in: u64,
+    /// Those forwarded.
+    pub forwarded: u64,
+    /// Frames the appliance made in its name (a claim): must be 0.
+    pub impersonated: u64,
+}
+
+impl QuietServer {
+    fn line(&self) -> String {
+        format!(
+            "quiet server {} (not declared live, never speaks first): {} of its {} frames forwarded, {} answered by a decoy in its name{}\n",
+            cast::QUIET,
+            thousands(self.forwarded),
+            thousands(self.frames_in),
+            self.impersonated,
+            if self.impersonated == 0 && self.forwarded == self.frames_in {
+                ": kept safe"
+            } else {
+                ": CLAIMED"
+            }
+        )
+    }
+}
+
+/// Frames touching the quiet server, in and out; one made by a decoy
+/// carries the persona's MAC as its Ethernet source.
+fn quiet_server(
+    frames: &[scenario::ScenarioFrame],
+    forwarded: &Path,
+) -> anyhow::Result<QuietServer> {
+    let quiet = cast::QUIET.octets();
+    let decoy_mac = crate::engine::persona::PersonaMaker::new(&scenario::DEMO_SECRET)
+        .persona(&cast::QUIET.to_ipv6_mapped().octets())
+        .mac
+        .0;
+    // IPv4 source or destination, or an ARP sender or target.
+    let touches = |f: &[u8]| match f.get(12..14) {
+        Some([0x08, 0x00]) => f.get(26..30) == Some(&quiet) || f.get(30..34) == Some(&quiet),
+        Some([0x08, 0x06]) => f.get(28..32) == Some(&quiet) || f.get(38..42) == Some(&quiet),
+        _ => false,
+    };
+    let mut q = QuietServer {
+        frames_in: frames.iter().filter(|f| touches(&f.frame)).count() as u64,
+        ..QuietServer::default()
+    };
+    let file = File::open(forwarded).with_context(|| format!("opening {}", forwarded.display()))?;
+    let mut reader = PcapReader::new(std::io::BufReader::new(file))?;
+    while let Some(packet) = reader.next_packet() {
+        let data = &packet?.data;
+        if data.get(6..12) == Some(&decoy_mac) {
+            q.impersonated += 1;
+        } else if touches(data) {
+            q.forwarded += 1;
+        }
+    }
+    Ok(q)
+}
+
 fn ip_text(a: [u8; 16]) -> String {
     IpAddr::from(a).to_canonical().to_string()
 }
@@ -353,6 +418,7 @@ fn ip_text(a: [u8; 16]) -> String {
 fn summarize(
     outcome: &RunOutcome,
     tally: &Tally,
+    quiet: &QuietServer,
     frames: &[scenario::ScenarioFrame],
     kept: Option<&Path>,
 ) -> String {
@@ -368,13 +434,14 @@ fn summarize(
     );
     let _ = writeln!(
         s,
-        "  protected: {} and {}; live: {} (web 80/443), {} (ssh), {} (dns), {} (web); every other address is dark",
+        "  protected: {} and {}; live: {} (web 80/443), {} (ssh), {} (dns), {} (web), and {} (web, quiet: never speaks first, not declared); other addresses are claimed once the router's requests for them go unanswered",
         cast::PROTECTED_V4,
         cast::PROTECTED_V6,
         cast::WEB,
         cast::SSH,
         cast::DNS,
-        cast::WEB6
+        cast::WEB6,
+        cast::QUIET
     );
     let _ = writeln!(
         s,
@@ -502,6 +569,12 @@ fn summarize(
         t.bad_cookies,
         cast::SPOOFED
     );
+    let _ = writeln!(
+        s,
+        "addresses claimed (the router's requests went unanswered): {}; given back to an owner: {}; frames from the wrong side dropped: {}",
+        t.claims, t.yields, t.spoofed
+    );
+    s.push_str(&quiet.line());
     let _ = writeln!(s);
     s.push_str(&report::render(outcome));
     if let Some(dir) = kept {

@@ -102,6 +102,9 @@ pub mod cast {
     pub const SSH: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
     /// The DNS server.
     pub const DNS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 12);
+    /// A quiet web server: not declared live, never speaks first (it only
+    /// answers ARP and TCP, like most servers behind a router).
+    pub const QUIET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 13);
     /// The IPv6 web server.
     pub const WEB6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
     /// The worm.
@@ -278,6 +281,32 @@ pub fn build() -> Vec<ScenarioFrame> {
         );
     }
 
+    // After the learning period, the router resolves the addresses the
+    // worm's sweep is about to reach (a Linux router: three requests a
+    // second apart). The live servers answer for themselves, the quiet one
+    // included; the appliance claims the rest once a request has gone
+    // unanswered for `claim_after` (LaBrea's rule).
+    let quiet = Endpoint::new(server_mac(13), cast::QUIET, 80);
+    let router_ip = Ipv4Addr::new(198, 51, 100, 1);
+    for host in 2..=254u8 {
+        let addr = Ipv4Addr::new(198, 51, 100, host);
+        for probe in 0..3u64 {
+            let t = 12_000 + u64::from(host) * 4 + probe * 1000;
+            s.at(
+                t,
+                Role::Arp,
+                synth::arp(ROUTER_MAC, router_ip, [0; 6], addr, false),
+            );
+            if [10, 11, 12, 13].contains(&host) {
+                s.at(
+                    t + 1,
+                    Role::Arp,
+                    synth::arp(server_mac(host), addr, ROUTER_MAC, router_ip, true),
+                );
+            }
+        }
+    }
+
     // The worm, in the manner of Slapper: a SYN sweep of port 80, then a
     // connection to an HTTP server it found, then port 443 on the same host.
     // It answers what it receives: its ACKs to decoys carry the cookie from
@@ -301,16 +330,17 @@ pub fn build() -> Vec<ScenarioFrame> {
             synth::tcp(&probe, &target, Flags::SYN, isn, 0, &[]),
         );
         match host {
-            10 => {
+            10 | 13 => {
+                let server = if host == 10 { &web } else { &quiet };
                 s.at(
                     t + 1,
                     Role::Worm,
-                    synth::tcp(&web, &probe, Flags::SYN_ACK, 0x5100_0000, isn + 1, &[]),
+                    synth::tcp(server, &probe, Flags::SYN_ACK, 0x5100_0000, isn + 1, &[]),
                 );
                 s.at(
                     t + 2,
                     Role::Worm,
-                    synth::tcp(&probe, &web, Flags::RST_ACK, isn + 1, 0x5100_0001, &[]),
+                    synth::tcp(&probe, server, Flags::RST_ACK, isn + 1, 0x5100_0001, &[]),
                 );
             }
             // Live hosts without a web server, and the router, refuse.
@@ -448,6 +478,11 @@ pub fn build() -> Vec<ScenarioFrame> {
             break;
         }
     }
+    // A client of the quiet server: its request is the server's business,
+    // never a bite.
+    let reader = Endpoint::new(ROUTER_MAC, Ipv4Addr::new(203, 0, 113, 150), 46000);
+    s.conversation(50_000, Role::Benign, &reader, &quiet, HTTP_GET, HTTP_OK);
+
     // The impersonated client's own traffic afterwards must still flow.
     let real = Endpoint::new(ROUTER_MAC, victim, 47000);
     s.conversation(60_000, Role::Benign, &real, &web, HTTP_GET, HTTP_OK);

@@ -18,12 +18,14 @@ use baitwall_dpdk::{DpdkError, Eal, EthPort, Mbuf, Mempool, PortQueue};
 
 pub use crate::config::DpdkPlan as DpdkConfig;
 
-use super::{BufTooSmall, Burst, Egress, PacketBuf, Port, Queue, QueueStats, TxOutcome};
+use super::{BufTooSmall, Burst, Egress, PacketBuf, Port, Queue, QueueStats, Side, TxOutcome};
 
 /// A frame in an mbuf, and the device it came in by.
 pub struct DpdkBuf {
     mbuf: Mbuf,
     side: u8,
+    /// The side of the wire `side` is (inline only).
+    arrival: Option<Side>,
     egress: Egress,
 }
 
@@ -49,6 +51,9 @@ impl PacketBuf for DpdkBuf {
     }
     fn set_egress(&mut self, egress: Egress) {
         self.egress = egress;
+    }
+    fn side(&self) -> Option<Side> {
+        self.arrival
     }
 }
 
@@ -89,11 +94,17 @@ impl Queue for DpdkQueue {
         let mut n = 0;
         for k in 0..sides {
             let side = (self.first + k) % sides;
+            let arrival = match (sides, side) {
+                (1, _) => None,
+                (_, 0) => Some(Side::Outside),
+                _ => Some(Side::Inside),
+            };
             if let Some(q) = self.sides.get_mut(side) {
                 n += q.rx_burst(max - n, |mbuf| {
                     out.push(DpdkBuf {
                         mbuf,
                         side: side as u8,
+                        arrival,
                         egress: Egress::Forward,
                     })
                 });
@@ -149,6 +160,7 @@ impl Queue for DpdkQueue {
         self.pool.alloc().map(|mbuf| DpdkBuf {
             mbuf,
             side: 0,
+            arrival: None,
             egress: Egress::Forward,
         })
     }
