@@ -3,8 +3,8 @@
 //! beside it. Tools nobody here wrote (nmap, hping3, curl, the kernel's own
 //! TCP stack driven by a small worm script) do the talking.
 //!
-//! Needs root, iproute2, ethtool, nmap, hping3, masscan, zmap, curl, nft and
-//! /usr/bin/python3;
+//! Needs root, iproute2, ethtool, nmap, hping3, masscan, zmap, curl, nft,
+//! tcpdump and /usr/bin/python3 with scapy (forged frames);
 //! without them the test skips with one line, and under CI=true (where
 //! .ci/run installs them) it fails. Everything runs in namespaces this test
 //! creates (a prefix of its own) and takes down at the end.
@@ -350,6 +350,14 @@ fn prerequisites() -> bool {
         && prerequisite(
             Path::new("/usr/bin/python3").exists(),
             "/usr/bin/python3 is not installed",
+        )
+        && prerequisite(
+            Command::new("/usr/bin/python3")
+                .args(["-c", "import scapy.all"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            "scapy is not installed for /usr/bin/python3 (python3-scapy)",
         )
 }
 
@@ -877,4 +885,184 @@ fn each_side_speaks_only_for_itself_and_a_quiet_server_is_never_claimed() {
         "nobody is blocked"
     );
     assert!(lab.bite_events().is_empty());
+}
+
+#[test]
+fn one_arm_sends_only_what_it_made() {
+    if !prerequisites() || tool("tcpdump").is_none() {
+        return;
+    }
+    let _lab = one_lab_at_a_time();
+    // The appliance on `ext` alone: one arm on the outside link, told
+    // outside from inside by the router's MAC (deploy/lab/baitwall.toml).
+    let mut lab = Lab::up("bwo");
+    lab.start_appliance(Some(
+        "[port]\nbackend = \"afpacket\"\nmode = \"one-arm\"\ninterface = \"ext\"\n\n",
+    ));
+    // Whatever arrives at the router's interface from the wire.
+    let capture = lab
+        .exec("out", "timeout")
+        .args([
+            "6",
+            "tcpdump",
+            "-i",
+            "o0",
+            "-Q",
+            "in",
+            "-n",
+            "-l",
+            "udp port 9999",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Broadcasts, and unicast to hosts on either side: none is the
+    // appliance's to send again.
+    let sent = lab.scapy(
+        "out",
+        r#"
+from scapy.all import Ether, IP, UDP, sendp, conf, get_if_hwaddr
+conf.verb = 0
+me = get_if_hwaddr("o0")
+frames = [Ether(src=me, dst=d) / IP(src="203.0.113.10", dst=a) / UDP(sport=9999, dport=9999) / b"one-arm"
+          for d, a in (("ff:ff:ff:ff:ff:ff", "203.0.113.255"), ("02:00:00:00:99:99", "198.51.100.10"),
+                       ("02:00:00:00:99:98", "10.99.1.2"))]
+sendp(frames * 5, iface="o0")
+print(len(frames) * 5)
+"#,
+        &[],
+    );
+    assert_eq!(sent, "15");
+    // A decoy still answers: its reply is the appliance's own.
+    let decoy = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": "10.99.1.2"}}),
+    )[0]
+    .clone();
+    assert_eq!(decoy["state"], "dark", "{decoy}");
+    let port = decoy["open_ports"][0].as_u64().unwrap().to_string();
+    assert_eq!(
+        lab.scapy(
+            "out",
+            FORGED_SYN,
+            &[
+                "203.0.113.77",
+                "10.99.1.2",
+                &port,
+                "o0",
+                decoy["mac"].as_str().unwrap()
+            ]
+        ),
+        "3",
+        "the decoy's SYN-ACKs"
+    );
+    let out = capture.wait_with_output().unwrap();
+    let echoed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        echoed.lines().filter(|l| l.contains(" IP ")).count(),
+        0,
+        "one-arm sent back frames it did not make:\n{echoed:?}"
+    );
+    let totals = lab.totals();
+    assert!(totals["rx_packets"].as_u64().unwrap() >= 15, "{totals}");
+}
+
+#[test]
+fn ipv6_an_allowlisted_neighbour_of_a_latched_64_passes_and_mapped_sources_get_nothing() {
+    if !prerequisites() {
+        return;
+    }
+    let _lab = one_lab_at_a_time();
+    let mut lab = Lab::up_with("bw6", &["--v6"]);
+    lab.start_appliance(None);
+    // The router resolves ::20-::40 (three solicitations a second apart):
+    // the appliance claims them.
+    let script = "import socket, time\n\
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+        s.bind(('2001:db8:66::77', 0))\n\
+        for i in range(0x20, 0x41):\n    s.sendto(b'x', ('2001:db8:100::%x' % i, 9))\n\
+        time.sleep(2.5)\n";
+    let out = lab
+        .exec("out", "/usr/bin/python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sample = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": "2001:db8:100::20", "sample": 33}}),
+    );
+    let decoy = sample
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["open_ports"].as_array().unwrap().contains(&json!(80)))
+        .unwrap_or_else(|| panic!("a claimed IPv6 decoy with 80 open: {sample}"))
+        .clone();
+    let addr = decoy["address"].as_str().unwrap().to_string();
+    let mac = decoy["mac"].as_str().unwrap().to_string();
+
+    // IPv4-mapped and IPv4-compatible sources get nothing.
+    for src in ["::ffff:203.0.113.10", "::203.0.113.10"] {
+        assert_eq!(
+            lab.scapy("out", FORGED_SYN, &[src, &addr, "80", "o0", &mac]),
+            "0",
+            "{src}"
+        );
+    }
+    // A real IPv6 client does get the decoy's SYN-ACK.
+    assert_eq!(
+        lab.scapy(
+            "out",
+            FORGED_SYN,
+            &["2001:db8:66::77", &addr, "80", "o0", &mac]
+        ),
+        "3"
+    );
+    assert!(lab.bite_events().is_empty());
+
+    // The worm, from its own /64, bites with a request: the /64 is latched.
+    let worm = "import socket, sys\n\
+        s = socket.socket(socket.AF_INET6); s.settimeout(3)\n\
+        s.bind(('2001:db8:66::66', 0)); s.connect((sys.argv[1], 80))\n\
+        s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
+        try:\n    s.recv(100)\nexcept OSError:\n    pass\n\
+        print('connected')\n";
+    let said = lab
+        .exec("out", "/usr/bin/python3")
+        .args(["-c", worm, &addr])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&said.stdout).trim(), "connected");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let blocks = ask(&lab.socket(), json!({"command": "block-list"}));
+        if blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["prefix"] == "2001:db8:66::/64")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worm's /64 was never latched: {blocks}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let web = "http://[2001:db8:100::10]/";
+    assert_eq!(fetch(&lab, "2001:db8:66::66", web), None, "the worm");
+    assert_eq!(fetch(&lab, "2001:db8:66::77", web), None, "its /64");
+    assert_eq!(
+        fetch(&lab, "2001:db8:66::200", web).as_deref(),
+        Some("the real web server of 198.51.100.10\n"),
+        "the allowlisted neighbour inside the latched /64"
+    );
 }
