@@ -344,10 +344,20 @@ impl State {
     /// ones, removes the dropped ones, pushes both when attached.
     fn sync_policy_allows(&mut self, attached: Option<&mut Attached<'_>>) -> anyhow::Result<()> {
         let wanted = self.config.policy.allowlist();
-        let stored = self.store.policy_allows()?;
+        self.sync_allows("policy", &wanted, attached)
+    }
+
+    /// Makes the stored allow entries of `reason` equal to `wanted`.
+    fn sync_allows(
+        &mut self,
+        reason: &str,
+        wanted: &[Net],
+        attached: Option<&mut Attached<'_>>,
+    ) -> anyhow::Result<()> {
+        let stored = self.store.allows_with_reason(reason)?;
         let mut rules = Vec::new();
         for &(net, len) in wanted.iter().filter(|n| !stored.contains(n)) {
-            self.store.add_allow(&net, len, "policy", now_s())?;
+            self.store.add_allow(&net, len, reason, now_s())?;
             rules.push(Rule::Allow {
                 net,
                 len,
@@ -636,6 +646,19 @@ impl State {
                 duration,
                 reason,
             } => {
+                // Refused when an allow entry covers the block or lies
+                // inside it: no block, and so no export to a firewall or a
+                // router, ever covers an allowlisted address.
+                if let Some(a) = self.allowed.iter().find(|a| overlap(a, target)) {
+                    return Ok(api(
+                        Code::Allowed,
+                        format!(
+                            "{} is covered by or covers the allow entry {}: block around it, or remove the allow entry first",
+                            net_text(&target.0, target.1),
+                            net_text(&a.0, a.1)
+                        ),
+                    ));
+                }
                 let block = Block::local(
                     target.0,
                     target.1,
@@ -1046,6 +1069,10 @@ fn resync(
     for b in &blocks {
         store.stamp_block(&b.net, b.len, generation)?;
     }
+    // The dataplane's own allowlist (`[deception] allow`, from the region's
+    // header) joins control's, so no export covers it; pushed below with
+    // the rest.
+    state.sync_allows("dataplane", &region.allowlist(), None)?;
     // The allowlist first, so no block pushed after it can catch an
     // allowed source.
     state.refresh_allowed()?;
@@ -1108,9 +1135,16 @@ fn on_bite(
     } else {
         policy.decide(ev, times)
     };
-    let Decision::Block { net, r#for } = decision else {
+    let Decision::Block { mut net, r#for } = decision else {
         return Ok(());
     };
+    // A block never covers an allowlisted address (nor does any export of
+    // it): a widened block (an IPv6 /64) that would is narrowed to the
+    // biter itself. The dataplane's own latch already lets the allowlist
+    // through (allow wins inside a block).
+    if net.1 < 128 && state.allowed.iter().any(|a| overlap(a, &net)) {
+        net = (ev.src, 128);
+    }
     let block = Block::local(net.0, net.1, expiry(r#for), code::bite_name(ev.bite));
     if times == 0 && state.store.count_blocks()? >= policy.max_blocks {
         state.refused += 1;

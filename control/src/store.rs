@@ -323,10 +323,16 @@ impl Store {
 
     /// The allow entries that came from the policy's allowlist.
     pub fn policy_allows(&self) -> Result<Vec<([u8; 16], u8)>> {
+        self.allows_with_reason("policy")
+    }
+
+    /// The allow entries stored with `reason` (`policy`: the policy's
+    /// allowlist; `dataplane`: the dataplane's own `[deception] allow`).
+    pub fn allows_with_reason(&self, reason: &str) -> Result<Vec<([u8; 16], u8)>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT net, len FROM allows WHERE reason = 'policy'")?;
-        let rows = stmt.query_map([], |r| Ok((blob16(r.get(0)?), r.get(1)?)))?;
+            .prepare("SELECT net, len FROM allows WHERE reason = ?1")?;
+        let rows = stmt.query_map(params![reason], |r| Ok((blob16(r.get(0)?), r.get(1)?)))?;
         rows.collect()
     }
 

@@ -245,3 +245,68 @@ fn a_control_restart_against_the_same_workers_resends_only_what_changed() {
     control.join().unwrap();
     dp.stop();
 }
+
+#[test]
+fn a_block_never_covers_the_dataplanes_allowlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = settings(dir.path(), Policy::default());
+    let (stop, notices, control) = run_control(settings.clone());
+    // The dataplane allowlists one address of the worm's /64.
+    let text = format!(
+        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n\
+         [flows]\ncapacity = 4096\n[deception]\nprotected = [\"2001:db8:100::/64\"]\n\
+         dark_routes = [\"2001:db8:100::/64\"]\nallow = [\"2001:db8:66::200\"]\n\
+         learning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\n",
+        "ef".repeat(32)
+    );
+    let mut rt = baitwall_dataplane::config::Config::parse(&text, "t")
+        .unwrap()
+        .runtime();
+    rt.region = Some(baitwall_dataplane::runtime::RegionConfig {
+        path: region.clone(),
+        slots: 1024,
+        hold: None,
+    });
+    let (dp, nic) = baitwall_dataplane::testbed::start_mem(&rt, common::T0).unwrap();
+    wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
+    // Control took the dataplane's allow entry from the region.
+    let store = Store::open(&settings.config.database).unwrap();
+    let allowed: std::net::Ipv6Addr = "2001:db8:66::200".parse().unwrap();
+    assert_eq!(
+        store.allows_with_reason("dataplane").unwrap(),
+        vec![(allowed.octets(), 128)]
+    );
+    // The worm bites: its /64 would cover the allowlisted neighbour, so
+    // control stores (and exports) the worm's own address only.
+    let worm_ip: std::net::Ipv6Addr = "2001:db8:66::66".parse().unwrap();
+    let worm = baitwall_dataplane::synth::Endpoint::new([2; 6], worm_ip, 40000);
+    let decoys = (0x20..0x80u16).map(|i| {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, i))
+    });
+    baitwall_dataplane::testbed::bite_a_decoy(&nic, &worm, decoys, common::T0)
+        .expect("an IPv6 decoy with port 80 open");
+    wait_for(&notices, "the block", |n| {
+        matches!(n, Notice::Blocked { .. })
+    });
+    let store = Store::open(&settings.config.database).unwrap();
+    let blocks: Vec<_> = store
+        .active_blocks(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as u32,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.net, b.len))
+        .collect();
+    assert_eq!(
+        blocks,
+        vec![(worm_ip.octets(), 128)],
+        "narrowed to the biter"
+    );
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+}

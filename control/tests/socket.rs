@@ -92,6 +92,15 @@ fn commands_work_and_bad_input_gets_stable_codes() {
         ),
         // Started without a configuration file.
         (r#"{"command": "config-reload"}"#, "not_configured"),
+        // A block never covers an allowlisted address: not around it, not on it.
+        (
+            r#"{"command": "block-add", "arguments": {"target": "203.0.0.0/16"}}"#,
+            "allowed",
+        ),
+        (
+            r#"{"command": "block-add", "arguments": {"target": "203.0.113.9"}}"#,
+            "allowed",
+        ),
     ] {
         assert_eq!(code(&c.ask(line)), want, "{line}");
     }

@@ -1217,6 +1217,13 @@ impl Config {
             if d.cookie_rotation.0 < Duration::from_secs(1) {
                 return Err(invalid("deception.cookie_rotation: at least 1s".into()));
             }
+            if d.allow.len() > baitwall_channel::region::ALLOW_MAX {
+                return Err(invalid(format!(
+                    "deception.allow: {} entries, at most {} (control reads them from the region to keep its exports off them)",
+                    d.allow.len(),
+                    baitwall_channel::region::ALLOW_MAX
+                )));
+            }
             if d.claim_after.0 > Duration::from_secs(60) {
                 return Err(invalid(
                     "deception.claim_after: at most 60s (a requester that waited longer has given up)".into(),

@@ -227,9 +227,22 @@ impl Dataplane {
         let mut workers = Vec::with_capacity(n);
         let mut control = Vec::with_capacity(n);
         let (events_tx, events) = bounded(EVENT_DEPTH);
+        // The dataplane's own allowlist goes into the region's header, so
+        // control's exports (nftables, BGP) never cover it either.
+        let allow: Vec<([u8; 16], u8)> = config
+            .engine
+            .deception
+            .as_ref()
+            .map(|d| {
+                d.allow
+                    .iter()
+                    .map(|p| (p.network().to_be_bytes(), p.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let region = match &config.region {
             Some(rc) => Some(
-                Region::create_with_stats(
+                Region::create_described(
                     &rc.path,
                     Geometry {
                         workers: n as u32,
@@ -238,6 +251,7 @@ impl Dataplane {
                     instance_id(),
                     &crate::stats::cell_names(),
                     &port_name,
+                    &allow,
                 )
                 .map_err(RuntimeError::Region)?,
             ),

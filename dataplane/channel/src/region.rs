@@ -22,6 +22,9 @@
 //! 40      8     created (Unix nanoseconds)
 //! 48      4     counter cells per worker (256)
 //! 64      128   the dataplane's port, UTF-8, NUL-padded (for `status`)
+//! 256     4     allow entries (at most 200): the dataplane's own
+//!               `[deception] allow`, so control's exports never cover them
+//! 260     17 x n  each: network (16 bytes, IPv4-mapped) and prefix length
 //! 4096    4096  counter names: UTF-8 lines "<type> <name>[ <label>=<value>]",
 //!               one per cell in cell order, NUL-padded
 //! 8192    ...   counters: worker w's cells (256 x u64) at 8192 + w x 2048,
@@ -48,7 +51,7 @@ use crate::ring::{CONTROL_SIZE, Consumer, KeepAlive, Producer, RawSlots, RingCon
 /// The region's magic bytes.
 pub const MAGIC: [u8; 8] = *b"BWCHAN01";
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Bytes reserved for the header.
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes reserved for the counter names.
@@ -58,6 +61,11 @@ pub const STATS_CELLS: usize = 256;
 /// Where the port's description lives in the header, and its size.
 const PORT_AT: usize = 64;
 const PORT_SIZE: usize = 128;
+/// Where the dataplane's allowlist lives in the header.
+const ALLOW_AT: usize = 256;
+/// Allow entries the header holds.
+pub const ALLOW_MAX: usize = 200;
+const ALLOW_ENTRY: usize = 17;
 /// Bytes of one worker's counters.
 const STATS_BYTES: usize = STATS_CELLS * 8;
 
@@ -215,7 +223,27 @@ impl Region {
         stat_names: &[String],
         port: &str,
     ) -> Result<Arc<Region>, RegionError> {
+        Self::create_described(path, geometry, instance_id, stat_names, port, &[])
+    }
+
+    /// [`Region::create_with_stats`], with the dataplane's own allowlist
+    /// (network, prefix length on the 128-bit space), at most
+    /// [`ALLOW_MAX`] entries.
+    pub fn create_described(
+        path: &Path,
+        geometry: Geometry,
+        instance_id: u64,
+        stat_names: &[String],
+        port: &str,
+        allow: &[([u8; 16], u8)],
+    ) -> Result<Arc<Region>, RegionError> {
         geometry.check()?;
+        if allow.len() > ALLOW_MAX {
+            return Err(RegionError::Sizes(format!(
+                "{} allow entries (at most {ALLOW_MAX})",
+                allow.len()
+            )));
+        }
         let names = stat_names.join("\n");
         if stat_names.len() > STATS_CELLS || names.len() >= NAMES_SIZE {
             return Err(RegionError::Sizes(format!(
@@ -250,6 +278,12 @@ impl Region {
         h[48..52].copy_from_slice(&(STATS_CELLS as u32).to_le_bytes());
         let port = &port.as_bytes()[..port.floor_char_boundary(PORT_SIZE - 1)];
         h[PORT_AT..PORT_AT + port.len()].copy_from_slice(port);
+        h[ALLOW_AT..ALLOW_AT + 4].copy_from_slice(&(allow.len() as u32).to_le_bytes());
+        for (i, (net, len)) in allow.iter().enumerate() {
+            let at = ALLOW_AT + 4 + i * ALLOW_ENTRY;
+            h[at..at + 16].copy_from_slice(net);
+            h[at + 16] = *len;
+        }
         map[HEADER_SIZE..HEADER_SIZE + names.len()].copy_from_slice(names.as_bytes());
         // Ring control blocks and slots start zeroed (a new file is zero-filled).
         let region = Region {
@@ -381,6 +415,25 @@ impl Region {
         let field = self.map.get(PORT_AT..PORT_AT + PORT_SIZE).unwrap_or(&[]);
         let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
         String::from_utf8_lossy(&field[..end]).into_owned()
+    }
+
+    /// The dataplane's own allowlist, as its creator wrote it (entries a
+    /// damaged header would put past the limit are left out).
+    pub fn allowlist(&self) -> Vec<([u8; 16], u8)> {
+        let h = self.map.get(..HEADER_SIZE).unwrap_or(&[]);
+        let count = h
+            .get(ALLOW_AT..ALLOW_AT + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .min(ALLOW_MAX);
+        (0..count)
+            .filter_map(|i| {
+                let at = ALLOW_AT + 4 + i * ALLOW_ENTRY;
+                let entry = h.get(at..at + ALLOW_ENTRY)?;
+                let mut net = [0u8; 16];
+                net.copy_from_slice(&entry[..16]);
+                (entry[16] <= 128).then_some((net, entry[16]))
+            })
+            .collect()
     }
 
     /// The counter names the creator wrote, one per cell in use.
@@ -542,10 +595,25 @@ mod tests {
             "counter rx_packets".to_string(),
             "counter drops reason=ttl".to_string(),
         ];
-        let dp = Region::create_with_stats(&path, G, 7, &names, "pcap:in.pcap").unwrap();
+        let allow = [([0u8; 16], 0u8), ([7u8; 16], 128)];
+        let dp = Region::create_described(&path, G, 7, &names, "pcap:in.pcap", &allow).unwrap();
         let ctl = Region::attach(&path).unwrap();
         assert_eq!(ctl.stat_names(), names);
         assert_eq!(ctl.port(), "pcap:in.pcap");
+        assert_eq!(ctl.allowlist(), allow);
+        assert!(Region::attach(&dir.path().join("bw.region")).is_ok());
+        let too_many_allows = vec![([1u8; 16], 128u8); ALLOW_MAX + 1];
+        assert!(matches!(
+            Region::create_described(
+                &dir.path().join("x.region"),
+                G,
+                9,
+                &[],
+                "",
+                &too_many_allows
+            ),
+            Err(RegionError::Sizes(_))
+        ));
         dp.worker_ends(1).unwrap().stats.publish(&[5, 6]);
         assert_eq!(&ctl.read_stats(1)[..3], &[5, 6, 0]);
         assert_eq!(ctl.read_stats(0)[..2], [0, 0]);
