@@ -1040,6 +1040,11 @@ fn block_rule(b: &Block) -> Rule {
     }
 }
 
+/// Hosts seen alive within this long (seconds) are restored to a new
+/// dataplane, at most [`LIVE_RESTORE_MAX`] of them, the most recent first.
+const LIVE_RESTORE_S: u32 = 24 * 3600;
+const LIVE_RESTORE_MAX: u32 = 65_536;
+
 /// Resynchronises a freshly attached dataplane: the stored state first,
 /// before any new decision. If this is the instance the last session
 /// served and every worker says which generation it has in force, only
@@ -1090,6 +1095,21 @@ fn resync(
             .iter()
             .map(|&(net, len)| Rule::Disallow { net, len }),
     );
+    // Liveness learned before a restart, so that no decoy claims a host
+    // that was alive (a delta resync's workers kept theirs).
+    if !delta {
+        let since_ns = u64::from(now_s().saturating_sub(LIVE_RESTORE_S)) * 1_000_000_000;
+        rules.extend(
+            state
+                .store
+                .live_hosts(since_ns, LIVE_RESTORE_MAX)?
+                .into_iter()
+                .map(|(addr, seen_ns)| Rule::Live {
+                    addr,
+                    seen: (seen_ns / 1_000_000_000) as u32,
+                }),
+        );
+    }
     rules.extend(blocks.iter().map(block_rule));
     rules.extend(removed.iter().map(|&(net, len)| Rule::Unblock { net, len }));
     push_all(ends, &rules, generation)?;
@@ -1262,6 +1282,8 @@ fn session(
                     }
                     // An inside host answered a SYN: a live host and service.
                     kind::SERVICE => state.store.learn_host(&ev.src, ev.src_port, ev.time_ns)?,
+                    // An inside host showed it is alive (port 0: the host).
+                    kind::LIVE => state.store.learn_host(&ev.src, 0, ev.time_ns)?,
                     _ => {}
                 }
             }

@@ -362,6 +362,19 @@ impl Store {
         Ok(())
     }
 
+    /// Hosts seen alive since `since_ns` (any port, port 0 being the host
+    /// itself): (address, last seen), the most recent first, at most `limit`.
+    pub fn live_hosts(&self, since_ns: u64, limit: u32) -> Result<Vec<([u8; 16], u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT addr, MAX(last_seen_ns) AS seen FROM hosts WHERE last_seen_ns >= ?1 \
+             GROUP BY addr ORDER BY seen DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![since_ns as i64, limit], |r| {
+            Ok((blob16(r.get(0)?), r.get::<_, i64>(1)? as u64))
+        })?;
+        rows.collect()
+    }
+
     /// Learned hosts and services: (address, port, first seen, last seen), most recent first.
     pub fn hosts(&self, limit: u32) -> Result<Vec<LearnedHost>> {
         let mut stmt = self.conn.prepare(
@@ -1036,6 +1049,12 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.allows().unwrap(), vec![(worm(), 128)]);
         assert_eq!(s.hosts(10).unwrap(), vec![([7; 16], 443, 100, 200)]);
+        // Liveness: one row per host, its latest time, old ones left out.
+        s.learn_host(&[7; 16], 0, 300).unwrap();
+        s.learn_host(&[8; 16], 0, 50).unwrap();
+        assert_eq!(s.live_hosts(100, 10).unwrap(), vec![([7; 16], 300)]);
+        assert_eq!(s.live_hosts(0, 1).unwrap(), vec![([7; 16], 300)]);
+        assert_eq!(s.live_hosts(0, 10).unwrap().len(), 2);
         assert!(s.remove_allow(&worm(), 128).unwrap());
         assert!(s.allows().unwrap().is_empty());
     }

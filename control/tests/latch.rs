@@ -310,3 +310,125 @@ fn a_block_never_covers_the_dataplanes_allowlist() {
     control.join().unwrap();
     dp.stop();
 }
+
+/// A dataplane whose 198.51.101.0/24 is a LAN behind the router
+/// 198.51.101.1: addresses are claimed at the first unanswered request
+/// (claim_after 0 s), its clock at `now_ns`.
+fn start_lan_dataplane(region: &Path, now_ns: u64) -> (Dataplane, SoftNic) {
+    let text = format!(
+        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n\
+         [flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.101.0/24\"]\n\
+         gateways = [{{ address = \"198.51.101.1\" }}]\nclaim_after = \"0s\"\n\
+         learning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1h\"\nsecret = \"{}\"\n",
+        "ef".repeat(32)
+    );
+    let mut rt = baitwall_dataplane::config::Config::parse(&text, "t")
+        .unwrap()
+        .runtime();
+    rt.region = Some(baitwall_dataplane::runtime::RegionConfig {
+        path: region.to_owned(),
+        slots: 1024,
+        hold: None,
+    });
+    baitwall_dataplane::testbed::start_mem(&rt, now_ns).unwrap()
+}
+
+/// True when the router's request for `target` was answered by a decoy.
+fn claimed(nic: &SoftNic, target: Ipv4Addr, now_ns: u64) -> bool {
+    let ask = baitwall_dataplane::synth::arp(
+        [2, 0, 0, 0, 0, 0xfe],
+        Ipv4Addr::new(198, 51, 101, 1),
+        [0; 6],
+        target,
+        false,
+    );
+    baitwall_dataplane::testbed::exchange(nic, &[ask], now_ns)
+        .iter()
+        .any(|f| f.get(20..22) == Some(&[0, 2]))
+}
+
+#[test]
+fn liveness_survives_a_dataplane_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = settings(dir.path(), Policy::default());
+    let (stop, notices, control) = run_control(settings.clone());
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let (dp, nic) = start_lan_dataplane(&region, now_ns);
+    let Notice::Attached { instance, .. } =
+        wait_for(&notices, "attach", |n| matches!(n, Notice::Attached { .. }))
+    else {
+        unreachable!()
+    };
+    wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
+    // A quiet server speaks once (an answer to some client), from inside.
+    let server = baitwall_dataplane::synth::Endpoint::new(
+        [2, 0, 0, 0, 1, 40],
+        Ipv4Addr::new(198, 51, 101, 40),
+        80,
+    );
+    let client = baitwall_dataplane::synth::Endpoint::new(
+        [2, 0, 0, 0, 0, 0xfe],
+        Ipv4Addr::new(203, 0, 113, 9),
+        40000,
+    );
+    let syn_ack = baitwall_dataplane::synth::tcp(
+        &server,
+        &client,
+        baitwall_dataplane::synth::Flags::SYN_ACK,
+        1,
+        2,
+        &[],
+    );
+    baitwall_dataplane::testbed::exchange(&nic, &[syn_ack], now_ns);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let server_key = Ipv4Addr::new(198, 51, 101, 40).to_ipv6_mapped().octets();
+    while !Store::open(&settings.config.database)
+        .unwrap()
+        .live_hosts(0, 10)
+        .unwrap()
+        .iter()
+        .any(|(a, _)| *a == server_key)
+    {
+        assert!(Instant::now() < deadline, "control never stored the host");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A new dataplane knows nothing by itself; control restores the host,
+    // so the router's request for it is left to it, while a never-seen
+    // neighbour is claimed at once.
+    dp.stop();
+    let (dp, nic) = start_lan_dataplane(&region, now_ns + 1_000_000_000);
+    wait_for(
+        &notices,
+        "the second attach",
+        |n| matches!(n, Notice::Attached { instance: i, delta: false, .. } if *i != instance),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let applied = |n: &Notice| matches!(n, Notice::Applied(_));
+    while notices
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| applied(n))
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the resync was never applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let later = now_ns + 2_000_000_000;
+    assert!(
+        !claimed(&nic, Ipv4Addr::new(198, 51, 101, 40), later),
+        "the server was claimed"
+    );
+    assert!(
+        claimed(&nic, Ipv4Addr::new(198, 51, 101, 41), later),
+        "a dark neighbour is claimed"
+    );
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+}

@@ -416,6 +416,7 @@ fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
         ),
         EventKind::Sweep { decoys } => (message::kind::SWEEP, 0, 0, false, decoys),
         EventKind::Service => (message::kind::SERVICE, 0, 0, false, 0),
+        EventKind::Live => (message::kind::LIVE, 0, 0, false, 0),
         EventKind::Mark { kind, one_in } => (message::kind::MARK, kind as u8, 0, false, one_in),
     };
     UpEvent {

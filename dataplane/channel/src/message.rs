@@ -20,6 +20,9 @@ pub mod kind {
     pub const MARK: u16 = 5;
     /// The answer to a [`QUERY`] (up): one decoy address and its persona.
     pub const PERSONA: u16 = 6;
+    /// An inside host showed it is alive (up): at its first frame, then
+    /// every few minutes while it keeps sending (`src` is the host).
+    pub const LIVE: u16 = 7;
     /// Block a prefix until an expiry (down).
     pub const BLOCK: u16 = 100;
     /// Remove a block (down).
@@ -30,6 +33,9 @@ pub mod kind {
     pub const DISALLOW: u16 = 103;
     /// Describe a decoy address, or sample dark addresses (down).
     pub const QUERY: u16 = 104;
+    /// A host known alive since a time (down): liveness learned before a
+    /// restart, so no decoy claims it meanwhile.
+    pub const LIVE_HOST: u16 = 105;
     /// Everything before this record belongs to a generation (down).
     pub const GENERATION: u16 = 110;
 }
@@ -188,7 +194,7 @@ impl UpEvent {
     /// Decodes an up record.
     pub fn decode(r: &Record) -> Result<UpEvent, DecodeError> {
         let k = r.kind();
-        if !(kind::BITE..=kind::MARK).contains(&k) {
+        if !(kind::BITE..=kind::MARK).contains(&k) && k != kind::LIVE {
             return Err(DecodeError::UnknownKind(k));
         }
         let flags = r.get::<4>(2);
@@ -266,6 +272,14 @@ pub enum Rule {
         /// 0: describe `addr`; otherwise the sample's size (at most 64).
         count: u8,
     },
+    /// `addr` was seen alive at `seen` (Unix seconds): learned liveness,
+    /// restored after a restart.
+    Live {
+        /// The host (IPv4-mapped for IPv4).
+        addr: [u8; 16],
+        /// When it was last seen.
+        seen: u32,
+    },
     /// Every rule sent before this one belongs to generation `.0` or earlier.
     Generation(u64),
 }
@@ -279,6 +293,7 @@ impl Rule {
             Rule::Allow { net, len, expiry } => (kind::ALLOW, net, len, expiry, 0),
             Rule::Disallow { net, len } => (kind::DISALLOW, net, len, 0, 0),
             Rule::Query { id, addr, count } => (kind::QUERY, addr, count, id, 0),
+            Rule::Live { addr, seen } => (kind::LIVE_HOST, addr, 128, seen, 0),
             Rule::Generation(g) => (kind::GENERATION, [0; 16], 0, 0, g),
         };
         let mut r = Record::new(k);
@@ -311,6 +326,10 @@ impl Rule {
             kind::ALLOW => Rule::Allow { net, len, expiry },
             kind::DISALLOW => Rule::Disallow { net, len },
             kind::GENERATION => Rule::Generation(r.get_u64(8)),
+            kind::LIVE_HOST => Rule::Live {
+                addr: net,
+                seen: expiry,
+            },
             kind::QUERY if len > MAX_SAMPLE => {
                 return Err(DecodeError::BadField {
                     kind: k,
@@ -482,6 +501,10 @@ mod tests {
                 id: 77,
                 addr: net,
                 count: 16,
+            },
+            Rule::Live {
+                addr: net,
+                seen: 1_800_000_000,
             },
         ] {
             assert_eq!(Rule::decode(&rule.encode()), Ok(rule));

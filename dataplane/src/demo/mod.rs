@@ -509,7 +509,7 @@ fn summarize(
     let mut events: Vec<_> = outcome
         .events
         .iter()
-        .filter(|e| !matches!(e.event.kind, EventKind::Service))
+        .filter(|e| !matches!(e.event.kind, EventKind::Service | EventKind::Live))
         .copied()
         .collect();
     events.sort_by_key(|e| e.event.time_ns);
@@ -531,7 +531,7 @@ fn summarize(
                 if allowlisted { " (allowlisted)" } else { "" }
             ),
             EventKind::Sweep { decoys } => format!("sweep seen (~{decoys} decoys; evidence only)"),
-            EventKind::Service | EventKind::Mark { .. } => continue,
+            EventKind::Service | EventKind::Live | EventKind::Mark { .. } => continue,
         };
         let _ = writeln!(
             s,

@@ -379,8 +379,6 @@ impl Deceiver {
         let start_s = *self.start_s.get_or_insert(now_s);
         let now_ms = now_ns / 1_000_000;
         self.cookies.advance(now_ms);
-        let shared = &*self.shared;
-        let protected = &shared.space.protected;
         if !info.is_ip() {
             return match info.l3 {
                 L3::Arp => self.arp(buf, arrival, now_ns, start_s),
@@ -388,21 +386,24 @@ impl Deceiver {
             };
         }
         // Each side speaks only for itself (invariant 3; side.rs).
-        let side = shared
-            .sides
-            .side_of(arrival, buf.data(), &info.src, protected);
-        if shared.sides.check(side, &info.src, protected).is_err() {
-            return Some(Verdict::Drop(DropReason::Spoofed));
-        }
+        let side = {
+            let shared = &*self.shared;
+            let protected = &shared.space.protected;
+            let side = shared
+                .sides
+                .side_of(arrival, buf.data(), &info.src, protected);
+            if shared.sides.check(side, &info.src, protected).is_err() {
+                return Some(Verdict::Drop(DropReason::Spoofed));
+            }
+            side
+        };
         let host = unicast_host(info);
         // Liveness is learned from the inside only: an outside frame can
         // never silence a decoy, nor keep a claim from being taken.
         if side == Side::Inside && host {
-            if shared.space.learn(&info.src, now_s) {
-                self.counters.yields += 1;
-            }
+            self.learn(&info.src, now_ns);
             if info.tcp_flags == Some(TcpFlags::SYN | TcpFlags::ACK)
-                && shared.space.is_inside(&info.src)
+                && self.shared.space.is_inside(&info.src)
             {
                 self.learn_service(info, now_ns);
             }
@@ -440,6 +441,37 @@ impl Deceiver {
             _ => Verdict::Drop(DropReason::ToDecoy),
         };
         Some(verdict)
+    }
+
+    /// `addr`, on the inside, showed it is alive: learned, its claim given
+    /// back (a yield), and reported to control now and then.
+    fn learn(&mut self, addr: &[u8; 16], now_ns: u64) {
+        let touched = self.shared.space.learn(addr, seconds(now_ns));
+        if touched.yielded {
+            self.counters.yields += 1;
+        }
+        if touched.report {
+            if self.event_budget.take(now_ns) {
+                self.events.push(Event {
+                    kind: EventKind::Live,
+                    src: *addr,
+                    dst: [0; 16],
+                    src_port: 0,
+                    dst_port: 0,
+                    time_ns: now_ns,
+                    persona: None,
+                });
+            } else {
+                self.counters.events_suppressed += 1;
+            }
+        }
+    }
+
+    /// Restores liveness control learned before a restart.
+    pub fn remember(&mut self, addr: &[u8; 16], seen_s: u32) {
+        if self.shared.space.remember(addr, seen_s) {
+            self.counters.yields += 1;
+        }
     }
 
     /// Whether a request for `target` from `side` finds a decoy: yes when
@@ -520,27 +552,28 @@ impl Deceiver {
         let (request, q) = neighbor::arp_message(buf.data())?;
         let sender = q.sender_ip.to_ipv6_mapped().octets();
         let target = q.target_ip.to_ipv6_mapped().octets();
-        let shared = &*self.shared;
-        let space = &shared.space;
-        let side = shared
-            .sides
-            .side_of(arrival, buf.data(), &sender, &space.protected);
-        if shared.sides.check(side, &sender, &space.protected).is_err() {
-            return Some(Verdict::Drop(DropReason::Spoofed));
-        }
-        let now_s = seconds(now_ns);
+        let side = {
+            let shared = &*self.shared;
+            let protected = &shared.space.protected;
+            let side = shared
+                .sides
+                .side_of(arrival, buf.data(), &sender, protected);
+            if shared.sides.check(side, &sender, protected).is_err() {
+                return Some(Verdict::Drop(DropReason::Spoofed));
+            }
+            side
+        };
         // An ARP probe (sender 0.0.0.0, RFC 5227) or an announcement
         // (sender = target) means a host is taking the address.
         let claiming = q.sender_ip.is_unspecified() || q.sender_ip == q.target_ip;
         if side == Side::Inside {
             // Any ARP from the inside shows its sender alive: replies,
             // requests, gratuitous ARP; a probe shows its target's owner.
-            let mut yielded = !q.sender_ip.is_unspecified() && space.learn(&sender, now_s);
-            if claiming {
-                yielded |= space.learn(&target, now_s);
+            if !q.sender_ip.is_unspecified() {
+                self.learn(&sender, now_ns);
             }
-            if yielded {
-                self.counters.yields += 1;
+            if claiming {
+                self.learn(&target, now_ns);
             }
         }
         if !request || claiming {
@@ -576,9 +609,7 @@ impl Deceiver {
                 None => None,
             };
             if let Some(t) = owner {
-                if self.shared.space.learn(&t.octets(), seconds(now_ns)) {
-                    self.counters.yields += 1;
-                }
+                self.learn(&t.octets(), now_ns);
                 return None;
             }
         }
@@ -868,7 +899,7 @@ impl Deceiver {
         // Events about a decoy say which persona it showed (a cached
         // lookup; events are rare next to packets).
         let persona = match kind {
-            EventKind::Service => None,
+            EventKind::Service | EventKind::Live => None,
             _ => Some(self.shared.personas.persona(&info.dst).kind),
         };
         self.events.push(Event {

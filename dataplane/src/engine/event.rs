@@ -20,6 +20,10 @@ pub enum EventKind {
     /// An inside host answered a SYN: it offers a service on `dst_port`'s
     /// counterpart (the event's `src` and `src_port` are the host and port).
     Service,
+    /// An inside host is alive (`src`): reported when first seen, then
+    /// every few minutes while it sends, so control can restore it after
+    /// a restart.
+    Live,
     /// A sampled mark: one in `one_in` marks is reported.
     Mark {
         /// Which kind.

@@ -496,6 +496,12 @@ impl Engine {
                 self.blocks.disallow(prefix(net, *len));
                 Ok(())
             }
+            Rule::Live { addr, seen } => {
+                if let Some(d) = self.deceiver.as_mut() {
+                    d.remember(addr, *seen);
+                }
+                Ok(())
+            }
             // Questions are answered by the worker (`answer_query`).
             Rule::Generation(_) | Rule::Query { .. } => Ok(()),
         }

@@ -131,9 +131,25 @@ impl PrefixSet {
 struct Slot {
     /// Last-seen second (0: never).
     seen: AtomicU32,
+    /// When the slot's host was last reported alive (seconds; 0: never).
+    reported: AtomicU32,
     /// The claim word (see [`ClaimWord`]); 0: none.
     claim: AtomicU64,
 }
+
+/// What a [`LiveMap::touch`] did.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// A claim on the address was given back to it (a yield).
+    pub yielded: bool,
+    /// The host is due a liveness report (first seen, or
+    /// [`LIVE_REPORT_S`] since the last).
+    pub report: bool,
+}
+
+/// A live host is reported again after this long (seconds), so control's
+/// record of it stays fresh enough to restore after a restart.
+pub const LIVE_REPORT_S: u32 = 300;
 
 /// A claim packed in one word, so no reader ever sees half of one:
 /// 31 check bits of the address's hash (independent of the slot index,
@@ -242,17 +258,43 @@ impl LiveMap {
 
     /// Records that `addr` sent at `now_s` (seconds; 0 is reserved for
     /// "never", so callers pass at least 1). Writes only when the second
-    /// changes; then a claim on the address is given up (true: it was
-    /// held), since its owner has shown itself.
+    /// changes; then a claim on the address is given up (its owner has
+    /// shown itself), and a liveness report falls due now and then.
     #[inline]
-    pub fn touch(&self, addr: &[u8; 16], now_s: u32) -> bool {
+    pub fn touch(&self, addr: &[u8; 16], now_s: u32) -> Touched {
+        let Some((slot, _)) = self.slot(addr) else {
+            return Touched::default();
+        };
+        if slot.seen.load(Ordering::Relaxed) == now_s {
+            return Touched::default();
+        }
+        slot.seen.store(now_s, Ordering::Relaxed);
+        let last = slot.reported.load(Ordering::Relaxed);
+        // One worker wins the report; the others see it taken.
+        let report = (last == 0 || now_s.wrapping_sub(last) >= LIVE_REPORT_S)
+            && slot
+                .reported
+                .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        Touched {
+            yielded: self.give_back(addr),
+            report,
+        }
+    }
+
+    /// Restores `addr` as seen at `seen_s` (a later time already there
+    /// stays), as control pushes it after a restart; gives a claim back.
+    pub fn remember(&self, addr: &[u8; 16], seen_s: u32) -> bool {
         let Some((slot, _)) = self.slot(addr) else {
             return false;
         };
-        if slot.seen.load(Ordering::Relaxed) == now_s {
-            return false;
-        }
-        slot.seen.store(now_s, Ordering::Relaxed);
+        slot.seen.fetch_max(seen_s, Ordering::Relaxed);
+        slot.reported.fetch_max(seen_s, Ordering::Relaxed);
+        self.give_back(addr)
+    }
+
+    /// Clears `addr`'s own claim, if it has one; true when it was held.
+    fn give_back(&self, addr: &[u8; 16]) -> bool {
         let Some((slot, word, _)) = self.claim_slot(addr) else {
             return false;
         };
@@ -440,10 +482,20 @@ impl AddressSpace {
     }
 
     /// Learns from a packet the inside sent from `src` at `now_s` (Unix
-    /// seconds, at least 1); true when that took a claim back (a yield).
+    /// seconds, at least 1).
     #[inline]
-    pub fn learn(&self, src: &[u8; 16], now_s: u32) -> bool {
-        self.is_inside(src) && self.live.touch(src, now_s)
+    pub fn learn(&self, src: &[u8; 16], now_s: u32) -> Touched {
+        if self.is_inside(src) {
+            self.live.touch(src, now_s)
+        } else {
+            Touched::default()
+        }
+    }
+
+    /// Restores liveness learned before a restart (control's push); true
+    /// when that took a claim back.
+    pub fn remember(&self, addr: &[u8; 16], seen_s: u32) -> bool {
+        self.is_inside(addr) && seen_s > 0 && self.live.remember(addr, seen_s)
     }
 
     /// A request for `addr` (ARP who-has, neighbour solicitation) that
@@ -602,12 +654,12 @@ mod tests {
         let t = a("198.51.100.40");
         claim(&s, &t, 100);
         assert_eq!(s.darkness(&t, 104, 1), Darkness::Dark);
-        assert!(s.learn(&t, 105), "a yield");
+        assert!(s.learn(&t, 105).yielded, "a yield");
         assert!(!s.live.claimed(&t));
         assert_eq!(s.darkness(&t, 106, 1), Darkness::Live);
         // Quiet again past live_idle: not a decoy until claimed anew.
         assert_eq!(s.darkness(&t, 200, 1), Darkness::Unclaimed);
-        assert!(!s.learn(&t, 201), "nothing to yield");
+        assert!(!s.learn(&t, 201).yielded, "nothing to yield");
     }
 
     #[test]
