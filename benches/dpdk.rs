@@ -140,6 +140,8 @@ impl Pipeline {
             let mut b = q.alloc().expect("an mbuf");
             b.set_len(f.len()).unwrap();
             b.data_mut().copy_from_slice(&f);
+            // Made here, so sent as the appliance's own (a reply).
+            b.set_egress(Egress::Reply);
             burst.push(b);
             if burst.len() == BURST {
                 q.tx_burst(&mut burst);
@@ -155,8 +157,10 @@ impl Pipeline {
         let start = Instant::now();
         while moved < packets {
             moved += self.q.rx_burst(&mut self.burst, BURST) as u64;
+            // Sent back as a reply: a one-arm port never sends a frame it
+            // received and forwards, so the harness keeps the loop going.
             for b in self.burst.iter_mut() {
-                b.set_egress(Egress::Forward);
+                b.set_egress(Egress::Reply);
             }
             self.q.tx_burst(&mut self.burst);
         }
@@ -174,7 +178,9 @@ impl Pipeline {
                 .process_burst(&mut self.burst[..n], NOW, &mut verdicts);
             for (b, v) in self.burst.iter_mut().zip(&verdicts) {
                 assert_eq!(*v, Verdict::Forward, "every frame of the loop is forwarded");
-                b.set_egress(Egress::Forward);
+                // The engine forwards; the harness sends it back (one-arm
+                // never re-emits a forwarded frame) to keep the loop going.
+                b.set_egress(Egress::Reply);
             }
             moved += n as u64;
             self.q.tx_burst(&mut self.burst);

@@ -20,11 +20,11 @@ use baitwall_dpdk::DpdkError;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
 #[test]
-fn workers_forward_and_answer_decoys_through_a_dpdk_device() {
+fn one_arm_workers_answer_decoys_and_send_nothing_else_through_a_dpdk_device() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.pcap"), dir.path().join("out.pcap"));
-    // Ten forwarded frames between two outside hosts, then a SYN to a
-    // dark address of the protected /24.
+    // Ten frames between two outside hosts, then a SYN to a dark address
+    // of the protected /24.
     let a = Endpoint::new([2, 0, 0, 0, 0, 0xa], Ipv4Addr::new(192, 0, 2, 1), 40000);
     let b = Endpoint::new([2, 0, 0, 0, 0, 0xb], Ipv4Addr::new(192, 0, 2, 2), 80);
     let mut frames: Vec<Vec<u8>> = (0..10u32)
@@ -79,7 +79,10 @@ fn workers_forward_and_answer_decoys_through_a_dpdk_device() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let report = dp.stop();
-    assert_eq!(report.snapshot.total.tx_packets, 11);
+    // One-arm: the ten frames between outside hosts are already on their
+    // way; only the decoy's reply, which the appliance made, is sent.
+    assert_eq!(report.snapshot.total.tx_packets, 1);
+    assert_eq!(report.snapshot.total.rx_packets, 11);
     // The workers are gone, and with them the device: its output is closed.
     drop(port);
     let mut r = PcapReader::new(std::fs::File::open(&output).unwrap()).unwrap();
@@ -87,13 +90,8 @@ fn workers_forward_and_answer_decoys_through_a_dpdk_device() {
     while let Some(p) = r.next_packet() {
         out.push(p.unwrap().data.into_owned());
     }
-    assert_eq!(out.len(), 11);
-    assert_eq!(
-        &out[..10],
-        &frames[..10],
-        "forwarded frames leave untouched"
-    );
-    let reply = etherparse::SlicedPacket::from_ethernet(&out[10]).unwrap();
+    assert_eq!(out.len(), 1, "one-arm sends nothing it did not make");
+    let reply = etherparse::SlicedPacket::from_ethernet(&out[0]).unwrap();
     let Some(etherparse::TransportSlice::Tcp(t)) = reply.transport else {
         panic!("a TCP reply")
     };

@@ -133,10 +133,17 @@ impl Queue for DpdkQueue {
 
     fn tx_burst(&mut self, bufs: &mut Burst<DpdkBuf>) -> TxOutcome {
         let inline = self.sides.len() > 1;
+        let mut outcome = TxOutcome::default();
         for b in bufs.drain(..) {
             let side = usize::from(b.side).min(1);
             let to = match (inline, b.egress) {
-                (false, _) => 0,
+                (false, Egress::Reply) => 0,
+                // One-arm sends only what the appliance made: a received
+                // frame is already on its way (io::afpacket says why).
+                (false, Egress::Forward) => {
+                    outcome.skipped += 1;
+                    continue;
+                }
                 (true, Egress::Reply) => side,
                 (true, Egress::Forward) => 1 - side,
             };
@@ -144,7 +151,6 @@ impl Queue for DpdkQueue {
                 v.push(b.mbuf);
             }
         }
-        let mut outcome = TxOutcome::default();
         for (q, v) in self.sides.iter_mut().zip(self.out.iter_mut()) {
             let total = v.len();
             let sent = q.tx_burst(v);
