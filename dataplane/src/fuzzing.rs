@@ -17,8 +17,11 @@ use crate::wire::{
     Icmpv6Repr, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 
-/// The fuzzing engine's configuration: everything is protected and dark at
-/// once, so every frame reaches the decoy code (marks, cookies, services).
+/// The fuzzing engine's configuration: half of each family is protected, a
+/// half of that routed dark (every frame to it reaches the decoy code:
+/// marks, cookies, services) and the rest claimed at the first request
+/// (claims, yields). Sides go by the gateway's MAC, so the input chooses
+/// its side, and sources from both halves reach both side rules.
 const FUZZ_CONFIG: &str = r#"
 [port]
 backend = "pcap"
@@ -27,9 +30,12 @@ rx = "unused.pcap"
 capacity = 64
 seed = 1
 [deception]
-protected = ["0.0.0.0/0", "::/0"]
-dark_routes = ["0.0.0.0/0", "::/0"]
-exclude = ["10.0.0.1"]
+protected = ["0.0.0.0/1", "::/1"]
+dark_routes = ["0.0.0.0/2", "::/2"]
+gateways = [{ address = "10.0.0.1", mac = "02:00:00:00:00:01" }]
+inside_routes = ["192.168.0.0/16"]
+claim_after = "0s"
+exclude = ["10.0.0.2"]
 allow = ["192.0.2.0/24"]
 learning = "0s"
 hold_off = "0s"
