@@ -70,7 +70,7 @@ fn demo_summarises_and_its_captures_read_in_tcpdump() {
     for needle in [
         "what crossed the appliance",
         "malformed headers                           3          0          0          3",
-        "port bite -> LATCHED",
+        "port bite (strong proof) -> LATCHED",
         "latched: 192.0.2.66",
         "the spoofed client 203.0.113.10 was not blocked",
         "1,483 frames in, 1,473 out",

@@ -306,9 +306,10 @@ pub fn event_line(e: &Value) -> String {
     let ty = text(&e["event_type"]);
     let what = match ty.as_str() {
         "bite" => format!(
-            "{}  {} -> {}{} {}",
+            "{}  {} ({}) -> {}{} {}",
             ends(),
             text(&b["kind"]),
+            text(&b["proof"]),
             text(&b["action"]),
             if b["allowlisted"] == true {
                 " (allowlisted)"

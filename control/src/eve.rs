@@ -130,6 +130,7 @@ pub fn from_up(ev: &UpEvent) -> Option<Value> {
                 "kind": code::bite_name(ev.bite),
                 "action": code::action_name(ev.action),
                 "allowlisted": ev.allowlisted,
+                "proof": if ev.strong { "strong" } else { "weak" },
                 "persona": persona(ev),
                 "worker": ev.worker,
             }),
@@ -405,6 +406,7 @@ mod tests {
             bite: code::BITE_PORT,
             action: code::ACTION_BLOCK,
             allowlisted: false,
+            strong: false,
             worker: 1,
             time_ns: 1_764_464_523_123_456_789,
             src: v4("203.0.113.66"),
@@ -431,7 +433,7 @@ mod tests {
                 "proto": "TCP",
                 "flow_id": e["flow_id"],
                 "baitwall": {"kind": "port", "action": "block", "allowlisted": false,
-                             "persona": "linux_web", "worker": 1},
+                             "proof": "weak", "persona": "linux_web", "worker": 1},
             })
         );
         assert!(e["flow_id"].as_u64().unwrap() < 1 << 53);

@@ -309,6 +309,7 @@ mod tests {
             bite,
             action: code::ACTION_BLOCK,
             allowlisted: false,
+            strong: false,
             worker: 0,
             time_ns: 0,
             src: match src {

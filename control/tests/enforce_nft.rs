@@ -396,13 +396,14 @@ fn host_sets_take_single_addresses_and_allow_entries_are_let_through() {
     gone(&fw, "hosts4", "192.0.2.66");
     assert!(net.tcp_reaches("192.0.2.66", "192.0.2.1", 8080));
 
-    // An allowed address inside a blocked prefix gets through the
-    // firewall, as through the dataplane; its neighbour does not.
-    let r = c.ask(r#"{"command": "allow-add", "arguments": {"target": "192.0.2.200"}}"#);
-    assert_eq!(r["return"], "OK", "{r}");
+    // An address allowed inside a blocked prefix gets through the
+    // firewall, as through the dataplane; its neighbour does not. (The
+    // block first: a block added over an allow entry is refused.)
     let r = c.ask(
         r#"{"command": "block-add", "arguments": {"target": "192.0.2.192/26", "for": "10m"}}"#,
     );
+    assert_eq!(r["return"], "OK", "{r}");
+    let r = c.ask(r#"{"command": "allow-add", "arguments": {"target": "192.0.2.200"}}"#);
     assert_eq!(r["return"], "OK", "{r}");
     eventually(
         Duration::from_secs(10),

@@ -23,6 +23,7 @@ use crate::engine::limit::{RateConfig, SweepConfig};
 use crate::engine::persona::PersonaMaker;
 use crate::engine::side::SideRules;
 use crate::engine::space::{AddressSpace, LiveMap, Prefix, PrefixSet, SpaceTiming};
+use crate::engine::ticket::WeakTickets;
 use crate::engine::{BlockConfig, EngineConfig};
 use crate::io::MAX_BURST;
 use crate::io::pcap::Replay;
@@ -938,6 +939,7 @@ impl DeceptionSection {
             secret: self.secret_bytes(),
             cookie_rotation_ms: u64::try_from(self.cookie_rotation.0.as_millis()).unwrap_or(60_000),
             proofs: ProofTable::new(1 << 16, seed ^ 0x7072),
+            tickets: WeakTickets::random(),
             proof_ttl_min: u16::try_from(self.proof_ttl.0.as_secs() / 60).unwrap_or(u16::MAX),
             udp_services: self.udp_services.clone(),
             rates: RateConfig {
@@ -1308,6 +1310,9 @@ impl Config {
                 flow_seed: seed,
                 deception: self.deception.as_ref().map(|d| {
                     let mut shared = d.build(seed);
+                    // Every worker gets its share of the reply budgets, so
+                    // they hold for the appliance whatever the worker count.
+                    shared.rates = shared.rates.split(self.workers.cores.0.len());
                     shared.capture = capture.as_ref().map(|(s, q)| (q.clone(), s.follow_packets));
                     Arc::new(shared)
                 }),

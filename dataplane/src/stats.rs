@@ -72,11 +72,11 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 28 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 30 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 /// Names of the fixed cells, in [`Counters::as_cells`] order, as the region
 /// publishes them: `"<type> <name>"`.
-const FIXED_NAMES: [&str; 28] = [
+const FIXED_NAMES: [&str; 30] = [
     "counter rx_packets",
     "counter rx_bytes",
     "counter tx_packets",
@@ -93,7 +93,7 @@ const FIXED_NAMES: [&str; 28] = [
     "counter latch_full",
     "counter bad_cookies",
     "counter events_dropped",
-    "counter suspect_bites",
+    "counter weak_denied",
     "counter events_suppressed",
     "counter rules_applied",
     "counter rules_refused",
@@ -105,6 +105,8 @@ const FIXED_NAMES: [&str; 28] = [
     "counter severed",
     "counter claims",
     "counter yields",
+    "counter strong_bites",
+    "counter bad_echoes",
 ];
 
 /// The name of every cell, in order: what the control region's counter
@@ -152,7 +154,7 @@ impl Counters {
             d.latch_full,
             d.bad_cookies,
             d.events_dropped,
-            d.suspect_bites,
+            d.weak_denied,
             d.events_suppressed,
             self.rules_applied,
             self.rules_refused,
@@ -164,6 +166,8 @@ impl Counters {
             self.severed,
             d.claims,
             d.yields,
+            d.strong_bites,
+            d.bad_echoes,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -202,7 +206,7 @@ impl Counters {
         c.deception.latch_full = next();
         c.deception.bad_cookies = next();
         c.deception.events_dropped = next();
-        c.deception.suspect_bites = next();
+        c.deception.weak_denied = next();
         c.deception.events_suppressed = next();
         c.rules_applied = next();
         c.rules_refused = next();
@@ -214,6 +218,8 @@ impl Counters {
         c.severed = next();
         c.deception.claims = next();
         c.deception.yields = next();
+        c.deception.strong_bites = next();
+        c.deception.bad_echoes = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -328,8 +334,12 @@ pub struct WorkerStats {
     pub bad_cookies: u64,
     /// Events dropped (engine ring full, or worker channel full).
     pub events_lost: u64,
-    /// Blocking bites downgraded to alerts: their source was under cookie guessing.
-    pub suspect_bites: u64,
+    /// Weak-proof blocking bites not latched: the source's weak ticket was spent.
+    pub weak_denied: u64,
+    /// Bites that echoed the decoy's timestamp (strong proofs).
+    pub strong_bites: u64,
+    /// Bites not taken: their timestamp echo was of nothing the decoy sent.
+    pub bad_echoes: u64,
     /// Service and sweep events over their budget, not reported.
     pub events_suppressed: u64,
     /// Rules from control applied.
@@ -391,7 +401,9 @@ impl From<&Counters> for WorkerStats {
             latch_full: c.deception.latch_full,
             bad_cookies: c.deception.bad_cookies,
             events_lost: c.events_lost + c.deception.events_dropped,
-            suspect_bites: c.deception.suspect_bites,
+            weak_denied: c.deception.weak_denied,
+            strong_bites: c.deception.strong_bites,
+            bad_echoes: c.deception.bad_echoes,
             events_suppressed: c.deception.events_suppressed,
             rules_applied: c.rules_applied,
             rules_refused: c.rules_refused,

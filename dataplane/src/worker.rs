@@ -346,6 +346,7 @@ fn apply_rules(
                     bite: 0,
                     action: 0,
                     allowlisted: false,
+                    strong: false,
                     worker: worker as u16,
                     time_ns: generation,
                     src: [0; 16],
@@ -402,11 +403,13 @@ fn action_code(action: Action) -> u8 {
 
 /// An engine event as a ring record.
 fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
+    let strong = matches!(event.kind, EventKind::Bite { strong: true, .. });
     let (kind, bite, action, allowlisted, decoys) = match event.kind {
         EventKind::Bite {
             kind,
             action,
             allowlisted,
+            ..
         } => (
             message::kind::BITE,
             bite_code(kind),
@@ -424,6 +427,7 @@ fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
         bite,
         action,
         allowlisted,
+        strong,
         worker: worker as u16,
         time_ns: event.time_ns,
         src: event.src,

@@ -147,6 +147,8 @@ pub struct UpEvent {
     pub action: u8,
     /// Source allowlisted.
     pub allowlisted: bool,
+    /// A bite's proof was strong (the decoy's timestamp echoed).
+    pub strong: bool,
     /// The worker.
     pub worker: u16,
     /// Event time, Unix nanoseconds (for `APPLIED`: the generation).
@@ -188,6 +190,7 @@ impl UpEvent {
         r.put(48, &self.src_port.to_le_bytes());
         r.put(50, &self.dst_port.to_le_bytes());
         r.put(52, &self.decoys.to_le_bytes());
+        r.put(56, &[u8::from(self.strong)]);
         r
     }
 
@@ -204,6 +207,13 @@ impl UpEvent {
                 field: "allowlisted",
             });
         }
+        let strong = r.get::<1>(56)[0];
+        if strong > 1 {
+            return Err(DecodeError::BadField {
+                kind: k,
+                field: "strong",
+            });
+        }
         if flags[3] > 4 && flags[3] != NO_PERSONA {
             return Err(DecodeError::BadField {
                 kind: k,
@@ -215,6 +225,7 @@ impl UpEvent {
             bite: flags[0],
             action: flags[1],
             allowlisted: flags[2] == 1,
+            strong: strong == 1,
             worker: u16::from_le_bytes(r.get(6)),
             time_ns: r.get_u64(8),
             src: r.get(16),
@@ -466,6 +477,7 @@ mod tests {
             bite: 2,
             action: 2,
             allowlisted: true,
+            strong: false,
             worker: 3,
             time_ns: 1_767_225_600_000_000_123,
             src: [1; 16],

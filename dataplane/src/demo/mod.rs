@@ -520,9 +520,11 @@ fn summarize(
                 kind,
                 action,
                 allowlisted,
+                strong,
             } => format!(
-                "{} bite -> {}{}",
+                "{} bite ({}) -> {}{}",
                 kind.as_str(),
+                if strong { "strong proof" } else { "weak proof" },
                 match action {
                     Action::Block => "LATCHED",
                     Action::Alert => "alert",

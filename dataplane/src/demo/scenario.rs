@@ -36,6 +36,21 @@ impl Marks {
         self.personas.persona(&addr.to_ipv6_mapped().octets()).mac.0
     }
 
+    /// The TSval of the decoy's SYN-ACK to `c` at `at_ns` (the worm's
+    /// stack echoes it: a strong proof, `engine::tsproof`).
+    fn tsval(&self, c: &Endpoint, d: &Endpoint, at_ns: u64) -> u32 {
+        let v6 = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
+        };
+        let jar = CookieJar::new(&DEMO_SECRET, DEMO_ROTATION_MS, at_ns / 1_000_000);
+        self.personas
+            .persona(&v6(d.ip))
+            .ts_clock()
+            .tsval(jar.pair(&v6(c.ip), &v6(d.ip)), at_ns / 1_000_000)
+            .unwrap_or(0)
+    }
+
     /// The ISN of the decoy's SYN-ACK to `c` at `at_ns`.
     fn isn(&self, c: &Endpoint, d: &Endpoint, at_ns: u64) -> u32 {
         let v6 = |ip: IpAddr| match ip {
@@ -358,36 +373,57 @@ pub fn build() -> Vec<ScenarioFrame> {
     }
     if let Some(addr) = decoy {
         let d = Endpoint::new(marks.mac(addr), addr, 80);
-        // Port 80: a completed connect(), then closed (the worm read the banner elsewhere).
+        // Port 80: a completed connect(), then closed (the worm read the
+        // banner elsewhere). Its kernel negotiates TCP timestamps, as Linux
+        // does by default, and echoes the decoy's: strong proofs.
         let c = worm.port(34001);
         let t = sweep_ms + 2_000;
+        let ts = |ms: u64| (0x0100_0000 + ms) as u32;
         s.at(
             t,
             Role::Worm,
-            synth::tcp(&c, &d, Flags::SYN, 0x7100_0000, 0, &[]),
+            synth::tcp_ts(&c, &d, Flags::SYN, 0x7100_0000, 0, &[], (ts(t), 0)),
         );
         let isn = marks.isn(&c, &d, T0_NS + t * MS);
+        let echo = marks.tsval(&c, &d, T0_NS + t * MS);
         s.at(
             t + 2,
             Role::Worm,
-            synth::tcp(&c, &d, Flags::ACK, 0x7100_0001, isn.wrapping_add(1), &[]),
+            synth::tcp_ts(
+                &c,
+                &d,
+                Flags::ACK,
+                0x7100_0001,
+                isn.wrapping_add(1),
+                &[],
+                (ts(t + 2), echo),
+            ),
         );
         s.at(
             t + 3,
             Role::Worm,
-            synth::tcp(
+            synth::tcp_ts(
                 &c,
                 &d,
                 Flags::FIN_ACK,
                 0x7100_0001,
                 isn.wrapping_add(1),
                 &[],
+                (ts(t + 3), echo),
             ),
         );
         s.at(
             t + 5,
             Role::Worm,
-            synth::tcp(&c, &d, Flags::ACK, 0x7100_0002, isn.wrapping_add(2), &[]),
+            synth::tcp_ts(
+                &c,
+                &d,
+                Flags::ACK,
+                0x7100_0002,
+                isn.wrapping_add(2),
+                &[],
+                (ts(t + 5), echo),
+            ),
         );
         // 0.4 s later, port 443 on the same host: the port bite.
         let c = worm.port(34002);
@@ -396,24 +432,34 @@ pub fn build() -> Vec<ScenarioFrame> {
         s.at(
             t,
             Role::Worm,
-            synth::tcp(&c, &d, Flags::SYN, 0x7200_0000, 0, &[]),
+            synth::tcp_ts(&c, &d, Flags::SYN, 0x7200_0000, 0, &[], (ts(t), 0)),
         );
         let isn = marks.isn(&c, &d, T0_NS + t * MS);
+        let echo = marks.tsval(&c, &d, T0_NS + t * MS);
         s.at(
             t + 2,
             Role::Worm,
-            synth::tcp(&c, &d, Flags::ACK, 0x7200_0001, isn.wrapping_add(1), &[]),
+            synth::tcp_ts(
+                &c,
+                &d,
+                Flags::ACK,
+                0x7200_0001,
+                isn.wrapping_add(1),
+                &[],
+                (ts(t + 2), echo),
+            ),
         );
         s.at(
             t + 3,
             Role::Worm,
-            synth::tcp(
+            synth::tcp_ts(
                 &c,
                 &d,
                 Flags::PSH_ACK,
                 0x7200_0001,
                 isn.wrapping_add(1),
                 SLAPPER_443,
+                (ts(t + 3), echo),
             ),
         );
         // Then the attack on the real web server, which the latch must stop.

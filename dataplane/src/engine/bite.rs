@@ -140,21 +140,35 @@ impl ProofTable {
         h.write(src);
         h.write(decoy);
         let h = h.finish();
-        // Tag 0 marks an empty slot, so tags are never 0.
-        ((h as usize) & self.mask, ((h >> 32) as u32).max(1))
+        // Tag 0 marks an empty slot, so tags are never 0; 31 bits, the top
+        // bit of the word says whether the proof was strong.
+        (
+            (h as usize) & self.mask,
+            ((h >> 32) as u32 & 0x7fff_ffff).max(1),
+        )
     }
 
-    fn pack(tag: u32, port: u16, minute: u16) -> u64 {
-        u64::from(tag) << 32 | u64::from(port) << 16 | u64::from(minute)
+    fn pack(tag: u32, port: u16, minute: u16, strong: bool) -> u64 {
+        u64::from(strong) << 63
+            | u64::from(tag & 0x7fff_ffff) << 32
+            | u64::from(port) << 16
+            | u64::from(minute)
     }
 
-    fn unpack(v: u64) -> (u32, u16, u16) {
-        ((v >> 32) as u32, (v >> 16) as u16, v as u16)
+    fn unpack(v: u64) -> (u32, u16, u16, bool) {
+        (
+            (v >> 32) as u32 & 0x7fff_ffff,
+            (v >> 16) as u16,
+            v as u16,
+            v >> 63 == 1,
+        )
     }
 
-    /// Records that `src` proved receipt on `decoy:port` at `minute`, and
-    /// returns another port of the same decoy that `src` proved within
-    /// `ttl_minutes`, if any: that is a port bite.
+    /// Records that `src` proved receipt on `decoy:port` at `minute`
+    /// (`strong`: with a timestamp echo, `engine::tsproof`), and returns
+    /// another port of the same decoy that `src` proved within
+    /// `ttl_minutes`, if any, and whether that proof was strong: that is a
+    /// port bite.
     pub fn prove(
         &self,
         src: &[u8; 16],
@@ -162,16 +176,18 @@ impl ProofTable {
         port: u16,
         minute: u16,
         ttl_minutes: u16,
-    ) -> Option<u16> {
+        strong: bool,
+    ) -> Option<(u16, bool)> {
         let (bucket, tag) = self.locate(src, decoy);
         let base = bucket * PROOF_WAYS;
         let bucket = self.slots.get(base..base + PROOF_WAYS)?;
-        let mut other_port = None;
+        let mut other_port: Option<(u16, bool)> = None;
         let mut own = None;
+        let mut own_strong = false;
         let mut free = None;
         let (mut oldest, mut oldest_age) = (0, 0u16);
         for (i, slot) in bucket.iter().enumerate() {
-            let (t, p, m) = Self::unpack(slot.load(Ordering::Relaxed));
+            let (t, p, m, st) = Self::unpack(slot.load(Ordering::Relaxed));
             let age = minute.wrapping_sub(m);
             if t == 0 || age > ttl_minutes {
                 free.get_or_insert(i);
@@ -180,8 +196,10 @@ impl ProofTable {
             if t == tag {
                 if p == port {
                     own = Some(i);
-                } else {
-                    other_port = Some(p);
+                    own_strong = st;
+                } else if other_port.is_none_or(|(_, s)| !s) {
+                    // A strong proof of another port wins over a weak one.
+                    other_port = Some((p, st));
                 }
             }
             if age >= oldest_age {
@@ -191,7 +209,10 @@ impl ProofTable {
         // Refresh our own entry, else take a free or stale slot, else the oldest.
         let target = own.or(free).unwrap_or(oldest);
         if let Some(slot) = bucket.get(target) {
-            slot.store(Self::pack(tag, port, minute), Ordering::Relaxed);
+            slot.store(
+                Self::pack(tag, port, minute, strong || own_strong),
+                Ordering::Relaxed,
+            );
         }
         other_port
     }
@@ -213,32 +234,42 @@ mod tests {
         let t = ProofTable::new(1024, 1);
         let worm = addr(250);
         let decoy = addr(20);
-        assert_eq!(t.prove(&worm, &decoy, 80, 100, 10), None);
+        assert_eq!(t.prove(&worm, &decoy, 80, 100, 10, false), None);
         assert_eq!(
-            t.prove(&worm, &decoy, 80, 101, 10),
+            t.prove(&worm, &decoy, 80, 101, 10, true),
             None,
             "the same port again is no port bite"
         );
-        assert_eq!(t.prove(&worm, &decoy, 443, 102, 10), Some(80));
+        assert_eq!(
+            t.prove(&worm, &decoy, 443, 102, 10, false),
+            Some((80, true)),
+            "the port's proof was strengthened by its second handshake"
+        );
+        assert_eq!(t.prove(&worm, &addr(30), 22, 102, 10, false), None);
+        assert_eq!(
+            t.prove(&worm, &addr(30), 23, 102, 10, true),
+            Some((22, false)),
+            "a weak proof stays weak"
+        );
     }
 
     #[test]
     fn other_decoys_other_sources_and_old_proofs_do_not_count() {
         let t = ProofTable::new(1024, 1);
         let worm = addr(250);
-        t.prove(&worm, &addr(20), 80, 100, 10);
+        t.prove(&worm, &addr(20), 80, 100, 10, false);
         assert_eq!(
-            t.prove(&worm, &addr(21), 443, 100, 10),
+            t.prove(&worm, &addr(21), 443, 100, 10, false),
             None,
             "another decoy"
         );
         assert_eq!(
-            t.prove(&addr(251), &addr(20), 443, 100, 10),
+            t.prove(&addr(251), &addr(20), 443, 100, 10, false),
             None,
             "another source"
         );
         assert_eq!(
-            t.prove(&worm, &addr(20), 443, 111, 10),
+            t.prove(&worm, &addr(20), 443, 111, 10, false),
             None,
             "proof older than the ttl"
         );
@@ -268,8 +299,11 @@ mod tests {
         // One bucket: more triples than ways still never loses the newest.
         let t = ProofTable::new(PROOF_WAYS, 1);
         for i in 0..20u8 {
-            t.prove(&addr(i), &addr(100), 80, 5, 10);
+            t.prove(&addr(i), &addr(100), 80, 5, 10, false);
         }
-        assert_eq!(t.prove(&addr(19), &addr(100), 443, 5, 10), Some(80));
+        assert_eq!(
+            t.prove(&addr(19), &addr(100), 443, 5, 10, false),
+            Some((80, false))
+        );
     }
 }

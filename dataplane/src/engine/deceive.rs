@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::bite::{Action, BiteKind, Policy, ProofTable};
 use super::blocklist::{Blocklist, Standing};
 use super::classify::{L3, PacketInfo};
-use super::cookie::{CookieJar, CookieTuple};
+use super::cookie::CookieJar;
 use super::decoy::service::{self, MAX_RESPONSE};
 use super::decoy::tcp::{Segment, TcpProbe, reset, syn_ack, write_segment};
 use super::decoy::{icmp, neighbor, udp};
@@ -19,6 +19,8 @@ use super::limit::{RateConfig, RateLimiter, SweepConfig, SweepTable};
 use super::persona::{Persona, PersonaMaker};
 use super::side::{SideRules, of_family, unicast_host};
 use super::space::{AddressSpace, Claim, Darkness, Prefix, PrefixSet};
+use super::ticket::WeakTickets;
+use super::tsproof;
 use super::{DropReason, Verdict};
 use crate::io::{PacketBuf, Side};
 use crate::wire::{TcpFlags, protocol};
@@ -89,9 +91,15 @@ pub struct DeceptionCounters {
     pub latch_full: u64,
     /// Segments to decoys whose cookie did not verify (forged or stale).
     pub bad_cookies: u64,
-    /// Blocking bites downgraded to alerts because the source was under
-    /// cookie guessing.
-    pub suspect_bites: u64,
+    /// Weak-proof blocking bites not latched: the source's weak ticket for
+    /// the day was spent (a wrong cookie in its name, or an earlier weak
+    /// bite).
+    pub weak_denied: u64,
+    /// Bites that echoed the decoy's timestamp (strong proofs).
+    pub strong_bites: u64,
+    /// Bites not taken because their timestamp echo was of nothing the
+    /// decoy sent (forged).
+    pub bad_echoes: u64,
     /// Service and sweep events not reported (over their budget).
     pub events_suppressed: u64,
     /// Events dropped because the ring was full.
@@ -125,6 +133,8 @@ pub struct DeceptionShared {
     pub cookie_rotation_ms: u64,
     /// Shared proofs of receipt, for port bites.
     pub proofs: ProofTable,
+    /// One weak-proof try per source a day, shared by every worker.
+    pub tickets: WeakTickets,
     /// How long a proof counts towards a port bite, in minutes.
     pub proof_ttl_min: u16,
     /// UDP ports decoys answer with a service reply (others: port unreachable).
@@ -152,7 +162,6 @@ pub struct Deceiver {
     counters: DeceptionCounters,
     services: foldhash::fast::FixedState,
     service_seen: Box<[u64]>,
-    guesses: GuessTable,
     event_budget: EventBudget,
     /// Marks since the last sampled one.
     mark_seq: u32,
@@ -160,65 +169,6 @@ pub struct Deceiver {
     sampled: Option<MarkKind>,
     /// Bite capture, when on.
     evidence: Option<Evidence>,
-}
-
-/// Wrong cookies from one source (its /24 or /64) within the window that
-/// make it a suspect: about one a second is already far more than any real
-/// stack produces, and far fewer than a guesser needs (2^31 tries).
-const GUESS_LIMIT: u32 = 64;
-/// The guessing window, in seconds.
-const GUESS_WINDOW_S: u32 = 600;
-
-/// Per-worker counts of wrong cookies by source prefix (direct-mapped:
-/// a colliding prefix takes the slot over, which can only forget a suspect,
-/// never make one).
-struct GuessTable {
-    slots: Box<[(u128, u32, u32)]>,
-    hasher: foldhash::fast::FixedState,
-}
-
-impl GuessTable {
-    const SLOTS: usize = 4096;
-
-    fn new(seed: u64) -> Self {
-        GuessTable {
-            slots: vec![(0, 0, 0); Self::SLOTS].into_boxed_slice(),
-            hasher: foldhash::fast::FixedState::with_seed(seed),
-        }
-    }
-
-    /// The /24 of an IPv4 source, the /64 of an IPv6 one.
-    fn key(src: &[u8; 16]) -> u128 {
-        let a = u128::from_be_bytes(*src);
-        let v4 = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        if v4 {
-            a & !0xff
-        } else {
-            a & !((1u128 << 64) - 1)
-        }
-    }
-
-    fn slot(&mut self, key: u128) -> Option<&mut (u128, u32, u32)> {
-        let i = self.hasher.hash_one(key) as usize & (Self::SLOTS - 1);
-        self.slots.get_mut(i)
-    }
-
-    fn note(&mut self, src: &[u8; 16], now_s: u32) {
-        let key = Self::key(src);
-        if let Some(slot) = self.slot(key) {
-            if slot.0 != key || now_s.saturating_sub(slot.1) > GUESS_WINDOW_S {
-                *slot = (key, now_s, 0);
-            }
-            slot.2 = slot.2.saturating_add(1);
-        }
-    }
-
-    fn suspect(&mut self, src: &[u8; 16], now_s: u32) -> bool {
-        let key = Self::key(src);
-        self.slot(key).is_some_and(|slot| {
-            slot.0 == key && now_s.saturating_sub(slot.1) <= GUESS_WINDOW_S && slot.2 >= GUESS_LIMIT
-        })
-    }
 }
 
 /// A token bucket for non-bite events: 200 a second, bursts of 1,000.
@@ -284,7 +234,6 @@ impl Deceiver {
             counters: DeceptionCounters::default(),
             services: foldhash::fast::FixedState::with_seed(seed ^ 0x5e5e),
             service_seen: vec![0; SERVICE_SLOTS].into_boxed_slice(),
-            guesses: GuessTable::new(seed ^ 0x6775),
             event_budget: EventBudget::default(),
             mark_seq: 0,
             sampled: None,
@@ -685,19 +634,23 @@ impl Deceiver {
         }
         let persona = self.shared.personas.persona(&info.dst);
         let open = persona.is_open(probe.dst_port);
+        // One keyed hash of (prober, decoy) serves the cookie and keys the
+        // decoy's timestamps (engine::cookie, engine::tsproof).
+        let pair = self.cookies.pair(&info.src, &info.dst);
+        let ports = u32::from(probe.src_port) << 16 | u32::from(probe.dst_port);
         if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
             if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
                 return v;
             }
             self.note_sweep(info, now_ns);
             if !open {
-                return match reset(buf, &probe, &persona, now_ms) {
+                return match reset(buf, &probe, &persona, pair, now_ms) {
                     Ok(()) => self.mark(MarkKind::Rst),
                     Err(e) => Verdict::Drop(e.into()),
                 };
             }
-            let isn = self.cookies.isn(&tuple(info));
-            return match syn_ack(buf, &probe, &persona, isn, now_ms) {
+            let isn = self.cookies.isn_of_pair(pair, ports);
+            return match syn_ack(buf, &probe, &persona, isn, pair, now_ms) {
                 Ok(()) => self.mark(MarkKind::SynAck),
                 Err(e) => Verdict::Drop(e.into()),
             };
@@ -711,26 +664,29 @@ impl Deceiver {
             if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
                 return v;
             }
-            return match reset(buf, &probe, &persona, now_ms) {
+            return match reset(buf, &probe, &persona, pair, now_ms) {
                 Ok(()) => self.mark(MarkKind::Rst),
                 Err(e) => Verdict::Drop(e.into()),
             };
         }
         let verified = if open {
-            self.cookies.verify(&tuple(info), probe.ack, COOKIE_WINDOW)
+            self.cookies
+                .verify_pair(pair, ports, probe.ack, COOKIE_WINDOW)
         } else {
             None
         };
         let Some(cookie) = verified else {
-            // A segment of no connection: forged, stale, or to a closed port.
+            // A segment of no connection: forged, stale, or to a closed
+            // port. A wrong cookie in a source's name spends its weak
+            // ticket for the day (engine::ticket).
             if open {
                 self.counters.bad_cookies += 1;
-                self.guesses.note(&info.src, seconds(now_ns));
+                self.shared.tickets.spend(&info.src, seconds(now_ns));
             }
             if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
                 return v;
             }
-            return match reset(buf, &probe, &persona, now_ms) {
+            return match reset(buf, &probe, &persona, pair, now_ms) {
                 Ok(()) => self.mark(MarkKind::Rst),
                 Err(e) => Verdict::Drop(e.into()),
             };
@@ -740,23 +696,6 @@ impl Deceiver {
         // every segment carrying data are bites; acknowledgements of our own
         // data and FINs are not new ones.
         let opening = cookie.offset == 0 && !flags.contains(TcpFlags::FIN);
-        let mut kind = if probe.payload_len > 0 {
-            BiteKind::Data
-        } else {
-            BiteKind::Handshake
-        };
-        if opening {
-            let minute = (now_ms / 60_000) as u16;
-            let ttl = self.shared.proof_ttl_min;
-            if self
-                .shared
-                .proofs
-                .prove(&info.src, &info.dst, probe.dst_port, minute, ttl)
-                .is_some()
-            {
-                kind = BiteKind::Port;
-            }
-        }
         // Bare ACKs after the opening (acknowledging our data) are not new
         // bites. A bite must acknowledge exactly the SYN-ACK, or the SYN-ACK
         // and the banner: the verification window is for answering later
@@ -764,8 +703,65 @@ impl Deceiver {
         let exact = cookie.offset == 0
             || service::banner(&persona, probe.dst_port)
                 .is_some_and(|b| b.payload().len() as u32 == cookie.offset);
-        let is_bite = exact && (opening || probe.payload_len > 0);
-        if is_bite && self.bite(info, kind, now_ns, blocks) {
+        let mut is_bite = exact && (opening || probe.payload_len > 0);
+        // Strong: the segment also echoes, as TSecr, a timestamp the decoy
+        // sent this prober within the proof window, and its cookie is
+        // exactly the one of the epoch that timestamp names (2^-60 to
+        // guess; engine::tsproof). An echo of something older is the
+        // cookie alone: weak. An echo of nothing the decoy sent is forged
+        // (a real stack echoes what it received): no bite, and the
+        // source's weak ticket is spent.
+        let mut strong = false;
+        let echo = probe
+            .timestamps
+            .filter(|_| is_bite && persona.ts_hz != 0)
+            .map(|(_, tsecr)| tsecr);
+        if let Some(tsecr) = echo {
+            let clock = persona.ts_clock();
+            let lifetime = 2 * self.cookies.rotation_ms() + tsproof::QUANTUM_MS;
+            match clock.echo_age_ms(tsecr, pair, now_ms, lifetime) {
+                None => {
+                    is_bite = false;
+                    self.counters.bad_echoes += 1;
+                    self.shared.tickets.spend(&info.src, seconds(now_ns));
+                }
+                Some(age) if age <= tsproof::WINDOW_QUANTA * tsproof::QUANTUM_MS => {
+                    let sent = now_ms - now_ms % tsproof::QUANTUM_MS - age;
+                    strong = self
+                        .cookies
+                        .age_at(sent)
+                        .and_then(|epoch| {
+                            self.cookies
+                                .verify_in(pair, ports, probe.ack, epoch, cookie.offset)
+                        })
+                        .is_some_and(|m| m.offset == cookie.offset);
+                }
+                Some(_) => {}
+            }
+        }
+        let mut kind = if probe.payload_len > 0 {
+            BiteKind::Data
+        } else {
+            BiteKind::Handshake
+        };
+        let mut proof_strong = strong;
+        // A weak handshake counts towards a port bite only while the
+        // source's weak ticket is unspent: a spoofer's lucky guess must be
+        // its first weak try of the day (engine::ticket).
+        if opening && (strong || self.shared.tickets.unspent(&info.src, seconds(now_ns))) {
+            let minute = (now_ms / 60_000) as u16;
+            let ttl = self.shared.proof_ttl_min;
+            if let Some((_, other_strong)) =
+                self.shared
+                    .proofs
+                    .prove(&info.src, &info.dst, probe.dst_port, minute, ttl, strong)
+            {
+                kind = BiteKind::Port;
+                // As strong as the weaker of its two proofs.
+                proof_strong = strong && other_strong;
+            }
+        }
+        if is_bite && self.bite(info, kind, proof_strong, now_ns, blocks) {
             return Verdict::Drop(DropReason::Blocked);
         }
         if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
@@ -821,35 +817,45 @@ impl Deceiver {
             // A bare ACK needs no answer.
             None => return Verdict::Drop(DropReason::ToDecoy),
         };
-        match write_segment(buf, &probe, &persona, &seg, now_ms) {
+        match write_segment(buf, &probe, &persona, &seg, pair, now_ms) {
             Ok(()) => self.mark(MarkKind::Service),
             Err(e) => Verdict::Drop(e.into()),
         }
     }
 
     /// Counts and reports a bite and applies the policy; true when the
-    /// source is now latched.
+    /// source is now latched. `strong`: the bite echoed the decoy's
+    /// timestamp (engine::tsproof); a weak one blocks only with the
+    /// source's unspent weak ticket (engine::ticket).
     fn bite(
         &mut self,
         info: &PacketInfo,
         kind: BiteKind,
+        strong: bool,
         now_ns: u64,
         blocks: &mut Blocklist,
     ) -> bool {
         if let Some(c) = self.counters.bites.get_mut(kind as usize) {
             *c += 1;
         }
+        if strong {
+            self.counters.strong_bites += 1;
+        }
         let allowlisted = self.shared.allow.contains(&info.src);
         let mut action = self.shared.policy.action(kind);
         if allowlisted && action == Action::Block {
             action = Action::Alert;
         }
-        // A source under cookie guessing (many wrong cookies lately) may be
-        // someone spoofing it to get it blocked by a lucky guess: its bites
-        // are reported, never blocked.
-        if action == Action::Block && self.guesses.suspect(&info.src, seconds(now_ns)) {
+        // A weak proof is one blind guess in 2^31: it blocks only as the
+        // source's one weak try of the day, so a spoofer's guesses (each
+        // wrong one spends the ticket) never get a chosen innocent
+        // latched; a strong proof is never held back.
+        if action == Action::Block
+            && !strong
+            && !self.shared.tickets.spend(&info.src, seconds(now_ns))
+        {
             action = Action::Alert;
-            self.counters.suspect_bites += 1;
+            self.counters.weak_denied += 1;
         }
         let latched = action == Action::Block && self.latch(info.src, blocks);
         if action != Action::Count {
@@ -864,6 +870,7 @@ impl Deceiver {
                         action
                     },
                     allowlisted,
+                    strong,
                 },
             );
         }
@@ -938,15 +945,6 @@ pub fn latch_source(src: [u8; 16], ipv6_len: u8, blocks: &mut Blocklist) -> Latc
     match blocks.block(Prefix::from_parts(u128::from_be_bytes(src), len), 0) {
         Ok(()) => Latch::New,
         Err(_) => Latch::Full,
-    }
-}
-
-fn tuple(info: &PacketInfo) -> CookieTuple {
-    CookieTuple {
-        src: info.src,
-        dst: info.dst,
-        src_port: info.src_port,
-        dst_port: info.dst_port,
     }
 }
 

@@ -16,6 +16,9 @@ pub enum EventKind {
         action: Action,
         /// True when the source is allowlisted (reported, never blocked).
         allowlisted: bool,
+        /// True for a strong proof: the bite echoed the decoy's timestamp
+        /// (`engine::tsproof`); false for the cookie alone.
+        strong: bool,
     },
     /// An inside host answered a SYN: it offers a service on `dst_port`'s
     /// counterpart (the event's `src` and `src_port` are the host and port).

@@ -67,6 +67,26 @@ impl Default for RateConfig {
     }
 }
 
+impl RateConfig {
+    /// One worker's share of the appliance's budgets when `workers` share
+    /// them: each rate and burst divided (rounded down, at least 1), so the
+    /// sum over workers never exceeds the configured figure. A decoy's or a
+    /// prober's probes reach every worker (RSS spreads their flows), and
+    /// each worker holds it to its share.
+    pub fn split(self, workers: usize) -> RateConfig {
+        let n = workers.max(1) as u64;
+        let share = |v: u64| (v / n).max(1);
+        RateConfig {
+            per_decoy: share(self.per_decoy),
+            per_decoy_burst: share(self.per_decoy_burst),
+            per_prober: share(self.per_prober),
+            per_prober_burst: share(self.per_prober_burst),
+            total: share(self.total),
+            total_burst: share(self.total_burst),
+        }
+    }
+}
+
 /// One worker's reply limiter.
 pub struct RateLimiter {
     config: RateConfig,

@@ -37,6 +37,8 @@ pub mod query;
 pub mod sever;
 pub mod side;
 pub mod space;
+pub mod ticket;
+pub mod tsproof;
 
 use std::sync::Arc;
 

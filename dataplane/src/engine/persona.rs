@@ -155,13 +155,14 @@ impl Persona {
         }
     }
 
-    /// The TCP timestamp value at `now_ms` (None when the persona has no TCP clock).
+    /// The persona's TCP clock (its timestamps are that clock plus a keyed
+    /// offset per prober: `engine::tsproof`).
     #[inline]
-    pub fn tsval(&self, now_ms: u64) -> Option<u32> {
-        (self.ts_hz != 0).then(|| {
-            let ticks = now_ms.wrapping_mul(u64::from(self.ts_hz)) / 1000;
-            self.clock_offset.wrapping_add(ticks as u32)
-        })
+    pub fn ts_clock(&self) -> super::tsproof::TsClock {
+        super::tsproof::TsClock {
+            offset: self.clock_offset,
+            hz: self.ts_hz,
+        }
     }
 }
 
@@ -396,15 +397,16 @@ mod tests {
         };
         let linux = find(PersonaKind::LinuxWeb);
         assert_eq!(linux.ip_id(123_456, 9), 0);
+        let clock = linux.ts_clock();
         assert_eq!(
-            linux
-                .tsval(2000)
+            clock
+                .tsval(7, 2000)
                 .unwrap()
-                .wrapping_sub(linux.tsval(1000).unwrap()),
+                .wrapping_sub(clock.tsval(7, 1000).unwrap()),
             1000
         );
         let windows = find(PersonaKind::WindowsServer);
-        assert_eq!(windows.tsval(1000), None);
+        assert_eq!(windows.ts_clock().tsval(7, 1000), None);
         let a = windows.ip_id(80_000, 1);
         let b = windows.ip_id(80_800, 2);
         assert_eq!(b.wrapping_sub(a), 100, "one counter moving with time");

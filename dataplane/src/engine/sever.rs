@@ -74,7 +74,8 @@ pub fn write<B: PacketBuf>(
     let p = &plan.probe;
     // To the source: the destination answers the segment as a host with no
     // such connection would.
-    reset(to_source, p, &Persona::for_host(plan.dst_mac), now_ms)?;
+    // (A host persona has no TCP clock: the pair keys nothing.)
+    reset(to_source, p, &Persona::for_host(plan.dst_mac), 0, now_ms)?;
     // To the destination: the source "answers" a segment the destination
     // would send next (its seq is the source's ack, its ack is just past
     // the source's segment), which makes `reset` write seq = that ack.
@@ -101,6 +102,7 @@ pub fn write<B: PacketBuf>(
         to_destination,
         &reverse,
         &Persona::for_host(p.head.prober_mac),
+        0,
         now_ms,
     )
 }

@@ -96,20 +96,22 @@ pub struct Segment<'a> {
     pub payload: &'a [u8],
 }
 
-fn syn_ack_options(probe: &TcpProbe, persona: &Persona, now_ms: u64) -> TcpOptionList {
+fn syn_ack_options(probe: &TcpProbe, persona: &Persona, pair: u64, now_ms: u64) -> TcpOptionList {
     let resolve = |option: &SynAckOption| match option {
         SynAckOption::Mss => Some(TcpOption::MaxSegmentSize(persona.mss)),
         SynAckOption::SackPermitted => probe.sack_permitted.then_some(TcpOption::SackPermitted),
         SynAckOption::WindowScale => probe
             .window_scale
             .map(|_| TcpOption::WindowScale(persona.window_scale)),
-        SynAckOption::Timestamps => match (probe.timestamps, persona.tsval(now_ms)) {
-            (Some((their_tsval, _)), Some(tsval)) => Some(TcpOption::Timestamps {
-                tsval,
-                tsecr: their_tsval,
-            }),
-            _ => None,
-        },
+        SynAckOption::Timestamps => {
+            match (probe.timestamps, persona.ts_clock().tsval(pair, now_ms)) {
+                (Some((their_tsval, _)), Some(tsval)) => Some(TcpOption::Timestamps {
+                    tsval,
+                    tsecr: their_tsval,
+                }),
+                _ => None,
+            }
+        }
         SynAckOption::Nop => Some(TcpOption::NoOperation),
     };
     let mut list = TcpOptionList::new();
@@ -134,9 +136,11 @@ fn syn_ack_options(probe: &TcpProbe, persona: &Persona, now_ms: u64) -> TcpOptio
     list
 }
 
-fn ts_options(probe: &TcpProbe, persona: &Persona, now_ms: u64) -> TcpOptionList {
+fn ts_options(probe: &TcpProbe, persona: &Persona, pair: u64, now_ms: u64) -> TcpOptionList {
     let mut list = TcpOptionList::default();
-    if let (Some((their_tsval, _)), Some(tsval)) = (probe.timestamps, persona.tsval(now_ms)) {
+    if let (Some((their_tsval, _)), Some(tsval)) =
+        (probe.timestamps, persona.ts_clock().tsval(pair, now_ms))
+    {
         let _ = list.push(TcpOption::NoOperation);
         let _ = list.push(TcpOption::NoOperation);
         let _ = list.push(TcpOption::Timestamps {
@@ -147,19 +151,22 @@ fn ts_options(probe: &TcpProbe, persona: &Persona, now_ms: u64) -> TcpOptionList
     list
 }
 
-/// Writes a segment from the decoy to the prober into `buf`, replacing the probe.
+/// Writes a segment from the decoy to the prober into `buf`, replacing the
+/// probe; `pair` is the cookie's hash of (prober, decoy), which keys the
+/// timestamp (`engine::tsproof`).
 pub fn write_segment<B: PacketBuf>(
     buf: &mut B,
     probe: &TcpProbe,
     persona: &Persona,
     seg: &Segment<'_>,
+    pair: u64,
     now_ms: u64,
 ) -> Result<(), WireError> {
     let syn = seg.flags.contains(TcpFlags::SYN);
     let options = if syn {
-        syn_ack_options(probe, persona, now_ms)
+        syn_ack_options(probe, persona, pair, now_ms)
     } else {
-        ts_options(probe, persona, now_ms)
+        ts_options(probe, persona, pair, now_ms)
     };
     // After the handshake the window is sent unscaled: right for a client
     // that did not offer window scaling, merely generous for one that did
@@ -212,6 +219,7 @@ pub fn syn_ack<B: PacketBuf>(
     probe: &TcpProbe,
     persona: &Persona,
     isn: u32,
+    pair: u64,
     now_ms: u64,
 ) -> Result<(), WireError> {
     let seg = Segment {
@@ -220,7 +228,7 @@ pub fn syn_ack<B: PacketBuf>(
         flags: TcpFlags::SYN | TcpFlags::ACK,
         payload: &[],
     };
-    write_segment(buf, probe, persona, &seg, now_ms)
+    write_segment(buf, probe, persona, &seg, pair, now_ms)
 }
 
 /// The RST a real host sends to a segment that belongs to no connection
@@ -231,6 +239,7 @@ pub fn reset<B: PacketBuf>(
     buf: &mut B,
     probe: &TcpProbe,
     persona: &Persona,
+    pair: u64,
     now_ms: u64,
 ) -> Result<(), WireError> {
     let seg = if probe.flags.contains(TcpFlags::ACK) {
@@ -253,5 +262,5 @@ pub fn reset<B: PacketBuf>(
         timestamps: None,
         ..*probe
     };
-    write_segment(buf, &bare, persona, &seg, now_ms)
+    write_segment(buf, &bare, persona, &seg, pair, now_ms)
 }
