@@ -397,7 +397,7 @@ pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
     let group_sum = |v: &Value| v.as_object().map_or(0, |o| o.values().map(n).sum::<u64>());
     let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
     let mut out = format!(
-        "baitwall top: every {:.1} s; blocks {}\n{:<7} {:>9} {:>9} {:>10} {:>9} {:>10} {:>10} {:>8} {:>8} {:>9}\n",
+        "baitwall top: every {:.1} s; blocks {}\n{:<7} {:>9} {:>9} {:>10} {:>9} {:>10} {:>10} {:>8} {:>8} {:>7} {:>9}\n",
         secs,
         n(&now["control"]["blocks"]),
         "WORKER",
@@ -409,6 +409,7 @@ pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
         "SPOOFED/S",
         "CLAIMS",
         "YIELDS",
+        "EVLOST",
         "FLOWS"
     );
     let workers = now["per_worker"].as_array().cloned().unwrap_or_default();
@@ -424,7 +425,7 @@ pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
     ));
     for (name, a, b) in rows {
         out.push_str(&format!(
-            "{:<7} {:>9.3} {:>9.3} {:>10.0} {:>9.0} {:>10.0} {:>10.0} {:>8} {:>8} {:>9}\n",
+            "{:<7} {:>9.3} {:>9.3} {:>10.0} {:>9.0} {:>10.0} {:>10.0} {:>8} {:>8} {:>7} {:>9}\n",
             name,
             rate(n(&a["rx_packets"]), n(&b["rx_packets"])) / 1e6,
             rate(n(&a["tx_packets"]), n(&b["tx_packets"])) / 1e6,
@@ -434,6 +435,9 @@ pub fn top_screen(before: &Value, now: &Value, dt: Duration) -> String {
             rate(n(&a["drops"]["spoofed"]), n(&b["drops"]["spoofed"])),
             n(&b["claims"]),
             n(&b["yields"]),
+            // Events lost on their way (full rings; never a latched bite
+            // unless its waiting queue overflowed: latch_events_lost).
+            n(&b["events_lost"]) + n(&b["events_dropped"]) + n(&b["latch_events_lost"]),
             n(&b["flows_active"]),
         ));
     }

@@ -316,7 +316,7 @@ fn an_operator_follows_a_worm_through_every_surface() {
         .unwrap();
     assert!(top.status.success());
     let screen = String::from_utf8(top.stdout).unwrap();
-    for column in ["RX_MPPS", "SPOOFED/S", "CLAIMS", "YIELDS"] {
+    for column in ["RX_MPPS", "SPOOFED/S", "CLAIMS", "YIELDS", "EVLOST"] {
         assert!(screen.contains(column), "{column}: {screen}");
     }
     for row in ["0 ", "1 ", "total"] {

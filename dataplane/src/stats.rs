@@ -54,6 +54,10 @@ pub struct Counters {
     pub port_drops: u64,
     /// Tap mode: connections of blocked sources severed (two RSTs each).
     pub severed: u64,
+    /// Latched bites waiting to be handed over (a full ring or channel).
+    pub latch_events_waiting: u64,
+    /// Latched bites given up on: the waiting queue was full too.
+    pub latch_events_lost: u64,
 }
 
 impl Counters {
@@ -72,11 +76,11 @@ impl Counters {
 }
 
 /// Number of `u64` cells in a published slot.
-const CELLS: usize = 30 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
+const CELLS: usize = 32 + DropReason::COUNT + MarkKind::COUNT + BiteKind::COUNT;
 
 /// Names of the fixed cells, in [`Counters::as_cells`] order, as the region
 /// publishes them: `"<type> <name>"`.
-const FIXED_NAMES: [&str; 30] = [
+const FIXED_NAMES: [&str; 32] = [
     "counter rx_packets",
     "counter rx_bytes",
     "counter tx_packets",
@@ -107,6 +111,8 @@ const FIXED_NAMES: [&str; 30] = [
     "counter yields",
     "counter strong_bites",
     "counter bad_echoes",
+    "gauge latch_events_waiting",
+    "counter latch_events_lost",
 ];
 
 /// The name of every cell, in order: what the control region's counter
@@ -168,6 +174,8 @@ impl Counters {
             d.yields,
             d.strong_bites,
             d.bad_echoes,
+            self.latch_events_waiting,
+            self.latch_events_lost,
         ];
         let mut cells = [0u64; CELLS];
         let values = fixed
@@ -220,6 +228,8 @@ impl Counters {
         c.deception.yields = next();
         c.deception.strong_bites = next();
         c.deception.bad_echoes = next();
+        c.latch_events_waiting = next();
+        c.latch_events_lost = next();
         for d in c.drops.iter_mut() {
             *d = next();
         }
@@ -340,6 +350,10 @@ pub struct WorkerStats {
     pub strong_bites: u64,
     /// Bites not taken: their timestamp echo was of nothing the decoy sent.
     pub bad_echoes: u64,
+    /// Latched bites waiting to be handed over to control.
+    pub latch_events_waiting: u64,
+    /// Latched bites given up on (the waiting queue was full).
+    pub latch_events_lost: u64,
     /// Service and sweep events over their budget, not reported.
     pub events_suppressed: u64,
     /// Rules from control applied.
@@ -404,6 +418,8 @@ impl From<&Counters> for WorkerStats {
             weak_denied: c.deception.weak_denied,
             strong_bites: c.deception.strong_bites,
             bad_echoes: c.deception.bad_echoes,
+            latch_events_waiting: c.latch_events_waiting,
+            latch_events_lost: c.latch_events_lost,
             events_suppressed: c.deception.events_suppressed,
             rules_applied: c.rules_applied,
             rules_refused: c.rules_refused,

@@ -53,6 +53,40 @@ pub fn exchange(nic: &SoftNic, frames: &[Vec<u8>], now_ns: u64) -> Vec<Vec<u8>> 
     out
 }
 
+/// Completes a handshake (SYN, then the ACK carrying the cookie) with the
+/// first decoy of `decoys` with port 80 open: a handshake bite, an alert by
+/// default. Returns the decoy, or `None` when none answered.
+pub fn handshake_a_decoy(
+    nic: &SoftNic,
+    prober: &Endpoint,
+    decoys: impl IntoIterator<Item = std::net::IpAddr>,
+    now_ns: u64,
+) -> Option<Endpoint> {
+    for ip in decoys {
+        let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], ip, 80);
+        let replies = exchange(
+            nic,
+            &[synth::tcp(prober, &decoy, Flags::SYN, 9, 0, &[])],
+            now_ns,
+        );
+        let isn = replies.iter().find_map(|r| {
+            let p = etherparse::SlicedPacket::from_ethernet(r).ok()?;
+            match p.transport {
+                Some(etherparse::TransportSlice::Tcp(t)) if t.syn() && t.ack() => {
+                    Some(t.sequence_number())
+                }
+                _ => None,
+            }
+        });
+        if let Some(isn) = isn {
+            let ack = synth::tcp(prober, &decoy, Flags::ACK, 10, isn.wrapping_add(1), &[]);
+            exchange(nic, &[ack], now_ns);
+            return Some(decoy);
+        }
+    }
+    None
+}
+
 /// Makes `worm` bite the first decoy of `decoys` with port 80 open, the way
 /// a worm does: SYN, the cookie from the SYN-ACK, then an ACK with a
 /// request. Returns the decoy, or `None` when none answered.

@@ -132,6 +132,7 @@ pub fn run<Q: Queue>(
     let mut tx: Burst<Q::Buf> = Burst::new();
     let mut prepared = [Prepared::EMPTY; MAX_BURST];
     let mut idle = IdleState::default();
+    let mut undelivered = Undelivered::default();
     let mut now_ns = clock.now_ns();
     let mut stopped = false;
     // A fail-closed start holds traffic until the first resync (only with a
@@ -173,6 +174,17 @@ pub fn run<Q: Queue>(
             counters.idle_polls += 1;
             if counters.idle_polls % IDLE_POLLS_PER_STEP == 0 {
                 engine.maintain(SWEEP_PER_IDLE, now_ns);
+                if !undelivered.pending.is_empty() {
+                    // Latched bites waiting for room are retried idle too.
+                    hand_over_events(
+                        &mut engine,
+                        &links,
+                        config.id,
+                        &mut counters,
+                        ring.as_mut(),
+                        &mut undelivered,
+                    );
+                }
                 counters.flows = engine.flows().counters();
                 counters.port_drops = queue.stats().rx_dropped;
                 publish(&links, config.id, &counters, ring.as_ref());
@@ -258,7 +270,14 @@ pub fn run<Q: Queue>(
             }
         }
         engine.maintain(SWEEP_PER_BURST, now_ns);
-        hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
+        hand_over_events(
+            &mut engine,
+            &links,
+            config.id,
+            &mut counters,
+            ring.as_mut(),
+            &mut undelivered,
+        );
         counters.flows = engine.flows().counters();
         counters.deception = engine.deception_counters();
         counters.port_drops = queue.stats().rx_dropped;
@@ -267,7 +286,14 @@ pub fn run<Q: Queue>(
     // A last full sweep, so the final counters say what has expired by now.
     let now_ms = millis(now_ns);
     engine.maintain(usize::MAX, now_ns);
-    hand_over_events(&mut engine, &links, config.id, &mut counters, ring.as_mut());
+    hand_over_events(
+        &mut engine,
+        &links,
+        config.id,
+        &mut counters,
+        ring.as_mut(),
+        &mut undelivered,
+    );
     counters.flows = engine.flows().counters();
     counters.deception = engine.deception_counters();
     counters.port_drops = queue.stats().rx_dropped;
@@ -292,30 +318,92 @@ fn publish(links: &WorkerLinks, id: usize, counters: &Counters, ring: Option<&Wo
     }
 }
 
+/// Latched bites a worker could not hand over yet (a full events ring or
+/// channel), retried first at every turn, oldest first.
+struct Undelivered {
+    pending: Vec<Pending>,
+}
+
+/// A latched bite and where it has still to go.
+struct Pending {
+    event: Event,
+    region: bool,
+    channel: bool,
+}
+
+/// Latched bites a worker keeps while control's ring (65,536 records by
+/// default) and the in-process channel are full; past that they are
+/// counted as lost (`latch_events_lost`), their blocks still in force.
+const UNDELIVERED_MAX: usize = 4096;
+
+impl Default for Undelivered {
+    fn default() -> Self {
+        Undelivered {
+            pending: Vec::with_capacity(UNDELIVERED_MAX),
+        }
+    }
+}
+
 /// Sends the engine's events to the in-process collector and, when a
 /// control region is attached, up this worker's events ring (published
-/// once). A full channel or ring loses an event, counted, never waits.
+/// once). A full channel or ring loses an event, counted, never waits;
+/// but a bite that latched is kept and retried until both have it.
 fn hand_over_events(
     engine: &mut Engine,
     links: &WorkerLinks,
     worker: usize,
     counters: &mut Counters,
     mut ring: Option<&mut WorkerEnds>,
+    undelivered: &mut Undelivered,
 ) {
-    engine.drain_events(|event| {
-        if let Some(ends) = ring.as_deref_mut()
-            && !ends.events.push_or_drop(&up_record(worker, &event))
-        {
-            counters.events_lost += 1;
+    let to_region = |event: &Event, ring: &mut Option<&mut WorkerEnds>| {
+        ring.as_deref_mut()
+            .is_none_or(|ends| ends.events.push(&up_record(worker, event)))
+    };
+    undelivered.pending.retain_mut(|p| {
+        if p.region {
+            p.region = !to_region(&p.event, &mut ring);
         }
-        if links
-            .events
-            .try_send(WorkerEvent { worker, event })
-            .is_err()
-        {
+        if p.channel {
+            p.channel = links
+                .events
+                .try_send(WorkerEvent {
+                    worker,
+                    event: p.event,
+                })
+                .is_err();
+        }
+        p.region || p.channel
+    });
+    engine.drain_events(|event| {
+        let latched = matches!(
+            event.kind,
+            EventKind::Bite {
+                action: Action::Block,
+                ..
+            }
+        );
+        let region_ok = to_region(&event, &mut ring);
+        let channel_ok = links.events.try_send(WorkerEvent { worker, event }).is_ok();
+        if region_ok && channel_ok {
+            return;
+        }
+        if !latched {
             counters.events_lost += 1;
+            if !region_ok && let Some(ends) = ring.as_deref_mut() {
+                ends.events.count_dropped();
+            }
+        } else if undelivered.pending.len() < UNDELIVERED_MAX {
+            undelivered.pending.push(Pending {
+                event,
+                region: !region_ok,
+                channel: !channel_ok,
+            });
+        } else {
+            counters.latch_events_lost += 1;
         }
     });
+    counters.latch_events_waiting = undelivered.pending.len() as u64;
     if let Some(ends) = ring {
         ends.events.publish();
     }

@@ -254,3 +254,65 @@ fn a_fail_closed_start_holds_traffic_until_the_first_resync() {
     assert_eq!(report.snapshot.total.drops.get("holding"), Some(&100));
     assert_eq!(report.snapshot.total.hold_timeouts, 0);
 }
+
+/// A bite that latched while control's ring was full reaches control once
+/// control reads again: the worker keeps it and retries (nothing lost).
+#[test]
+fn a_latched_bite_waits_for_a_full_ring_and_is_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bw.region");
+    let mut rt = config(&path);
+    // One worker, a 16-record ring, every mark reported: the ring fills
+    // with sampled marks while control does not read.
+    rt.cores = vec![None];
+    if let Some(r) = rt.region.as_mut() {
+        r.slots = 16;
+    }
+    let (dp, nic) = baitwall_dataplane::testbed::start_mem(&rt, T0).unwrap();
+    let control = Region::attach(&path).unwrap();
+    let mut ends = control.control_ends(0).unwrap();
+    // Fill the ring with handshake-bite alerts from many /24s (each its own
+    // budget), so it is full when the worm latches.
+    let decoys = (20..250u8).map(|l| Ipv4Addr::new(198, 51, 100, l).into());
+    let mut fillers = 0;
+    for (i, d) in decoys.clone().take(40).enumerate() {
+        let prober = Endpoint::new([2; 6], Ipv4Addr::new(10, i as u8, 0, 1), 30000);
+        if baitwall_dataplane::testbed::handshake_a_decoy(&nic, &prober, [d], T0).is_some() {
+            fillers += 1;
+        }
+    }
+    assert!(fillers >= 16, "{fillers} handshakes");
+    // The worm bites: its latch event finds the ring full.
+    let worm = Endpoint::new([2; 6], Ipv4Addr::new(192, 0, 2, 66), 40000);
+    baitwall_dataplane::testbed::bite_a_decoy(&nic, &worm, decoys, T0).expect("a decoy");
+    let waiting =
+        |dp: &baitwall_dataplane::runtime::Dataplane| dp.stats().total.latch_events_waiting;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waiting(&dp) == 0 {
+        assert!(Instant::now() < deadline, "the latch never waited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Control reads again: the latched bite arrives.
+    let mut latched = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while latched.is_none() {
+        while let Some(r) = ends.events.pop() {
+            if let Ok(ev) = UpEvent::decode(&r)
+                && ev.kind == kind::BITE
+                && ev.action == baitwall_channel::message::code::ACTION_BLOCK
+            {
+                latched = Some(ev);
+            }
+        }
+        ends.events.release();
+        // An idle worker retries at its next maintenance turn.
+        assert!(Instant::now() < deadline, "the latched bite never came up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        latched.unwrap().src,
+        Ipv4Addr::new(192, 0, 2, 66).to_ipv6_mapped().octets()
+    );
+    let stats = dp.stop().snapshot.total;
+    assert_eq!(stats.latch_events_lost, 0);
+}

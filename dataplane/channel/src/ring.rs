@@ -220,6 +220,12 @@ impl<S: Slots> Producer<S> {
         true
     }
 
+    /// Counts one record the producer could not push and gave up on.
+    pub fn count_dropped(&mut self) {
+        let dropped = &self.ctl().dropped.value;
+        dropped.store(dropped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
     /// Pushes `record`, or counts it as dropped when the ring is full.
     #[inline]
     pub fn push_or_drop(&mut self, record: &Record) -> bool {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::bite::{Action, BiteKind, Policy, ProofTable};
 use super::blocklist::{Blocklist, Standing};
+use super::budget;
 use super::classify::{L3, PacketInfo};
 use super::cookie::CookieJar;
 use super::decoy::service::{self, MAX_RESPONSE};
@@ -163,6 +164,7 @@ pub struct Deceiver {
     services: foldhash::fast::FixedState,
     service_seen: Box<[u64]>,
     event_budget: EventBudget,
+    prefix_budgets: budget::PrefixBudgets,
     /// Marks since the last sampled one.
     mark_seq: u32,
     /// The mark of the frame in hand, when it is the sampled one.
@@ -235,6 +237,7 @@ impl Deceiver {
             services: foldhash::fast::FixedState::with_seed(seed ^ 0x5e5e),
             service_seen: vec![0; SERVICE_SLOTS].into_boxed_slice(),
             event_budget: EventBudget::default(),
+            prefix_budgets: budget::PrefixBudgets::new(1 << 14, seed ^ 0x6275),
             mark_seq: 0,
             sampled: None,
             evidence: shared
@@ -400,7 +403,11 @@ impl Deceiver {
             self.counters.yields += 1;
         }
         if touched.report {
-            if self.event_budget.take(now_ns) {
+            let ok = self
+                .prefix_budgets
+                .take(addr, budget::Class::Host, now_ns / 1_000_000)
+                && self.event_budget.take(now_ns);
+            if ok {
                 self.events.push(Event {
                     kind: EventKind::Live,
                     src: *addr,
@@ -893,15 +900,38 @@ impl Deceiver {
     }
 
     fn report(&mut self, info: &PacketInfo, now_ns: u64, kind: EventKind) {
-        // Bites always go out; the events forged traffic can produce in
-        // bulk (learned services, sweeps) share a budget, so they can never
-        // crowd a bite out of the ring or the channel.
         if let (EventKind::Bite { .. }, Some(e)) = (&kind, self.evidence.as_mut()) {
             e.on_bite(&info.src, now_ns);
         }
-        if !matches!(kind, EventKind::Bite { .. }) && !self.event_budget.take(now_ns) {
-            self.counters.events_suppressed += 1;
-            return;
+        // A bite that latched always goes out (and is never dropped on its
+        // way: the ring keeps room for it, the worker retries it). Every
+        // other event spends its source prefix's budget for its kind
+        // (engine::budget), so no party crowds another's out; the kinds
+        // forged traffic can produce in bulk (services, sweeps, marks) also
+        // share a worker-wide budget.
+        let latched = matches!(
+            kind,
+            EventKind::Bite {
+                action: Action::Block,
+                ..
+            }
+        );
+        if !latched {
+            let class = match kind {
+                EventKind::Bite { .. } => budget::Class::Bite,
+                EventKind::Sweep { .. } => budget::Class::Sweep,
+                EventKind::Mark { .. } => budget::Class::Mark,
+                EventKind::Service | EventKind::Live => budget::Class::Host,
+            };
+            let bulk = !matches!(kind, EventKind::Bite { .. });
+            if !self
+                .prefix_budgets
+                .take(&info.src, class, now_ns / 1_000_000)
+                || (bulk && !self.event_budget.take(now_ns))
+            {
+                self.counters.events_suppressed += 1;
+                return;
+            }
         }
         // Events about a decoy say which persona it showed (a cached
         // lookup; events are rare next to packets).
@@ -909,7 +939,7 @@ impl Deceiver {
             EventKind::Service | EventKind::Live => None,
             _ => Some(self.shared.personas.persona(&info.dst).kind),
         };
-        self.events.push(Event {
+        let event = Event {
             kind,
             src: info.src,
             dst: info.dst,
@@ -917,7 +947,12 @@ impl Deceiver {
             dst_port: info.dst_port,
             time_ns: now_ns,
             persona,
-        });
+        };
+        if latched {
+            self.events.push_reserved(event);
+        } else {
+            self.events.push(event);
+        }
     }
 }
 

@@ -62,6 +62,11 @@ pub struct Event {
     pub persona: Option<super::persona::PersonaKind>,
 }
 
+/// Room a ring keeps for latched bites: other events stop a quarter short
+/// of its capacity (a worker drains it every burst, and a burst holds at
+/// most 64 frames, so latched bites never find it full).
+const RESERVED_DIVISOR: usize = 4;
+
 /// A fixed-capacity ring of events.
 pub struct EventRing {
     events: Vec<Event>,
@@ -79,9 +84,20 @@ impl EventRing {
         }
     }
 
-    /// Adds an event, or counts it as dropped when the ring is full.
+    /// Adds an event, or counts it as dropped when the ring is full but
+    /// for the room kept for latched bites.
     #[inline]
     pub fn push(&mut self, event: Event) {
+        if self.events.len() < self.capacity - self.capacity / RESERVED_DIVISOR {
+            self.events.push(event);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Adds a latched bite, into the room kept for them.
+    #[inline]
+    pub fn push_reserved(&mut self, event: Event) {
         if self.events.len() < self.capacity {
             self.events.push(event);
         } else {
@@ -129,14 +145,18 @@ mod tests {
     }
 
     #[test]
-    fn a_full_ring_drops_the_newest_and_counts() {
-        let mut r = EventRing::new(2);
-        r.push(ev(1));
-        r.push(ev(2));
-        r.push(ev(3));
-        assert_eq!(r.dropped(), 1);
+    fn a_full_ring_drops_the_newest_and_counts_and_keeps_room_for_latches() {
+        let mut r = EventRing::new(8);
+        for i in 0..8 {
+            r.push(ev(i));
+        }
+        assert_eq!((r.len(), r.dropped()), (6, 2), "a quarter kept back");
+        r.push_reserved(ev(10));
+        r.push_reserved(ev(11));
+        r.push_reserved(ev(12));
+        assert_eq!((r.len(), r.dropped()), (8, 3));
         let got: Vec<_> = r.drain().map(|e| e.src[0]).collect();
-        assert_eq!(got, vec![1, 2]);
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5, 10, 11]);
         assert!(r.is_empty());
         r.push(ev(4));
         assert_eq!(r.len(), 1);

@@ -21,6 +21,7 @@
 pub mod bite;
 pub mod block_summary;
 pub mod blocklist;
+pub mod budget;
 pub mod classify;
 pub mod cookie;
 pub mod deceive;
