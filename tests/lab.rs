@@ -1073,3 +1073,237 @@ fn ipv6_an_allowlisted_neighbour_of_a_latched_64_passes_and_mapped_sources_get_n
         "the allowlisted neighbour inside the latched /64"
     );
 }
+
+/// Sends `argv[4]` TCP ACKs (random acknowledgement numbers, random
+/// timestamp echoes: forged bites) from `argv[1]` to `argv[2]`:`argv[3]`
+/// as fast as scapy can, for at most `argv[5]` seconds; prints how many.
+const FORGED_ACKS: &str = r#"
+import random, sys, time
+from scapy.all import Ether, IP, IPv6, TCP, Raw, conf, get_if_hwaddr, getmacbyip, sendp
+conf.verb = 0
+src, dst, port, count, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+iface = "o0"
+dmac = sys.argv[6]
+l3 = (lambda: IPv6(src=src, dst=dst)) if ":" in dst else (lambda: IP(src=src, dst=dst))
+sent, end = 0, time.time() + limit
+s = conf.L2socket(iface=iface)
+while sent < count and time.time() < end:
+    frames = [Ether(src=get_if_hwaddr(iface), dst=dmac) / l3() /
+              TCP(sport=random.randint(1024, 65535), dport=port, flags="PA", seq=random.getrandbits(32),
+                  ack=random.getrandbits(32), options=[("NOP", None), ("NOP", None),
+                  ("Timestamp", (random.getrandbits(32), random.getrandbits(32)))]) / Raw(b"GET / HTTP/1.0\r\n\r\n")
+              for _ in range(min(200, count - sent))]
+    for f in frames:
+        s.send(f)
+    sent += len(frames)
+print(sent)
+"#;
+
+impl Lab {
+    /// A dark decoy of .2-.40 with 80 and 443 open whose persona has a TCP
+    /// clock (a Linux web server or a printer): its bites can be strong.
+    fn clocked_decoy(&self) -> (String, String) {
+        let d = self
+            .decoy_sample()
+            .into_iter()
+            .find(|d| {
+                let open = d["open_ports"].as_array().unwrap();
+                ["linux_web", "printer"].contains(&d["persona"].as_str().unwrap())
+                    && open.contains(&json!(80))
+                    && open.contains(&json!(443))
+            })
+            .expect("a clocked decoy with 80 and 443");
+        (
+            d["address"].as_str().unwrap().to_string(),
+            d["mac"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Runs worm.py from `source` against `decoy`; how long from its start
+    /// until control lists `listed` blocked (printed by the tests: a
+    /// latency seen, never asserted).
+    fn worm_latched(&self, decoy: &str, source: &str, listed: &str) -> Duration {
+        let started = Instant::now();
+        let worm = self
+            .exec("out", "/usr/bin/python3")
+            .args([&format!("{LAB}/worm.py"), decoy, source])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let took = loop {
+            let covered = ask(
+                &self.socket(),
+                json!({"command": "block-list", "arguments": {"covering": source}}),
+            );
+            if covered
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["prefix"] == listed)
+            {
+                break started.elapsed();
+            }
+            assert!(Instant::now() < deadline, "{source} was never latched");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let said = String::from_utf8_lossy(&worm.wait_with_output().unwrap().stdout).into_owned();
+        assert!(said.contains("80 connected"), "{said}");
+        took
+    }
+}
+
+#[test]
+fn a_worm_is_latched_whatever_is_sent_in_its_name_and_a_forged_flood_never_blocks_an_innocent() {
+    if !prerequisites() {
+        return;
+    }
+    let _lab = one_lab_at_a_time();
+    let mut lab = Lab::up("bwf");
+    lab.start_appliance(None);
+    lab.resolve_v4(2, 40);
+    let (decoy, mac) = lab.clocked_decoy();
+
+    // A forged-ACK flood naming the benign client, for a minute, as fast
+    // as hping3 and scapy send: wrong cookies and timestamp echoes.
+    let hping = lab
+        .exec("out", "timeout")
+        .args([
+            "60",
+            "hping3",
+            "--flood",
+            "-A",
+            "-a",
+            "203.0.113.10",
+            "-p",
+            "80",
+            "-d",
+            "20",
+            &decoy,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let scapy_sent = lab.scapy(
+        "out",
+        FORGED_ACKS,
+        &["203.0.113.10", &decoy, "80", "100000000", "58", &mac],
+    );
+    let hping = hping.wait_with_output().unwrap();
+    assert!(hping.status.code().is_some());
+    let covered = ask(
+        &lab.socket(),
+        json!({"command": "block-list", "arguments": {"covering": "203.0.113.10"}}),
+    );
+    assert_eq!(
+        covered,
+        json!([]),
+        "a forged flood never blocks an innocent"
+    );
+    assert!(fetch(&lab, "203.0.113.10", "http://198.51.100.10/").is_some());
+    let totals = lab.totals();
+    println!(
+        "forged flood: {} frames from scapy, {} bad cookies, {} bad echoes, {} weak bites denied",
+        scapy_sent, totals["bad_cookies"], totals["bad_echoes"], totals["weak_denied"]
+    );
+    assert!(totals["bad_cookies"].as_u64().unwrap() > 10_000, "{totals}");
+
+    // A worm that first sends a thousand ACKs with wrong cookies in its own
+    // name, then bites with a real kernel stack (timestamps on): latched.
+    lab.scapy(
+        "out",
+        FORGED_ACKS,
+        &["203.0.113.66", &decoy, "80", "1000", "30", &mac],
+    );
+    let took = lab.worm_latched(&decoy, "203.0.113.66", "203.0.113.66/32");
+    println!("worm after 1,000 wrong cookies of its own: latched in {took:?}");
+    assert_eq!(fetch(&lab, "203.0.113.66", "http://198.51.100.10/"), None);
+
+    // A worm whose /24 neighbour is being spoofed: latched, and the
+    // neighbour is not.
+    lab.scapy(
+        "out",
+        FORGED_ACKS,
+        &["203.0.113.78", &decoy, "80", "1000", "30", &mac],
+    );
+    let took = lab.worm_latched(&decoy, "203.0.113.77", "203.0.113.77/32");
+    println!("worm with a spoofed /24 neighbour: latched in {took:?}");
+    let blocks = ask(&lab.socket(), json!({"command": "block-list"}));
+    let prefixes: BTreeSet<&str> = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        prefixes,
+        BTreeSet::from(["203.0.113.66/32", "203.0.113.77/32"]),
+        "only the worms"
+    );
+    let bites = lab.bite_events();
+    assert!(
+        bites
+            .iter()
+            .any(|b| b["baitwall"]["proof"] == "strong" && b["baitwall"]["action"] == "block"),
+        "strong proofs latched: {bites:?}"
+    );
+}
+
+#[test]
+fn over_ipv6_a_worm_is_latched_after_wrong_cookies_and_a_forged_flood_blocks_nobody() {
+    if !prerequisites() {
+        return;
+    }
+    let _lab = one_lab_at_a_time();
+    let mut lab = Lab::up_with("bwg", &["--v6"]);
+    lab.start_appliance(None);
+    let script = "import socket, time\n\
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+        s.bind(('2001:db8:66::77', 0))\n\
+        for i in range(0x20, 0x41):\n    s.sendto(b'x', ('2001:db8:100::%x' % i, 9))\n\
+        time.sleep(2.5)\n";
+    let out = lab
+        .exec("out", "/usr/bin/python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sample = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": "2001:db8:100::20", "sample": 33}}),
+    );
+    let d = sample
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            ["linux_web", "printer"].contains(&d["persona"].as_str().unwrap())
+                && d["open_ports"].as_array().unwrap().contains(&json!(80))
+        })
+        .unwrap_or_else(|| panic!("a clocked IPv6 decoy: {sample}"))
+        .clone();
+    let (decoy, mac) = (
+        d["address"].as_str().unwrap().to_string(),
+        d["mac"].as_str().unwrap().to_string(),
+    );
+    // Forged ACKs naming ::77 for half a minute: nobody is blocked.
+    let sent = lab.scapy(
+        "out",
+        FORGED_ACKS,
+        &["2001:db8:66::77", &decoy, "80", "100000000", "30", &mac],
+    );
+    assert_eq!(
+        ask(&lab.socket(), json!({"command": "block-list"})),
+        json!([])
+    );
+    println!("forged IPv6 flood: {sent} frames");
+    // The worm's own wrong cookies first, then its bite: latched.
+    lab.scapy(
+        "out",
+        FORGED_ACKS,
+        &["2001:db8:66::66", &decoy, "80", "1000", "30", &mac],
+    );
+    let took = lab.worm_latched(&decoy, "2001:db8:66::66", "2001:db8:66::66/128");
+    println!("IPv6 worm after 1,000 wrong cookies of its own: latched in {took:?}");
+}
