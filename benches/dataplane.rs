@@ -327,6 +327,25 @@ fn marks_bench(c: &mut Criterion) {
             synth::tcp(&client, &decoy, Flags::SYN, i, 0, &[])
         })
         .collect();
+    // The same SYNs offering timestamps (RFC 7323): the SYN-ACKs of
+    // personas with a TCP clock then carry the keyed TSval of the strong
+    // proofs (engine::tsproof). Same addresses and ports, so the two
+    // differ by the timestamp's work alone.
+    let ts_templates: Vec<Vec<u8>> = (0..4096u32)
+        .map(|i| {
+            let client = Endpoint::new(
+                [2, 0, 0, 0, 0, 1],
+                Ipv4Addr::from(0xcb00_7100 | (i & 0xff)),
+                1024 + i as u16,
+            );
+            let decoy = Endpoint::new(
+                [2, 0, 0, 0, 0, 2],
+                Ipv4Addr::from(0xc633_0000 | ((i * 7919) & 0xffff)),
+                [22, 80, 443, 445][i as usize % 4],
+            );
+            synth::tcp_ts(&client, &decoy, Flags::SYN, i, 0, &[], (i, 0))
+        })
+        .collect();
     let mut bufs = templates.clone();
     let now = 1_767_225_600_000_000_000u64;
     let mut g = c.benchmark_group("marks");
@@ -345,6 +364,17 @@ fn marks_bench(c: &mut Criterion) {
                 buf.clear();
                 buf.extend_from_slice(t);
                 black_box(engine.process(buf, now));
+            }
+        })
+    });
+    let mut ts_engine = Engine::new(&config.runtime().engine);
+    let mut ts_bufs = ts_templates.clone();
+    g.bench_function("syn_to_syn_ack_with_cookie_and_timestamp", |b| {
+        b.iter(|| {
+            for (buf, t) in ts_bufs.iter_mut().zip(ts_templates.iter()) {
+                buf.clear();
+                buf.extend_from_slice(t);
+                black_box(ts_engine.process(buf, now));
             }
         })
     });

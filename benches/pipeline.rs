@@ -312,6 +312,20 @@ fn main() {
         sweep();
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--instructions") {
+        // For `valgrind --tool=callgrind`: PASSES passes of a SYN flood of
+        // 16,384 frames (offering timestamps with `--timestamps`) and
+        // nothing else, so that two runs' instruction counts differ by the
+        // passes alone (docs/performance.md).
+        let passes = args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or(1);
+        let ts = args.iter().any(|a| a == "--timestamps");
+        let mut rng = Xs(0x6261_6974_7761_6c6c);
+        let syns = syn_frames(1 << 14, &mut rng, ts);
+        let mut e = engine(1 << 16);
+        measure(&syns, passes, |b| run(&mut e, b));
+        return;
+    }
     let short = std::env::args().any(|a| a == "--short");
     let check = std::env::args().any(|a| a == "--check");
     let (frames_n, flows, blocks, rounds) = if short {
