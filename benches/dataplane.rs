@@ -311,41 +311,33 @@ fn marks_bench(c: &mut Criterion) {
     use baitwall_dataplane::engine::cookie::{CookieJar, CookieTuple};
     let config = Config::parse(BENCH_DECEPTION, "bench").expect("bench config");
     let mut engine = Engine::new(&config.runtime().engine);
-    // SYNs from many sources to many dark decoys, ports 22/80/443/445.
-    let templates: Vec<Vec<u8>> = (0..4096u32)
-        .map(|i| {
-            let client = Endpoint::new(
-                [2, 0, 0, 0, 0, 1],
-                Ipv4Addr::from(0xcb00_7100 | (i & 0xff)),
-                1024 + i as u16,
-            );
-            let decoy = Endpoint::new(
-                [2, 0, 0, 0, 0, 2],
-                Ipv4Addr::from(0xc633_0000 | ((i * 7919) & 0xffff)),
-                [22, 80, 443, 445][i as usize % 4],
-            );
-            synth::tcp(&client, &decoy, Flags::SYN, i, 0, &[])
-        })
-        .collect();
-    // The same SYNs offering timestamps (RFC 7323): the SYN-ACKs of
+    // SYNs from many sources to many dark decoys, ports 22/80/443/445;
+    // the same SYNs offering timestamps (RFC 7323), whose SYN-ACKs from
     // personas with a TCP clock then carry the keyed TSval of the strong
-    // proofs (engine::tsproof). Same addresses and ports, so the two
-    // differ by the timestamp's work alone.
-    let ts_templates: Vec<Vec<u8>> = (0..4096u32)
-        .map(|i| {
-            let client = Endpoint::new(
-                [2, 0, 0, 0, 0, 1],
-                Ipv4Addr::from(0xcb00_7100 | (i & 0xff)),
-                1024 + i as u16,
-            );
-            let decoy = Endpoint::new(
-                [2, 0, 0, 0, 0, 2],
-                Ipv4Addr::from(0xc633_0000 | ((i * 7919) & 0xffff)),
-                [22, 80, 443, 445][i as usize % 4],
-            );
-            synth::tcp_ts(&client, &decoy, Flags::SYN, i, 0, &[], (i, 0))
-        })
-        .collect();
+    // proofs (engine::tsproof): the two differ by the timestamp's work.
+    let syns = |timestamps: bool| -> Vec<Vec<u8>> {
+        (0..4096u32)
+            .map(|i| {
+                let client = Endpoint::new(
+                    [2, 0, 0, 0, 0, 1],
+                    Ipv4Addr::from(0xcb00_7100 | (i & 0xff)),
+                    1024 + i as u16,
+                );
+                let decoy = Endpoint::new(
+                    [2, 0, 0, 0, 0, 2],
+                    Ipv4Addr::from(0xc633_0000 | ((i * 7919) & 0xffff)),
+                    [22, 80, 443, 445][i as usize % 4],
+                );
+                if timestamps {
+                    synth::tcp_ts(&client, &decoy, Flags::SYN, i, 0, &[], (i, 0))
+                } else {
+                    synth::tcp(&client, &decoy, Flags::SYN, i, 0, &[])
+                }
+            })
+            .collect()
+    };
+    let templates = syns(false);
+    let ts_templates = syns(true);
     let mut bufs = templates.clone();
     let now = 1_767_225_600_000_000_000u64;
     let mut g = c.benchmark_group("marks");

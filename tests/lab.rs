@@ -152,6 +152,26 @@ impl Lab {
         );
     }
 
+    /// As [`Lab::resolve_v4`] for 2001:db8:100::20-::40 (the router asks
+    /// with neighbour solicitations, three a second apart).
+    fn resolve_v6(&self) {
+        let script = "import socket, time\n\
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+            s.bind(('2001:db8:66::77', 0))\n\
+            for i in range(0x20, 0x41):\n    s.sendto(b'x', ('2001:db8:100::%x' % i, 9))\n\
+            time.sleep(2.5)\n";
+        let out = self
+            .exec("out", "/usr/bin/python3")
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs a scapy script in namespace `which`; what it printed.
     fn scapy(&self, which: &str, script: &str, args: &[&str]) -> String {
         let out = self
@@ -979,21 +999,7 @@ fn ipv6_an_allowlisted_neighbour_of_a_latched_64_passes_and_mapped_sources_get_n
     lab.start_appliance(None);
     // The router resolves ::20-::40 (three solicitations a second apart):
     // the appliance claims them.
-    let script = "import socket, time\n\
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
-        s.bind(('2001:db8:66::77', 0))\n\
-        for i in range(0x20, 0x41):\n    s.sendto(b'x', ('2001:db8:100::%x' % i, 9))\n\
-        time.sleep(2.5)\n";
-    let out = lab
-        .exec("out", "/usr/bin/python3")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.resolve_v6();
     let sample = ask(
         &lab.socket(),
         json!({"command": "decoys", "arguments": {"address": "2001:db8:100::20", "sample": 33}}),
@@ -1258,17 +1264,7 @@ fn over_ipv6_a_worm_is_latched_after_wrong_cookies_and_a_forged_flood_blocks_nob
     let _lab = one_lab_at_a_time();
     let mut lab = Lab::up_with("bwg", &["--v6"]);
     lab.start_appliance(None);
-    let script = "import socket, time\n\
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
-        s.bind(('2001:db8:66::77', 0))\n\
-        for i in range(0x20, 0x41):\n    s.sendto(b'x', ('2001:db8:100::%x' % i, 9))\n\
-        time.sleep(2.5)\n";
-    let out = lab
-        .exec("out", "/usr/bin/python3")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    lab.resolve_v6();
     let sample = ask(
         &lab.socket(),
         json!({"command": "decoys", "arguments": {"address": "2001:db8:100::20", "sample": 33}}),

@@ -165,6 +165,43 @@ pub fn tcp_ttl(
     payload: &[u8],
     ttl: u8,
 ) -> Vec<u8> {
+    // A SYN carries MSS like every real stack's.
+    let mss = [etherparse::TcpOptionElement::MaximumSegmentSize(1460)];
+    let options: &[etherparse::TcpOptionElement] = if flags.syn { &mss } else { &[] };
+    tcp_with(src, dst, flags, seq, ack, payload, ttl, options)
+}
+
+/// A TCP segment carrying the timestamps option (RFC 7323) `(tsval,
+/// tsecr)`, as a stack that negotiated timestamps sends it (a SYN also
+/// offers MSS).
+pub fn tcp_ts(
+    src: &Endpoint,
+    dst: &Endpoint,
+    flags: Flags,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+    ts: (u32, u32),
+) -> Vec<u8> {
+    use etherparse::TcpOptionElement::{MaximumSegmentSize, Noop, Timestamp};
+    let with_mss = [MaximumSegmentSize(1460), Noop, Noop, Timestamp(ts.0, ts.1)];
+    let options: &[etherparse::TcpOptionElement] =
+        if flags.syn { &with_mss } else { &with_mss[1..] };
+    tcp_with(src, dst, flags, seq, ack, payload, 64, options)
+}
+
+/// A TCP segment with these options.
+#[allow(clippy::too_many_arguments)]
+fn tcp_with(
+    src: &Endpoint,
+    dst: &Endpoint,
+    flags: Flags,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+    ttl: u8,
+    options: &[etherparse::TcpOptionElement],
+) -> Vec<u8> {
     let mut b = ip_step(src, dst, ttl).tcp(src.port, dst.port, seq, 64240);
     if flags.syn {
         b = b.syn();
@@ -181,53 +218,12 @@ pub fn tcp_ttl(
     if flags.psh {
         b = b.psh();
     }
-    if flags.syn {
-        // A SYN carries MSS like every real stack's.
-        b = match b.options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)]) {
+    if !options.is_empty() {
+        b = match b.options(options) {
             Ok(b) => b,
             Err(_) => return Vec::new(),
         };
     }
-    let size = b.size(payload.len());
-    finish(size, |v| b.write(v, payload))
-}
-
-/// A TCP segment carrying the timestamps option (RFC 7323) `(tsval,
-/// tsecr)`, as a stack that negotiated timestamps sends it (a SYN also
-/// offers MSS).
-pub fn tcp_ts(
-    src: &Endpoint,
-    dst: &Endpoint,
-    flags: Flags,
-    seq: u32,
-    ack: u32,
-    payload: &[u8],
-    ts: (u32, u32),
-) -> Vec<u8> {
-    use etherparse::TcpOptionElement::{MaximumSegmentSize, Noop, Timestamp};
-    let mut b = ip_step(src, dst, 64).tcp(src.port, dst.port, seq, 64240);
-    if flags.syn {
-        b = b.syn();
-    }
-    if flags.ack {
-        b = b.ack(ack);
-    }
-    if flags.fin {
-        b = b.fin();
-    }
-    if flags.rst {
-        b = b.rst();
-    }
-    if flags.psh {
-        b = b.psh();
-    }
-    let with_mss = [MaximumSegmentSize(1460), Noop, Noop, Timestamp(ts.0, ts.1)];
-    let options: &[etherparse::TcpOptionElement] =
-        if flags.syn { &with_mss } else { &with_mss[1..] };
-    b = match b.options(options) {
-        Ok(b) => b,
-        Err(_) => return Vec::new(),
-    };
     let size = b.size(payload.len());
     finish(size, |v| b.write(v, payload))
 }

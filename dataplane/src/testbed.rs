@@ -53,6 +53,25 @@ pub fn exchange(nic: &SoftNic, frames: &[Vec<u8>], now_ns: u64) -> Vec<Vec<u8>> 
     out
 }
 
+/// Sends a SYN from `prober` to `decoy` and returns the ISN of the
+/// decoy's SYN-ACK, if one came back.
+fn syn_ack_isn(nic: &SoftNic, prober: &Endpoint, decoy: &Endpoint, now_ns: u64) -> Option<u32> {
+    let replies = exchange(
+        nic,
+        &[synth::tcp(prober, decoy, Flags::SYN, 9, 0, &[])],
+        now_ns,
+    );
+    replies.iter().find_map(|r| {
+        let p = etherparse::SlicedPacket::from_ethernet(r).ok()?;
+        match p.transport {
+            Some(etherparse::TransportSlice::Tcp(t)) if t.syn() && t.ack() => {
+                Some(t.sequence_number())
+            }
+            _ => None,
+        }
+    })
+}
+
 /// Completes a handshake (SYN, then the ACK carrying the cookie) with the
 /// first decoy of `decoys` with port 80 open: a handshake bite, an alert by
 /// default. Returns the decoy, or `None` when none answered.
@@ -62,29 +81,13 @@ pub fn handshake_a_decoy(
     decoys: impl IntoIterator<Item = std::net::IpAddr>,
     now_ns: u64,
 ) -> Option<Endpoint> {
-    for ip in decoys {
+    decoys.into_iter().find_map(|ip| {
         let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], ip, 80);
-        let replies = exchange(
-            nic,
-            &[synth::tcp(prober, &decoy, Flags::SYN, 9, 0, &[])],
-            now_ns,
-        );
-        let isn = replies.iter().find_map(|r| {
-            let p = etherparse::SlicedPacket::from_ethernet(r).ok()?;
-            match p.transport {
-                Some(etherparse::TransportSlice::Tcp(t)) if t.syn() && t.ack() => {
-                    Some(t.sequence_number())
-                }
-                _ => None,
-            }
-        });
-        if let Some(isn) = isn {
-            let ack = synth::tcp(prober, &decoy, Flags::ACK, 10, isn.wrapping_add(1), &[]);
-            exchange(nic, &[ack], now_ns);
-            return Some(decoy);
-        }
-    }
-    None
+        let isn = syn_ack_isn(nic, prober, &decoy, now_ns)?;
+        let ack = synth::tcp(prober, &decoy, Flags::ACK, 10, isn.wrapping_add(1), &[]);
+        exchange(nic, &[ack], now_ns);
+        Some(decoy)
+    })
 }
 
 /// Makes `worm` bite the first decoy of `decoys` with port 80 open, the way
@@ -96,36 +99,20 @@ pub fn bite_a_decoy(
     decoys: impl IntoIterator<Item = std::net::IpAddr>,
     now_ns: u64,
 ) -> Option<Endpoint> {
-    for ip in decoys {
+    decoys.into_iter().find_map(|ip| {
         let decoy = Endpoint::new([2, 0, 0, 0, 0, 1], ip, 80);
-        let replies = exchange(
-            nic,
-            &[synth::tcp(worm, &decoy, Flags::SYN, 9, 0, &[])],
-            now_ns,
+        let isn = syn_ack_isn(nic, worm, &decoy, now_ns)?;
+        let data = synth::tcp(
+            worm,
+            &decoy,
+            Flags::PSH_ACK,
+            10,
+            isn.wrapping_add(1),
+            b"GET / HTTP/1.0\r\n\r\n",
         );
-        let isn = replies.iter().find_map(|r| {
-            let p = etherparse::SlicedPacket::from_ethernet(r).ok()?;
-            match p.transport {
-                Some(etherparse::TransportSlice::Tcp(t)) if t.syn() && t.ack() => {
-                    Some(t.sequence_number())
-                }
-                _ => None,
-            }
-        });
-        if let Some(isn) = isn {
-            let data = synth::tcp(
-                worm,
-                &decoy,
-                Flags::PSH_ACK,
-                10,
-                isn.wrapping_add(1),
-                b"GET / HTTP/1.0\r\n\r\n",
-            );
-            exchange(nic, &[data], now_ns);
-            return Some(decoy);
-        }
-    }
-    None
+        exchange(nic, &[data], now_ns);
+        Some(decoy)
+    })
 }
 
 /// A test's prerequisite (a tool, root): when it is not met, one printed
