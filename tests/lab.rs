@@ -172,6 +172,29 @@ impl Lab {
         );
     }
 
+    /// A claimed IPv6 decoy of ::20-::40 with port 80 open whose persona
+    /// `persona` accepts: (address, MAC).
+    fn v6_decoy(&self, persona: impl Fn(&str) -> bool) -> (String, String) {
+        let sample = ask(
+            &self.socket(),
+            json!({"command": "decoys", "arguments": {"address": "2001:db8:100::20", "sample": 33}}),
+        );
+        let d = sample
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| {
+                persona(d["persona"].as_str().unwrap())
+                    && d["open_ports"].as_array().unwrap().contains(&json!(80))
+            })
+            .unwrap_or_else(|| panic!("a claimed IPv6 decoy with 80 open: {sample}"))
+            .clone();
+        (
+            d["address"].as_str().unwrap().to_string(),
+            d["mac"].as_str().unwrap().to_string(),
+        )
+    }
+
     /// Runs a scapy script in namespace `which`; what it printed.
     fn scapy(&self, which: &str, script: &str, args: &[&str]) -> String {
         let out = self
@@ -1000,19 +1023,7 @@ fn ipv6_an_allowlisted_neighbour_of_a_latched_64_passes_and_mapped_sources_get_n
     // The router resolves ::20-::40 (three solicitations a second apart):
     // the appliance claims them.
     lab.resolve_v6();
-    let sample = ask(
-        &lab.socket(),
-        json!({"command": "decoys", "arguments": {"address": "2001:db8:100::20", "sample": 33}}),
-    );
-    let decoy = sample
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["open_ports"].as_array().unwrap().contains(&json!(80)))
-        .unwrap_or_else(|| panic!("a claimed IPv6 decoy with 80 open: {sample}"))
-        .clone();
-    let addr = decoy["address"].as_str().unwrap().to_string();
-    let mac = decoy["mac"].as_str().unwrap().to_string();
+    let (addr, mac) = lab.v6_decoy(|_| true);
 
     // IPv4-mapped and IPv4-compatible sources get nothing.
     for src in ["::ffff:203.0.113.10", "::203.0.113.10"] {
@@ -1265,24 +1276,8 @@ fn over_ipv6_a_worm_is_latched_after_wrong_cookies_and_a_forged_flood_blocks_nob
     let mut lab = Lab::up_with("bwg", &["--v6"]);
     lab.start_appliance(None);
     lab.resolve_v6();
-    let sample = ask(
-        &lab.socket(),
-        json!({"command": "decoys", "arguments": {"address": "2001:db8:100::20", "sample": 33}}),
-    );
-    let d = sample
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| {
-            ["linux_web", "printer"].contains(&d["persona"].as_str().unwrap())
-                && d["open_ports"].as_array().unwrap().contains(&json!(80))
-        })
-        .unwrap_or_else(|| panic!("a clocked IPv6 decoy: {sample}"))
-        .clone();
-    let (decoy, mac) = (
-        d["address"].as_str().unwrap().to_string(),
-        d["mac"].as_str().unwrap().to_string(),
-    );
+    // A persona with a TCP clock: its bites can be strong.
+    let (decoy, mac) = lab.v6_decoy(|persona| ["linux_web", "printer"].contains(&persona));
     // Forged ACKs naming ::77 for half a minute: nobody is blocked.
     let sent = lab.scapy(
         "out",
