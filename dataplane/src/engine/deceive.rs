@@ -12,7 +12,7 @@ use super::budget;
 use super::classify::{L3, PacketInfo};
 use super::cookie::CookieJar;
 use super::decoy::service::{self, MAX_RESPONSE};
-use super::decoy::tcp::{Segment, TcpProbe, reset, syn_ack, write_segment};
+use super::decoy::tcp::{Segment, SynAckPlans, TcpProbe, reset, syn_ack, write_segment};
 use super::decoy::{icmp, neighbor, udp};
 use super::event::{Event, EventKind, EventRing};
 use super::evidence::{CaptureQueues, Evidence};
@@ -171,6 +171,8 @@ pub struct Deceiver {
     sampled: Option<MarkKind>,
     /// Bite capture, when on.
     evidence: Option<Evidence>,
+    /// SYN-ACK option layouts, per persona stack and offer.
+    plans: SynAckPlans,
 }
 
 /// A token bucket for non-bite events: 200 a second, bursts of 1,000.
@@ -244,6 +246,7 @@ impl Deceiver {
                 .capture
                 .as_ref()
                 .map(|(queues, follow)| Evidence::new(queues.clone(), *follow)),
+            plans: SynAckPlans::new(),
             shared,
         }
     }
@@ -657,7 +660,7 @@ impl Deceiver {
                 };
             }
             let isn = self.cookies.isn_of_pair(pair, ports);
-            return match syn_ack(buf, &probe, &persona, isn, pair, now_ms) {
+            return match syn_ack(buf, &probe, &persona, isn, pair, now_ms, &mut self.plans) {
                 Ok(()) => self.mark(MarkKind::SynAck),
                 Err(e) => Verdict::Drop(e.into()),
             };

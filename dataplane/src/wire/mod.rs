@@ -39,7 +39,9 @@ pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
 pub use icmpv6::{Icmpv6Packet, Icmpv6Repr, NdpOption, NdpOptionIter};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr, Ipv6Upper, MAX_EXT_HEADERS};
-pub use tcp::{TcpFlags, TcpOption, TcpOptionIter, TcpOptionList, TcpPacket, TcpRepr};
+pub use tcp::{
+    EncodedOptions, TcpFlags, TcpOption, TcpOptionIter, TcpOptionList, TcpPacket, TcpRepr,
+};
 pub use udp::{UdpPacket, UdpRepr};
 
 /// IP protocol numbers (IPv4 "Protocol", IPv6 "Next Header"), shared by both IP versions.

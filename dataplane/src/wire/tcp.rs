@@ -312,6 +312,81 @@ impl Iterator for TcpOptionIter<'_> {
     }
 }
 
+/// Options already in wire form, padded with zeros (EOL, RFC 9293 section
+/// 3.2) to a multiple of four: what an emitter that knows its options
+/// writes with one copy, instead of matching each option again at emit time
+/// (the decoys' replies, `engine::decoy::tcp`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct EncodedOptions {
+    bytes: [u8; MAX_OPTIONS_LEN],
+    len: u8,
+}
+
+impl Default for EncodedOptions {
+    fn default() -> Self {
+        EncodedOptions::new()
+    }
+}
+
+impl EncodedOptions {
+    /// No options.
+    #[inline]
+    pub const fn new() -> EncodedOptions {
+        EncodedOptions {
+            bytes: [0; MAX_OPTIONS_LEN],
+            len: 0,
+        }
+    }
+
+    /// Appends an option; `BadOption` if it does not fit in 40 bytes,
+    /// `Unsupported` for `Sack` and `Unknown` (their bodies are not kept).
+    #[inline]
+    pub fn push(&mut self, option: TcpOption) -> Result<(), WireError> {
+        let at = usize::from(self.len);
+        let area = self.bytes.get_mut(at..).ok_or(WireError::BadOption)?;
+        let n = option.emit(area)?;
+        // n <= 40 - at, so the sum fits the u8.
+        self.len = (at + n) as u8;
+        Ok(())
+    }
+
+    /// Length on the wire, padding included (a multiple of four).
+    #[inline]
+    pub const fn len(&self) -> usize {
+        (self.len as usize).next_multiple_of(4)
+    }
+
+    /// Length of the options written, before padding.
+    #[inline]
+    pub const fn raw_len(&self) -> u8 {
+        self.len
+    }
+
+    /// True if there are no options.
+    #[inline]
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Rewrites the values of the timestamps option written at `at` (an
+    /// offset [`raw_len`](Self::raw_len) gave before it was pushed); no
+    /// change if no timestamps option is there.
+    #[inline]
+    pub fn set_timestamps(&mut self, at: usize, tsval: u32, tsecr: u32) {
+        if let Some([8, 10, a, b, c, d, e, f, g, h]) = self.bytes.get_mut(at..at + 10) {
+            [*a, *b, *c, *d] = tsval.to_be_bytes();
+            [*e, *f, *g, *h] = tsecr.to_be_bytes();
+        }
+    }
+
+    /// The padded option bytes (the bytes past `len` were never written,
+    /// so the padding is EOL).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len()).unwrap_or(&self.bytes)
+    }
+}
+
 /// An ordered list of up to [`TcpOptionList::CAPACITY`] options, stored inline.
 #[derive(Copy, Clone)]
 pub struct TcpOptionList {
@@ -905,6 +980,61 @@ mod tests {
         assert_eq!(r.payload_len, 0);
         // Without the NOP the options take 19 bytes, padded to 20.
         assert_eq!(r.header_len(), 40);
+    }
+
+    proptest! {
+        /// Options encoded ahead are the bytes `TcpRepr::emit` writes for
+        /// the same list, padding included.
+        #[test]
+        fn encoded_options_match_the_emitter(picks in proptest::collection::vec(0u8..5, 0..10), v in any::<u32>()) {
+            let options: Vec<TcpOption> = picks.iter().map(|p| match p {
+                0 => TcpOption::NoOperation,
+                1 => TcpOption::MaxSegmentSize(v as u16),
+                2 => TcpOption::WindowScale(v as u8 & 15),
+                3 => TcpOption::SackPermitted,
+                _ => TcpOption::Timestamps { tsval: v, tsecr: !v },
+            }).collect();
+            let list = TcpOptionList::from_slice(&options).unwrap();
+            let mut encoded = EncodedOptions::new();
+            let fits = options.iter().all(|o| encoded.push(*o).is_ok());
+            prop_assert_eq!(fits, list.wire_len() <= MAX_OPTIONS_LEN);
+            if fits {
+                let repr = TcpRepr {
+                    src_port: 1,
+                    dst_port: 2,
+                    seq_number: 3,
+                    ack_number: 4,
+                    flags: TcpFlags::SYN,
+                    window_len: 5,
+                    urgent_at: 0,
+                    options: list,
+                    payload_len: 0,
+                };
+                let mut buf = vec![0xaa; repr.header_len()];
+                repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..])).unwrap();
+                prop_assert_eq!(&buf[HEADER_LEN..], encoded.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rewritten_in_place() {
+        let mut encoded = EncodedOptions::new();
+        encoded.push(TcpOption::MaxSegmentSize(1460)).unwrap();
+        let at = usize::from(encoded.raw_len());
+        encoded
+            .push(TcpOption::Timestamps { tsval: 0, tsecr: 0 })
+            .unwrap();
+        encoded.set_timestamps(at, 0x0102_0304, 0x0506_0708);
+        assert_eq!(
+            encoded.as_bytes(),
+            &[2, 4, 0x05, 0xb4, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0]
+        );
+        // Anywhere else it changes nothing.
+        let before = encoded;
+        encoded.set_timestamps(0, 9, 9);
+        encoded.set_timestamps(39, 9, 9);
+        assert_eq!(encoded, before);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use super::{ReplyHead, reply_frame, write_l2_l3};
 use crate::engine::classify::PacketInfo;
 use crate::engine::persona::{Persona, SynAckOption};
 use crate::io::PacketBuf;
-use crate::wire::{TcpFlags, TcpOption, TcpOptionList, TcpPacket, TcpRepr, WireError, protocol};
+use crate::wire::tcp::HEADER_LEN as TCP_HEADER_LEN;
+use crate::wire::{EncodedOptions, TcpFlags, TcpOption, TcpPacket, WireError, protocol};
 
 /// What a TCP probe said, read before its buffer is overwritten.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -57,17 +58,54 @@ impl TcpProbe {
             sack_permitted: false,
             timestamps: None,
         };
-        // A malformed option ends the walk; what came before still counts.
-        for option in tcp.options_iter().map_while(Result::ok) {
-            match option {
-                TcpOption::MaxSegmentSize(v) => probe.mss = Some(v),
-                TcpOption::WindowScale(v) => probe.window_scale = Some(v),
-                TcpOption::SackPermitted => probe.sack_permitted = true,
-                TcpOption::Timestamps { tsval, tsecr } => probe.timestamps = Some((tsval, tsecr)),
+        probe.read_options(tcp.options());
+        Some(probe)
+    }
+
+    /// Notes the options a reply depends on. A malformed option ends the
+    /// walk; what came before still counts (as with `TcpOptionIter`, which
+    /// a property test holds it to). A loop over the bytes rather than the
+    /// iterator: it runs for every probe, and building and matching a
+    /// `TcpOption` per option costs more than reading the bytes
+    /// (docs/performance.md).
+    #[inline]
+    fn read_options(&mut self, options: &[u8]) {
+        // A byte past the end reads as EOL, which ends the walk.
+        let at = |i: usize| options.get(i).copied().unwrap_or(0);
+        let n = options.len();
+        let mut i = 0;
+        while i < n {
+            let kind = at(i);
+            match kind {
+                0 => return,
+                1 => {
+                    i += 1;
+                    continue;
+                }
                 _ => {}
             }
+            let len = usize::from(at(i + 1));
+            if len < 2 || i + len > n {
+                return;
+            }
+            match (kind, len) {
+                (2, 4) => self.mss = Some(u16::from_be_bytes([at(i + 2), at(i + 3)])),
+                (3, 3) => self.window_scale = Some(at(i + 2)),
+                (4, 2) => self.sack_permitted = true,
+                (5, 10 | 18 | 26 | 34) => {}
+                (8, 10) => {
+                    if let Some(&[a, b, c, d, e, f, g, h]) = options.get(i + 2..i + 10) {
+                        self.timestamps = Some((
+                            u32::from_be_bytes([a, b, c, d]),
+                            u32::from_be_bytes([e, f, g, h]),
+                        ));
+                    }
+                }
+                (2..=5 | 8, _) => return,
+                _ => {}
+            }
+            i += len;
         }
-        Some(probe)
     }
 
     /// The sequence number just past this segment (SYN and FIN count one).
@@ -96,51 +134,160 @@ pub struct Segment<'a> {
     pub payload: &'a [u8],
 }
 
-fn syn_ack_options(probe: &TcpProbe, persona: &Persona, pair: u64, now_ms: u64) -> TcpOptionList {
-    let resolve = |option: &SynAckOption| match option {
-        SynAckOption::Mss => Some(TcpOption::MaxSegmentSize(persona.mss)),
-        SynAckOption::SackPermitted => probe.sack_permitted.then_some(TcpOption::SackPermitted),
-        SynAckOption::WindowScale => probe
-            .window_scale
-            .map(|_| TcpOption::WindowScale(persona.window_scale)),
-        SynAckOption::Timestamps => {
-            match (probe.timestamps, persona.ts_clock().tsval(pair, now_ms)) {
-                (Some((their_tsval, _)), Some(tsval)) => Some(TcpOption::Timestamps {
-                    tsval,
-                    tsecr: their_tsval,
-                }),
-                _ => None,
-            }
-        }
-        SynAckOption::Nop => Some(TcpOption::NoOperation),
-    };
-    let mut list = TcpOptionList::new();
-    for (i, option) in persona.options.iter().enumerate() {
-        if *option == SynAckOption::Nop {
-            // A NOP pads the option after it: keep it only if that option is sent.
-            let padded = persona
-                .options
-                .get(i + 1..)
-                .and_then(|rest| rest.iter().find(|o| **o != SynAckOption::Nop))
-                .and_then(resolve);
-            if padded.is_none() {
-                continue;
-            }
-        }
-        if let Some(opt) = resolve(option) {
-            // The persona lists fit in 40 bytes and 10 entries; a push that
-            // cannot fit would only drop an option, never corrupt the header.
-            let _ = list.push(opt);
-        }
-    }
-    list
+/// What a SYN offered that changes the SYN-ACK's options: SACK permitted
+/// (bit 0), window scaling (bit 1), timestamps the persona answers (bit 2).
+fn offered(probe: &TcpProbe, persona: &Persona) -> u8 {
+    u8::from(probe.sack_permitted)
+        | u8::from(probe.window_scale.is_some()) << 1
+        | u8::from(probe.timestamps.is_some() && persona.ts_hz != 0) << 2
 }
 
-fn ts_options(probe: &TcpProbe, persona: &Persona, pair: u64, now_ms: u64) -> TcpOptionList {
-    let mut list = TcpOptionList::default();
+/// A persona's SYN-ACK options for one offer, encoded, with the
+/// timestamps option's place (its TSval and TSecr are written per reply).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SynAckPlan {
+    options: EncodedOptions,
+    ts_at: Option<u8>,
+}
+
+impl SynAckPlan {
+    /// Lays out `persona`'s option order for the offer bits `offered`.
+    fn new(persona: &Persona, offered: u8) -> SynAckPlan {
+        let sent = |option: &SynAckOption| match option {
+            SynAckOption::Mss | SynAckOption::Nop => true,
+            SynAckOption::SackPermitted => offered & 1 != 0,
+            SynAckOption::WindowScale => offered & 2 != 0,
+            SynAckOption::Timestamps => offered & 4 != 0,
+        };
+        let mut plan = SynAckPlan {
+            options: EncodedOptions::new(),
+            ts_at: None,
+        };
+        for (i, option) in persona.options.iter().enumerate() {
+            if *option == SynAckOption::Nop {
+                // A NOP pads the option after it: keep it only if that option is sent.
+                let padded = persona
+                    .options
+                    .get(i + 1..)
+                    .and_then(|rest| rest.iter().find(|o| **o != SynAckOption::Nop));
+                if !padded.is_some_and(sent) {
+                    continue;
+                }
+            }
+            if !sent(option) {
+                continue;
+            }
+            let opt = match option {
+                SynAckOption::Mss => TcpOption::MaxSegmentSize(persona.mss),
+                SynAckOption::SackPermitted => TcpOption::SackPermitted,
+                SynAckOption::WindowScale => TcpOption::WindowScale(persona.window_scale),
+                SynAckOption::Timestamps => {
+                    plan.ts_at = Some(plan.options.raw_len());
+                    TcpOption::Timestamps { tsval: 0, tsecr: 0 }
+                }
+                SynAckOption::Nop => TcpOption::NoOperation,
+            };
+            // The persona lists fit in 40 bytes; a push that cannot fit
+            // would only drop an option, never corrupt the header.
+            if plan.options.push(opt).is_err() && matches!(opt, TcpOption::Timestamps { .. }) {
+                plan.ts_at = None;
+            }
+        }
+        plan
+    }
+
+    /// The options of one reply: the plan with its timestamps filled in.
+    #[inline]
+    fn options(
+        &self,
+        probe: &TcpProbe,
+        persona: &Persona,
+        pair: u64,
+        now_ms: u64,
+    ) -> EncodedOptions {
+        let mut options = self.options;
+        if let (Some(at), Some((their_tsval, _)), Some(tsval)) = (
+            self.ts_at,
+            probe.timestamps,
+            persona.ts_clock().tsval(pair, now_ms),
+        ) {
+            options.set_timestamps(usize::from(at), tsval, their_tsval);
+        }
+        options
+    }
+}
+
+/// SYN-ACK plans already laid out, per worker: the option order of a
+/// persona is walked once per (stack, offer), not per SYN-ACK (a SYN flood
+/// is almost all SYN-ACKs). Direct-mapped; a collision only costs a new
+/// layout. Keyed by the persona's option list (a `'static` slice, named by
+/// its address and length), MSS and window scale, and the offer.
+pub struct SynAckPlans {
+    slots: Box<[PlanSlot]>,
+}
+
+#[derive(Copy, Clone)]
+#[repr(align(64))]
+struct PlanSlot {
+    list: (usize, usize),
+    key: u32,
+    plan: SynAckPlan,
+}
+
+impl SynAckPlans {
+    const SLOTS: usize = 64;
+
+    /// An empty cache (64 lines of 64 bytes).
+    pub fn new() -> SynAckPlans {
+        let empty = PlanSlot {
+            list: (0, 0),
+            key: u32::MAX,
+            plan: SynAckPlan {
+                options: EncodedOptions::new(),
+                ts_at: None,
+            },
+        };
+        SynAckPlans {
+            slots: vec![empty; Self::SLOTS].into_boxed_slice(),
+        }
+    }
+
+    /// The plan of `persona`'s SYN-ACK to `probe`.
+    #[inline]
+    pub fn plan(&mut self, probe: &TcpProbe, persona: &Persona) -> SynAckPlan {
+        let offered = offered(probe, persona);
+        let list = (persona.options.as_ptr() as usize, persona.options.len());
+        let key = u32::from(persona.mss) << 16
+            | u32::from(persona.window_scale) << 8
+            | u32::from(offered);
+        let i = (list.0 >> 3 ^ list.1 ^ key as usize ^ (key as usize >> 16)) % Self::SLOTS;
+        match self.slots.get_mut(i) {
+            Some(slot) if slot.list == list && slot.key == key => slot.plan,
+            Some(slot) => {
+                *slot = PlanSlot {
+                    list,
+                    key,
+                    plan: SynAckPlan::new(persona, offered),
+                };
+                slot.plan
+            }
+            None => SynAckPlan::new(persona, offered),
+        }
+    }
+}
+
+impl Default for SynAckPlans {
+    fn default() -> Self {
+        SynAckPlans::new()
+    }
+}
+
+fn ts_options(probe: &TcpProbe, persona: &Persona, pair: u64, now_ms: u64) -> EncodedOptions {
+    let mut list = EncodedOptions::new();
     if let (Some((their_tsval, _)), Some(tsval)) =
         (probe.timestamps, persona.ts_clock().tsval(pair, now_ms))
     {
+        // NOP, NOP, TS: 12 bytes, as every stack aligns it (RFC 7323 appendix A).
         let _ = list.push(TcpOption::NoOperation);
         let _ = list.push(TcpOption::NoOperation);
         let _ = list.push(TcpOption::Timestamps {
@@ -162,49 +309,58 @@ pub fn write_segment<B: PacketBuf>(
     pair: u64,
     now_ms: u64,
 ) -> Result<(), WireError> {
-    let syn = seg.flags.contains(TcpFlags::SYN);
-    let options = if syn {
-        syn_ack_options(probe, persona, pair, now_ms)
+    let options = if seg.flags.contains(TcpFlags::SYN) {
+        SynAckPlan::new(persona, offered(probe, persona)).options(probe, persona, pair, now_ms)
     } else {
         ts_options(probe, persona, pair, now_ms)
     };
-    // After the handshake the window is sent unscaled: right for a client
-    // that did not offer window scaling, merely generous for one that did
-    // (a stateless decoy cannot remember which).
-    let window = persona.window;
-    let repr = TcpRepr {
-        src_port: probe.dst_port,
-        dst_port: probe.src_port,
-        seq_number: seg.seq,
-        ack_number: if seg.flags.contains(TcpFlags::ACK) {
-            seg.ack
-        } else {
-            0
-        },
-        flags: seg.flags,
-        window_len: if seg.flags.contains(TcpFlags::RST) {
-            0
-        } else {
-            window
-        },
-        urgent_at: 0,
-        options,
-        payload_len: seg.payload.len(),
-    };
-    let l4_len = repr.header_len() + seg.payload.len();
+    write_with_options(buf, probe, persona, seg, &options, now_ms)
+}
+
+/// Writes `seg` with `options` (already encoded) into `buf`.
+fn write_with_options<B: PacketBuf>(
+    buf: &mut B,
+    probe: &TcpProbe,
+    persona: &Persona,
+    seg: &Segment<'_>,
+    options: &EncodedOptions,
+    now_ms: u64,
+) -> Result<(), WireError> {
+    let header_len = TCP_HEADER_LEN + options.len();
+    let l4_len = header_len + seg.payload.len();
     let head = probe.head;
     let l4 = head.l4_offset();
     let ip_id = persona.ip_id(now_ms, seg.seq ^ u32::from(probe.src_port));
     let frame = reply_frame(buf, l4 + l4_len)?;
     write_l2_l3(frame, &head, persona, protocol::TCP, l4_len, ip_id)?;
     let segment = frame.get_mut(l4..l4 + l4_len).ok_or(WireError::Truncated)?;
-    let header_len = repr.header_len();
-    segment
-        .get_mut(header_len..)
+    let (header, payload) = segment.split_at_mut(header_len);
+    payload.copy_from_slice(seg.payload);
+    header
+        .get_mut(TCP_HEADER_LEN..)
         .ok_or(WireError::Truncated)?
-        .copy_from_slice(seg.payload);
+        .copy_from_slice(options.as_bytes());
     let mut tcp = TcpPacket::new_unchecked(segment);
-    repr.emit(&mut tcp)?;
+    tcp.set_src_port(probe.dst_port);
+    tcp.set_dst_port(probe.src_port);
+    tcp.set_seq_number(seg.seq);
+    tcp.set_ack_number(if seg.flags.contains(TcpFlags::ACK) {
+        seg.ack
+    } else {
+        0
+    });
+    tcp.set_header_len(header_len);
+    tcp.set_flags(seg.flags);
+    // After the handshake the window is sent unscaled: right for a client
+    // that did not offer window scaling, merely generous for one that did
+    // (a stateless decoy cannot remember which). An RST offers none.
+    tcp.set_window_len(if seg.flags.contains(TcpFlags::RST) {
+        0
+    } else {
+        persona.window
+    });
+    tcp.set_checksum(0);
+    tcp.set_urgent_at(0);
     if head.ip_version == 4 {
         tcp.fill_checksum_v4(head.decoy_v4(), head.prober_v4());
     } else {
@@ -213,7 +369,9 @@ pub fn write_segment<B: PacketBuf>(
     Ok(())
 }
 
-/// The SYN-ACK mark for a SYN to an open port, with the cookie `isn`.
+/// The SYN-ACK mark for a SYN to an open port, with the cookie `isn`;
+/// `plans` holds the worker's laid-out option orders.
+#[allow(clippy::too_many_arguments)]
 pub fn syn_ack<B: PacketBuf>(
     buf: &mut B,
     probe: &TcpProbe,
@@ -221,6 +379,7 @@ pub fn syn_ack<B: PacketBuf>(
     isn: u32,
     pair: u64,
     now_ms: u64,
+    plans: &mut SynAckPlans,
 ) -> Result<(), WireError> {
     let seg = Segment {
         seq: isn,
@@ -228,7 +387,10 @@ pub fn syn_ack<B: PacketBuf>(
         flags: TcpFlags::SYN | TcpFlags::ACK,
         payload: &[],
     };
-    write_segment(buf, probe, persona, &seg, pair, now_ms)
+    let options = plans
+        .plan(probe, persona)
+        .options(probe, persona, pair, now_ms);
+    write_with_options(buf, probe, persona, &seg, &options, now_ms)
 }
 
 /// The RST a real host sends to a segment that belongs to no connection
@@ -263,4 +425,112 @@ pub fn reset<B: PacketBuf>(
         ..*probe
     };
     write_segment(buf, &bare, persona, &seg, pair, now_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::engine::persona::PersonaMaker;
+    use crate::wire::{EthernetAddress, TcpOptionIter};
+    use proptest::prelude::*;
+
+    fn blank_probe() -> TcpProbe {
+        TcpProbe {
+            head: ReplyHead {
+                prober_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                vlan_tci: None,
+                ip_version: 4,
+                prober: [0; 16],
+                decoy: [0; 16],
+            },
+            src_port: 40000,
+            dst_port: 80,
+            seq: 1,
+            ack: 0,
+            flags: TcpFlags::SYN,
+            payload_len: 0,
+            mss: None,
+            window_scale: None,
+            sack_permitted: false,
+            timestamps: None,
+        }
+    }
+
+    proptest! {
+        /// The byte loop reads what the option iterator decodes, up to the
+        /// first malformed option.
+        #[test]
+        fn read_options_agrees_with_the_iterator(bytes in proptest::collection::vec(
+            prop_oneof![Just(0u8), Just(1), Just(2), Just(3), Just(4), Just(5), Just(8), Just(10), any::<u8>()],
+            0..=40,
+        )) {
+            let mut probe = blank_probe();
+            probe.read_options(&bytes);
+            let mut want = blank_probe();
+            for option in TcpOptionIter::new(&bytes).map_while(Result::ok) {
+                match option {
+                    TcpOption::MaxSegmentSize(v) => want.mss = Some(v),
+                    TcpOption::WindowScale(v) => want.window_scale = Some(v),
+                    TcpOption::SackPermitted => want.sack_permitted = true,
+                    TcpOption::Timestamps { tsval, tsecr } => want.timestamps = Some((tsval, tsecr)),
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(probe, want);
+        }
+    }
+
+    /// The cached plans equal fresh ones, keep the persona's order, send
+    /// only what was offered, and carry the TSval and the echo.
+    #[test]
+    fn plans_follow_the_persona_and_the_offer() {
+        let maker = PersonaMaker::new(&[9; 32]);
+        let mut plans = SynAckPlans::new();
+        let mut kinds = std::collections::HashSet::new();
+        for a in 0..64u8 {
+            let persona =
+                maker.persona(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, a]);
+            kinds.insert(persona.kind);
+            for offer in 0..8u8 {
+                let mut probe = blank_probe();
+                probe.sack_permitted = offer & 1 != 0;
+                probe.window_scale = (offer & 2 != 0).then_some(7);
+                probe.timestamps = (offer & 4 != 0).then_some((1234, 0));
+                let cached = plans.plan(&probe, &persona);
+                let fresh = SynAckPlan::new(&persona, offered(&probe, &persona));
+                assert_eq!(cached, fresh);
+                let options = cached.options(&probe, &persona, 0x1111_2222_3333_4444, 5_000);
+                let sent: Vec<TcpOption> = TcpOptionIter::new(options.as_bytes())
+                    .map_while(Result::ok)
+                    .filter(|o| !matches!(o, TcpOption::NoOperation | TcpOption::EndOfList))
+                    .collect();
+                let want: Vec<TcpOption> = persona
+                    .options
+                    .iter()
+                    .filter_map(|o| match o {
+                        SynAckOption::Mss => Some(TcpOption::MaxSegmentSize(persona.mss)),
+                        SynAckOption::SackPermitted => {
+                            probe.sack_permitted.then_some(TcpOption::SackPermitted)
+                        }
+                        SynAckOption::WindowScale => probe
+                            .window_scale
+                            .map(|_| TcpOption::WindowScale(persona.window_scale)),
+                        SynAckOption::Timestamps => {
+                            let tsval = persona.ts_clock().tsval(0x1111_2222_3333_4444, 5_000)?;
+                            probe
+                                .timestamps
+                                .map(|(t, _)| TcpOption::Timestamps { tsval, tsecr: t })
+                        }
+                        SynAckOption::Nop => None,
+                    })
+                    .collect();
+                assert_eq!(sent, want, "{:?} offer {offer}", persona.kind);
+            }
+        }
+        assert!(
+            kinds.len() >= 4,
+            "the sample covers the families: {kinds:?}"
+        );
+    }
 }
