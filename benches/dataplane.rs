@@ -311,8 +311,9 @@ fn marks_bench(c: &mut Criterion) {
     use baitwall_dataplane::engine::cookie::{CookieJar, CookieTuple};
     let config = Config::parse(BENCH_DECEPTION, "bench").expect("bench config");
     let mut engine = Engine::new(&config.runtime().engine);
-    // SYNs from many sources to many dark decoys, ports 22/80/443/445;
-    // the same SYNs offering timestamps (RFC 7323), whose SYN-ACKs from
+    // SYNs from many sources to many dark decoys, ports 22/80/443/445, as
+    // Linux lays them out; the same SYNs offering timestamps (RFC 7323,
+    // Linux's default), whose SYN-ACKs from
     // personas with a TCP clock then carry the keyed TSval of the strong
     // proofs (engine::tsproof): the two differ by the timestamp's work.
     let syns = |timestamps: bool| -> Vec<Vec<u8>> {
@@ -328,11 +329,8 @@ fn marks_bench(c: &mut Criterion) {
                     Ipv4Addr::from(0xc633_0000 | ((i * 7919) & 0xffff)),
                     [22, 80, 443, 445][i as usize % 4],
                 );
-                if timestamps {
-                    synth::tcp_ts(&client, &decoy, Flags::SYN, i, 0, &[], (i, 0))
-                } else {
-                    synth::tcp(&client, &decoy, Flags::SYN, i, 0, &[])
-                }
+                // Laid out as Linux's, timestamps on or off.
+                synth::linux_syn(&client, &decoy, i, timestamps.then_some(i))
             })
             .collect()
     };

@@ -73,9 +73,22 @@ fn forward_frames(n: u32, rng: &mut Xs) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// SYNs from many sources to dark addresses of 198.51.0.0/16; offering
-/// TCP timestamps (as Linux, the BSDs and macOS do) when `timestamps`.
-fn syn_frames(n: u32, rng: &mut Xs, timestamps: bool) -> Vec<Vec<u8>> {
+/// How the SYNs of a flood lay out their options.
+#[derive(Copy, Clone, PartialEq)]
+enum SynShape {
+    /// MSS only.
+    Mss,
+    /// MSS, NOP, NOP, timestamps.
+    MssTs,
+    /// As Linux with `tcp_timestamps = 0`: MSS, NOP, NOP, SACK, NOP, WS.
+    Linux,
+    /// As Linux by default: MSS, SACK, timestamps, NOP, WS.
+    LinuxTs,
+}
+
+/// SYNs from many sources to dark addresses of 198.51.0.0/16, shaped as
+/// `shape`.
+fn syn_frames(n: u32, rng: &mut Xs, shape: SynShape) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             let r = rng.next();
@@ -84,10 +97,11 @@ fn syn_frames(n: u32, rng: &mut Xs, timestamps: bool) -> Vec<Vec<u8>> {
                 0xc633_0000 | (r >> 32) as u32 & 0xffff,
                 [22, 80, 443, 445][i as usize % 4],
             );
-            if timestamps {
-                synth::tcp_ts(&src, &dst, Flags::SYN, i, 0, &[], (i, 0))
-            } else {
-                synth::tcp(&src, &dst, Flags::SYN, i, 0, &[])
+            match shape {
+                SynShape::Mss => synth::tcp(&src, &dst, Flags::SYN, i, 0, &[]),
+                SynShape::MssTs => synth::tcp_ts(&src, &dst, Flags::SYN, i, 0, &[], (i, 0)),
+                SynShape::Linux => synth::linux_syn(&src, &dst, i, None),
+                SynShape::LinuxTs => synth::linux_syn(&src, &dst, i, Some(i)),
             }
         })
         .collect()
@@ -315,13 +329,21 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--instructions") {
         // For `valgrind --tool=callgrind`: PASSES passes of a SYN flood of
-        // 16,384 frames (offering timestamps with `--timestamps`) and
-        // nothing else, so that two runs' instruction counts differ by the
-        // passes alone (docs/performance.md).
+        // 16,384 frames and nothing else, so that two runs' instruction
+        // counts differ by the passes alone (docs/performance.md). The SYNs
+        // offer timestamps with `--timestamps`, and are laid out as Linux's
+        // with `--linux`.
         let passes = args.get(i + 1).and_then(|p| p.parse().ok()).unwrap_or(1);
         let ts = args.iter().any(|a| a == "--timestamps");
+        let linux = args.iter().any(|a| a == "--linux");
+        let shape = match (linux, ts) {
+            (false, false) => SynShape::Mss,
+            (false, true) => SynShape::MssTs,
+            (true, false) => SynShape::Linux,
+            (true, true) => SynShape::LinuxTs,
+        };
         let mut rng = Xs(0x6261_6974_7761_6c6c);
-        let syns = syn_frames(1 << 14, &mut rng, ts);
+        let syns = syn_frames(1 << 14, &mut rng, shape);
         let mut e = engine(1 << 16);
         measure(&syns, passes, |b| run(&mut e, b));
         return;
@@ -359,14 +381,17 @@ fn main() {
         e.process(&mut t.clone(), NOW);
     }
     let a = measure(&fwd, rounds, |b| run(&mut e, b));
-    // (b) a SYN flood to dark space; (b') the same SYNs offering
-    // timestamps, so that the decoys' SYN-ACKs carry the keyed TSval of
-    // the strong proofs (engine::tsproof): the difference is what the
-    // timestamp costs a mark.
-    let syns = syn_frames(frames_n as u32, &mut rng, false);
+    // (b) a SYN flood to dark space; (b') SYNs laid out as Linux's,
+    // with timestamps off and on (`net.ipv4.tcp_timestamps`), so that the
+    // decoys' SYN-ACKs carry the keyed TSval of the strong proofs
+    // (engine::tsproof): the difference is what the timestamp costs a mark.
+    let syns = syn_frames(frames_n as u32, &mut rng, SynShape::Mss);
     let mut e = engine(1 << 16);
     let b = measure(&syns, rounds, |b| run(&mut e, b));
-    let ts_syns = syn_frames(frames_n as u32, &mut rng, true);
+    let linux_syns = syn_frames(frames_n as u32, &mut rng, SynShape::Linux);
+    let mut e = engine(1 << 16);
+    let b_linux = measure(&linux_syns, rounds, |b| run(&mut e, b));
+    let ts_syns = syn_frames(frames_n as u32, &mut rng, SynShape::LinuxTs);
     let mut e = engine(1 << 16);
     let b_ts = measure(&ts_syns, rounds, |b| run(&mut e, b));
     if std::env::args().any(|a| a == "--profile-syn-flood") {
@@ -439,10 +464,11 @@ fn main() {
         b,
         format!("{:.2}x B1", b1 / b),
     );
+    row("(b') Linux SYNs, timestamps off", b_linux, String::new());
     row(
-        "(b') the same, SYNs offering timestamps",
+        "(b') Linux SYNs, timestamps on",
         b_ts,
-        format!("{:+.1} ns/mark", b_ts - b),
+        format!("{:+.1} ns/mark", b_ts - b_linux),
     );
     row(
         &format!("(c) 50% blocked ({blocks} exact + 100k prefixes)"),

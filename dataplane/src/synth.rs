@@ -190,6 +190,40 @@ pub fn tcp_ts(
     tcp_with(src, dst, flags, seq, ack, payload, 64, options)
 }
 
+/// A SYN laid out as Linux 5/6 sends it: MSS 1460, SACK permitted,
+/// timestamps `(tsval, 0)`, NOP, window scale 7 when `tsval` is given
+/// (`net.ipv4.tcp_timestamps = 1`, the default); MSS, NOP, NOP, SACK
+/// permitted, NOP, window scale 7 without.
+pub fn linux_syn(src: &Endpoint, dst: &Endpoint, seq: u32, tsval: Option<u32>) -> Vec<u8> {
+    use etherparse::TcpOptionElement::{
+        MaximumSegmentSize as Mss, Noop, SelectiveAcknowledgementPermitted as Sack, Timestamp,
+        WindowScale,
+    };
+    let syn = Flags::SYN;
+    match tsval {
+        Some(t) => tcp_with(
+            src,
+            dst,
+            syn,
+            seq,
+            0,
+            &[],
+            64,
+            &[Mss(1460), Sack, Timestamp(t, 0), Noop, WindowScale(7)],
+        ),
+        None => tcp_with(
+            src,
+            dst,
+            syn,
+            seq,
+            0,
+            &[],
+            64,
+            &[Mss(1460), Noop, Noop, Sack, Noop, WindowScale(7)],
+        ),
+    }
+}
+
 /// A TCP segment with these options.
 #[allow(clippy::too_many_arguments)]
 fn tcp_with(
