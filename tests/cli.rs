@@ -267,8 +267,7 @@ fn dpdk_workers_take_their_cores_beside_the_eals_main_lcore() {
         return;
     }
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    if online.trim() == "0" {
-        println!("skipping: one core");
+    if !baitwall_dataplane::testbed::prerequisite(online.trim() != "0", "a second core") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

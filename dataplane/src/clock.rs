@@ -100,6 +100,7 @@ impl ManualClock {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -115,10 +116,18 @@ mod tests {
     }
 
     #[test]
-    fn monotonic_clock_does_not_go_backwards() {
+    fn monotonic_clock_reads_unix_time_and_moves_with_it() {
         let clock = Clock::monotonic();
+        let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let before = unix(SystemTime::now());
         let a = clock.now_ns();
+        // A sleep lasts at least its duration on the monotonic clock, so a
+        // clock that stood still (or ran on anything but time) fails here.
+        std::thread::sleep(std::time::Duration::from_millis(20));
         let b = clock.now_ns();
-        assert!(b >= a);
+        assert!(b >= a + 20_000_000, "{a} then {b}");
+        // Anchored to Unix time: within a minute of the wall clock (which
+        // could only differ by a step made during the test).
+        assert!(a.abs_diff(before) < 60_000_000_000, "{a} against {before}");
     }
 }
