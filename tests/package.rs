@@ -460,6 +460,13 @@ fn the_package_installs_runs_as_its_units_and_purges_clean() {
     let said = String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success(), "systemd-analyze verify: {said}");
     assert!(!said.contains("baitwall"), "systemd-analyze verify: {said}");
+    // Expiries are Unix times: both processes start after the wall clock
+    // is set (ordering only: time-sync.target is passive).
+    for unit in ["baitwall-dataplane.service", "baitwall-control.service"] {
+        let text = std::fs::read_to_string(Path::new(UNIT_DIR).join(unit)).unwrap();
+        let after = unit_values(&text, "After").join(" ");
+        assert!(after.contains("time-sync.target"), "{unit}: After={after}");
+    }
     let rotate = bounded(
         Command::new("logrotate").args(["-d", "/etc/logrotate.d/baitwall"]),
         Duration::from_secs(30),

@@ -51,6 +51,9 @@ pub enum IdlePolicy {
 /// per idle-time maintenance step.
 const SWEEP_PER_BURST: usize = 8;
 const SWEEP_PER_IDLE: usize = 256;
+/// How often a worker re-reads the wall clock's offset (one second).
+const WALL_READ_NS: u64 = 1_000_000_000;
+
 /// Empty polls per idle-time maintenance step (sweep, counters published).
 /// Every empty poll was one: at half a million frames a second on a veth,
 /// where most polls of a fast worker find nothing, the sweep alone took 13
@@ -134,6 +137,8 @@ pub fn run<Q: Queue>(
     let mut idle = IdleState::default();
     let mut undelivered = Undelivered::default();
     let mut now_ns = clock.now_ns();
+    engine.set_wall_offset(clock.wall_offset_ns());
+    let mut wall_read_ns = now_ns;
     let mut stopped = false;
     // A fail-closed start holds traffic until the first resync (only with a
     // control region: without one there is nothing to wait for).
@@ -156,6 +161,11 @@ pub fn run<Q: Queue>(
                 ControlMsg::Latch(src) => engine.latch(src),
                 ControlMsg::Stop => stopped = true,
             }
+        }
+        if now_ns.wrapping_sub(wall_read_ns) >= WALL_READ_NS {
+            // Once a second: expiries follow wall-clock steps (NTP).
+            engine.set_wall_offset(clock.wall_offset_ns());
+            wall_read_ns = now_ns;
         }
         if let Some(ends) = ring.as_mut() {
             apply_rules(ends, &mut engine, config.id, &mut counters, now_ns);

@@ -316,3 +316,98 @@ fn a_latched_bite_waits_for_a_full_ring_and_is_never_lost() {
     let stats = dp.stop().snapshot.total;
     assert_eq!(stats.latch_events_lost, 0);
 }
+
+/// Pushes `rules` then the marker `generation` to every worker, and waits
+/// until each has acknowledged it.
+fn push_and_wait(
+    ends: &mut [baitwall_channel::region::ControlEnds],
+    rules: &[Rule],
+    generation: u64,
+) {
+    for e in ends.iter_mut() {
+        for rule in rules {
+            assert!(e.rules.push(&rule.encode()));
+        }
+        assert!(e.rules.push(&Rule::Generation(generation).encode()));
+        e.rules.publish();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut acked = vec![false; ends.len()];
+    while !acked.iter().all(|a| *a) {
+        for (w, e) in ends.iter_mut().enumerate() {
+            while let Some(r) = e.events.pop() {
+                let ev = UpEvent::decode(&r).unwrap();
+                if ev.kind == kind::APPLIED && ev.time_ns >= generation {
+                    acked[w] = true;
+                }
+            }
+            e.events.release();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "generation {generation} not acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Expiries are Unix times from control's wall clock; the workers compare
+/// them with the wall clock, not with the wall time they read at start, so
+/// an NTP step (here on an injected clock) moves every expiry check with it.
+#[test]
+fn block_expiries_follow_wall_clock_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bw.region");
+    let clock = baitwall_dataplane::clock::ManualClock::new(T0);
+    let (dp, nic) =
+        baitwall_dataplane::testbed::start_mem_on(&config(&path), clock.clock()).unwrap();
+    let control = Region::attach(&path).unwrap();
+    let mut ends: Vec<_> = (0..2).map(|w| control.control_ends(w).unwrap()).collect();
+    let live = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(192, 0, 2, 10), 80);
+    let from_blocked = |n: u16| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                let src = Endpoint::new([2; 6], Ipv4Addr::new(203, 0, 113, 7), 1000 + i);
+                synth::tcp(&src, &live, Flags::SYN, 1, 0, &[])
+            })
+            .collect()
+    };
+    let net = Ipv4Addr::new(203, 0, 113, 0).to_ipv6_mapped().octets();
+    // The wall clock steps back an hour after the workers started; a
+    // second later control blocks the /24 for a minute by its wall clock.
+    clock.step_wall_ns(-3_600_000_000_000);
+    clock.advance_ns(1_100_000_000);
+    let wall_s = ((T0 + 1_100_000_000) / 1_000_000_000 - 3_600) as u32;
+    push_and_wait(
+        &mut ends,
+        &[Rule::Block {
+            net,
+            len: 120,
+            expiry: wall_s + 60,
+        }],
+        1,
+    );
+    assert_eq!(
+        send_and_collect(&nic, &from_blocked(50)),
+        0,
+        "the block holds"
+    );
+    // Half a minute later it still holds.
+    clock.advance_ns(30_000_000_000);
+    push_and_wait(&mut ends, &[], 2);
+    assert_eq!(
+        send_and_collect(&nic, &from_blocked(50)),
+        0,
+        "the block still holds"
+    );
+    // The wall clock steps forward past the expiry: the block is over.
+    clock.step_wall_ns(120_000_000_000);
+    clock.advance_ns(1_100_000_000);
+    push_and_wait(&mut ends, &[], 3);
+    assert_eq!(
+        send_and_collect(&nic, &from_blocked(50)),
+        50,
+        "the block expired"
+    );
+    dp.stop();
+}

@@ -255,6 +255,9 @@ pub struct Engine {
     flows: FlowTable,
     blocks: Blocklist,
     ipv6_block_len: u8,
+    /// Wall time minus the worker clock (`Clock::wall_offset_ns`): block
+    /// expiries are Unix times from control's wall clock.
+    wall_offset_ns: i64,
     deceiver: Option<Deceiver>,
     /// Tap mode: sever blocked sources' connections (`None`: drop).
     severer: Option<sever::Severer>,
@@ -269,6 +272,7 @@ impl Engine {
             flows: FlowTable::new(config.flow_capacity, config.timeouts, config.flow_seed),
             blocks: Blocklist::new(config.blocks.exact, config.blocks.prefixes),
             ipv6_block_len: config.blocks.ipv6_len,
+            wall_offset_ns: 0,
             deceiver: config
                 .deception
                 .as_ref()
@@ -410,8 +414,8 @@ impl Engine {
             return Verdict::Drop(reason);
         }
         let info = &prepared.info;
-        // Unix seconds: block expiries are absolute.
-        let now_s = (now_ns / 1_000_000_000) as u32;
+        // Unix seconds by the wall clock: block expiries are absolute.
+        let now_s = self.wall_s(now_ns);
         if info.is_ip()
             && self.blocks.standing(&info.src, now_s) == Standing::Blocked
             && !self.allowlisted(&info.src)
@@ -543,9 +547,21 @@ impl Engine {
     pub fn maintain(&mut self, buckets: usize, now_ns: u64) -> usize {
         // Wrapping by design, as in `decide`.
         let now_ms = (now_ns / 1_000_000) as u32;
-        self.blocks
-            .maintain(buckets, (now_ns / 1_000_000_000) as u32);
+        self.blocks.maintain(buckets, self.wall_s(now_ns));
         self.flows.sweep(buckets, now_ms)
+    }
+
+    /// Sets wall time minus the worker clock (the worker re-reads it once
+    /// a second, so expiries follow wall-clock steps).
+    pub fn set_wall_offset(&mut self, ns: i64) {
+        self.wall_offset_ns = ns;
+    }
+
+    /// Unix seconds by the wall clock at the worker reading `now_ns`.
+    #[inline]
+    pub fn wall_s(&self, now_ns: u64) -> u32 {
+        let wall = i128::from(now_ns) + i128::from(self.wall_offset_ns);
+        (wall.max(0) / 1_000_000_000).min(i128::from(u32::MAX)) as u32
     }
 
     /// The flow table (read-only).
