@@ -155,7 +155,7 @@ fn engine(capacity: usize) -> Engine {
         blocks: baitwall_dataplane::engine::BlockConfig {
             exact: 1 << 21,
             prefixes: 1 << 17,
-            ipv6_len: 64,
+            ..rt.engine.blocks
         },
         ..rt.engine
     })

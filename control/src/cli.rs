@@ -45,9 +45,6 @@ enum Command {
         /// without --config, no socket unless this is given.
         #[arg(long)]
         socket: Option<PathBuf>,
-        /// An IPv6 source is blocked by its prefix of this length.
-        #[arg(long, value_parser = clap::value_parser!(u8).range(48..=128))]
-        ipv6_prefix: Option<u8>,
         /// Write the EVE JSON event log here.
         #[arg(long)]
         eve: Option<PathBuf>,
@@ -125,7 +122,6 @@ fn execute(command: Command) -> anyhow::Result<()> {
             database,
             policy,
             block_for,
-            ipv6_prefix,
             socket,
             eve,
             metrics,
@@ -150,9 +146,6 @@ fn execute(command: Command) -> anyhow::Result<()> {
             if let Some(d) = block_for {
                 config.policy.kinds.data.r#for = d;
                 config.policy.kinds.port.r#for = d;
-            }
-            if let Some(len) = ipv6_prefix {
-                config.policy.ipv6_prefix = len;
             }
             if let Some(s) = socket {
                 config.socket.path = s;
@@ -198,7 +191,14 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     "block {} refused: the store is full (max_blocks)",
                     net_text(&b.net, b.len)
                 ),
+                Notice::Lifted { net, len, why } => eprintln!(
+                    "latch of {} lifted on every worker ({why})",
+                    net_text(&net, len)
+                ),
                 Notice::Applied(g) => eprintln!("generation {g} in force on every worker"),
+                Notice::Drained(n) => {
+                    eprintln!("{n} record(s) read from the rings of the dataplane that went")
+                }
                 Notice::Detached { instance } => eprintln!(
                     "dataplane instance {instance:016x} stopped or was replaced: waiting for the next"
                 ),

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use baitwall_channel::message::{PersonaAnswer, code, kind};
 use baitwall_channel::region::ControlEnds;
-use baitwall_channel::{Region, RegionError, Rule, UpEvent};
+use baitwall_channel::{Record, Region, RegionError, Rule, UpEvent};
 use serde_json::{Value, json};
 
 use crate::api::protocol::{ApiError, Code, Request, nok, ok};
@@ -37,7 +37,7 @@ use crate::enforce::Exports;
 use crate::enforce::nft::Report;
 use crate::eve::{self, EveLog, Unblock, net_text};
 use crate::metrics::{ControlFigures, MetricsSource};
-use crate::policy::{Decision, Net, covers, overlap};
+use crate::policy::{Decision, Net, Policy, covers, overlap};
 use crate::store::{Block, Change, EventRow, Learned, Store};
 
 /// Events control reads from one worker's ring in one round of its loop.
@@ -101,8 +101,23 @@ pub enum Notice {
     Expired(usize),
     /// A block was refused: the store holds `max_blocks` already.
     Refused(Block),
+    /// A worker's provisional latch was lifted from every worker: `why`
+    /// is `policy` (the kind is only recorded), `allowlisted`, `max_blocks`
+    /// or `narrowed` (the block stored is narrower, to spare an
+    /// allowlisted address).
+    Lifted {
+        /// The prefix latched.
+        net: [u8; 16],
+        /// Its length.
+        len: u8,
+        /// Why.
+        why: &'static str,
+    },
     /// Every worker acknowledged a generation.
     Applied(u64),
+    /// Records read from the rings of a dataplane that stopped or was
+    /// replaced, after it went.
+    Drained(usize),
     /// The dataplane instance stopped (it closed its region) or was
     /// replaced by a new one: the session with it is over.
     Detached {
@@ -151,6 +166,10 @@ struct State {
     queries: Vec<PendingQuery>,
     next_query: u32,
     refused: u64,
+    /// The last bite's block was refused for `max_blocks`.
+    refused_last: bool,
+    /// Provisional latches lifted.
+    lifted: u64,
     last_stats: Instant,
     last_figures: Instant,
     /// A push failed: the session resynchronises the workers at the end
@@ -229,6 +248,8 @@ pub fn run(
         queries: Vec::new(),
         next_query: 1,
         refused: 0,
+        refused_last: false,
+        lifted: 0,
         resync: false,
         last_stats: Instant::now(),
         last_figures: Instant::now() - Duration::from_secs(10),
@@ -420,6 +441,7 @@ impl State {
             "subscribers": self.subscribers.count(),
             "subscriber_drops": self.subscribers.dropped(),
             "blocks_refused": self.refused,
+            "latches_lifted": self.lifted,
         });
         let Some(a) = attached else {
             return Ok(json!({"workers": 0, "total": null, "per_worker": [], "control": control}));
@@ -456,6 +478,7 @@ impl State {
                 .map(|a| a.ends.iter().map(|e| e.events.dropped()).collect())
                 .unwrap_or_default(),
             refused: self.refused,
+            lifted: self.lifted,
             nft: self.exports.nft_status(),
         };
         *self.metrics.control.lock() = figures;
@@ -1124,6 +1147,13 @@ fn resync(
 
 /// Handles a bite: history, log, policy, maybe a block (stored, logged,
 /// queued for every worker in `pending` under this round's generation).
+///
+/// A bite the worker latched is provisional on the workers
+/// (`[deception] provisional_latch`); control answers every one in the same
+/// round: the stored block confirms it (its expiry or permanence replaces
+/// the provisional one), or the latched prefix is lifted (the policy only
+/// records this kind, the source is allowlisted, the store is full, or the
+/// block was narrowed to keep an allowlisted address out of it).
 fn on_bite(
     state: &mut State,
     ev: &UpEvent,
@@ -1147,8 +1177,34 @@ fn on_bite(
             }),
         )?;
     }
+    let latched = (ev.action == code::ACTION_BLOCK).then(|| Policy::latched_net(ev));
+    let confirmed = confirm(state, ev, pending, batch, notice)?;
+    if let Some(net) = latched
+        && confirmed != Some(net)
+    {
+        let why = match confirmed {
+            Some(_) => "narrowed",
+            None if state.allowed.iter().any(|n| covers(n, &ev.src)) => "allowlisted",
+            None if state.refused_last => "max_blocks",
+            None => "policy",
+        };
+        lift(state, net, why, pending, batch, notice)?;
+    }
+    Ok(())
+}
+
+/// The block the policy makes of a bite, stored and queued; its prefix, or
+/// `None` when the bite blocks nothing.
+fn confirm(
+    state: &mut State,
+    ev: &UpEvent,
+    pending: &mut Vec<Rule>,
+    batch: &mut Option<u64>,
+    notice: &mut impl FnMut(Notice),
+) -> anyhow::Result<Option<Net>> {
+    state.refused_last = false;
     let policy = &state.config.policy;
-    let (net, len) = policy.source_net(&ev.src);
+    let (net, len) = Policy::latched_net(ev);
     let times = state.store.times_blocked(&net, len)?;
     let decision = if state.allowed.iter().any(|n| covers(n, &ev.src)) {
         Decision::Allowed
@@ -1156,7 +1212,7 @@ fn on_bite(
         policy.decide(ev, times)
     };
     let Decision::Block { mut net, r#for } = decision else {
-        return Ok(());
+        return Ok(None);
     };
     // A block never covers an allowlisted address (nor does any export of
     // it): a widened block (an IPv6 /64) that would is narrowed to the
@@ -1168,32 +1224,165 @@ fn on_bite(
     let block = Block::local(net.0, net.1, expiry(r#for), code::bite_name(ev.bite));
     if times == 0 && state.store.count_blocks()? >= policy.max_blocks {
         state.refused += 1;
+        state.refused_last = true;
         notice(Notice::Refused(block));
-        return Ok(());
+        return Ok(None);
     }
     let change = state.store.upsert_block(&block, now_s())?;
-    if change == Change::Unchanged {
-        return Ok(());
+    if change == Change::Unchanged && ev.action != code::ACTION_BLOCK {
+        return Ok(Some(net));
     }
+    // Pushed even when the store did not change, if a worker latched: its
+    // provisional expiry is replaced by the stored one.
     let g = match *batch {
         Some(g) => g,
         None => *batch.insert(state.store.next_generation()?),
     };
-    state.store.stamp_block(&block.net, block.len, g)?;
+    if change != Change::Unchanged {
+        state.store.stamp_block(&block.net, block.len, g)?;
+    }
     let stored = state.store.block(&block.net, block.len)?.unwrap_or(block);
     pending.push(block_rule(&stored));
-    state.emit_block(
-        &stored,
-        match change {
-            Change::New => "new",
-            _ => "extended",
-        },
-    )?;
-    notice(Notice::Blocked {
-        block: stored,
-        change,
-    });
+    if change != Change::Unchanged {
+        state.emit_block(
+            &stored,
+            match change {
+                Change::New => "new",
+                _ => "extended",
+            },
+        )?;
+        notice(Notice::Blocked {
+            block: stored,
+            change,
+        });
+    }
+    Ok(Some(net))
+}
+
+/// Lifts a worker's provisional latch of `net` from every worker, unless
+/// the store holds a block of exactly that prefix (then that is restored).
+fn lift(
+    state: &mut State,
+    net: Net,
+    why: &'static str,
+    pending: &mut Vec<Rule>,
+    batch: &mut Option<u64>,
+    notice: &mut impl FnMut(Notice),
+) -> anyhow::Result<()> {
+    if batch.is_none() {
+        *batch = Some(state.store.next_generation()?);
+    }
+    match state.store.block(&net.0, net.1)? {
+        Some(stored) if stored.expires == 0 || stored.expires > now_s() => {
+            pending.push(block_rule(&stored));
+        }
+        _ => {
+            pending.push(Rule::Unblock {
+                net: net.0,
+                len: net.1,
+            });
+            state.lifted += 1;
+            notice(Notice::Lifted {
+                net: net.0,
+                len: net.1,
+                why,
+            });
+        }
+    }
     Ok(())
+}
+
+/// Handles one record of a worker's events ring.
+fn on_record(
+    state: &mut State,
+    worker: usize,
+    record: &Record,
+    acked: &mut [u64],
+    pending: &mut Vec<Rule>,
+    batch: &mut Option<u64>,
+    notice: &mut impl FnMut(Notice),
+) -> anyhow::Result<()> {
+    if record.kind() == kind::PERSONA {
+        if let Ok(a) = PersonaAnswer::decode(record) {
+            state.on_answer(a);
+        }
+        return Ok(());
+    }
+    let Ok(ev) = UpEvent::decode(record) else {
+        return Ok(());
+    };
+    match ev.kind {
+        kind::APPLIED => {
+            if let Some(a) = acked.get_mut(worker) {
+                *a = (*a).max(ev.time_ns);
+            }
+        }
+        kind::BITE => on_bite(state, &ev, pending, batch, notice)?,
+        kind::SWEEP => {
+            if let Some(e) = eve::from_up(&ev) {
+                state.emit(
+                    &e,
+                    Some(EventRow {
+                        time_ns: ev.time_ns,
+                        kind: "sweep",
+                        src: ev.src,
+                        dst: ev.dst,
+                        src_port: ev.src_port,
+                        dst_port: ev.dst_port,
+                        worker: ev.worker,
+                        action: "count",
+                        eve: None,
+                    }),
+                )?;
+            }
+        }
+        kind::MARK => {
+            if let Some(e) = eve::from_up(&ev) {
+                state.emit(&e, None)?;
+            }
+        }
+        // An inside host answered a SYN: a live host and service.
+        kind::SERVICE => state.store.learn_host(&ev.src, ev.src_port, ev.time_ns)?,
+        // An inside host showed it is alive (port 0: the host).
+        kind::LIVE => state.store.learn_host(&ev.src, 0, ev.time_ns)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Reads every record left in the rings of a region that is going away
+/// (its dataplane stopped or was replaced), so that no bite, block or
+/// learned host it reported before it went is lost: a clean stop
+/// publishes its workers' last events before it closes the region, and a
+/// killed dataplane's published events are still in the mapping. The
+/// rules this makes are not pushed (nothing reads those rings now): what
+/// they store reaches the next dataplane with its full resync. Returns the
+/// records read.
+fn drain(
+    state: &mut State,
+    ends: &mut [ControlEnds],
+    notice: &mut impl FnMut(Notice),
+) -> anyhow::Result<usize> {
+    let mut acked = vec![0u64; ends.len()];
+    let mut pending = Vec::new();
+    let mut batch = None;
+    let mut read = 0;
+    for (w, e) in ends.iter_mut().enumerate() {
+        while let Some(record) = e.events.pop() {
+            read += 1;
+            on_record(
+                state,
+                w,
+                &record,
+                &mut acked,
+                &mut pending,
+                &mut batch,
+                notice,
+            )?;
+        }
+        e.events.release();
+    }
+    Ok(read)
 }
 
 fn session(
@@ -1241,51 +1430,15 @@ fn session(
                     break;
                 };
                 busy = true;
-                if record.kind() == kind::PERSONA {
-                    if let Ok(a) = PersonaAnswer::decode(&record) {
-                        state.on_answer(a);
-                    }
-                    continue;
-                }
-                let Ok(ev) = UpEvent::decode(&record) else {
-                    continue;
-                };
-                match ev.kind {
-                    kind::APPLIED => {
-                        if let Some(a) = acked.get_mut(w) {
-                            *a = (*a).max(ev.time_ns);
-                        }
-                    }
-                    kind::BITE => on_bite(state, &ev, &mut pending, &mut batch, notice)?,
-                    kind::SWEEP => {
-                        if let Some(e) = eve::from_up(&ev) {
-                            state.emit(
-                                &e,
-                                Some(EventRow {
-                                    time_ns: ev.time_ns,
-                                    kind: "sweep",
-                                    src: ev.src,
-                                    dst: ev.dst,
-                                    src_port: ev.src_port,
-                                    dst_port: ev.dst_port,
-                                    worker: ev.worker,
-                                    action: "count",
-                                    eve: None,
-                                }),
-                            )?;
-                        }
-                    }
-                    kind::MARK => {
-                        if let Some(e) = eve::from_up(&ev) {
-                            state.emit(&e, None)?;
-                        }
-                    }
-                    // An inside host answered a SYN: a live host and service.
-                    kind::SERVICE => state.store.learn_host(&ev.src, ev.src_port, ev.time_ns)?,
-                    // An inside host showed it is alive (port 0: the host).
-                    kind::LIVE => state.store.learn_host(&ev.src, 0, ev.time_ns)?,
-                    _ => {}
-                }
+                on_record(
+                    state,
+                    w,
+                    &record,
+                    &mut acked,
+                    &mut pending,
+                    &mut batch,
+                    notice,
+                )?;
             }
             if let Some(e) = ends.get_mut(w) {
                 e.events.release();
@@ -1332,6 +1485,10 @@ fn session(
             // A dataplane that stopped cleanly closed its region: nothing
             // reads the rings any more, so this session is over too.
             if replaced || !region.is_open() {
+                let drained = drain(state, &mut ends, notice)?;
+                if drained > 0 {
+                    notice(Notice::Drained(drained));
+                }
                 // Questions in flight die with this instance.
                 for q in state.queries.drain(..) {
                     let _ = q

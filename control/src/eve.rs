@@ -407,6 +407,7 @@ mod tests {
             action: code::ACTION_BLOCK,
             allowlisted: false,
             strong: false,
+            latched_len: 128,
             worker: 1,
             time_ns: 1_764_464_523_123_456_789,
             src: v4("203.0.113.66"),

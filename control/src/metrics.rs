@@ -47,6 +47,8 @@ pub struct ControlFigures {
     pub ring_drops: Vec<u64>,
     /// Blocks refused because the store was at `max_blocks`.
     pub refused: u64,
+    /// Workers' provisional latches control lifted.
+    pub lifted: u64,
     /// The nftables sync, when configured.
     pub nft: Option<crate::enforce::nft::NftStatus>,
 }
@@ -115,6 +117,11 @@ impl MetricsSource {
             "baitwall_blocks_refused_total",
             "Blocks refused because the store held max_blocks.",
             c.refused,
+        );
+        counter(
+            "baitwall_latches_lifted_total",
+            "Workers' provisional latches control lifted (policy, allowlist, max_blocks, narrowed).",
+            c.lifted,
         );
         if let Some(n) = &c.nft {
             counter(

@@ -115,16 +115,15 @@ pub struct Policy {
     /// Blocks stored at most.
     #[serde(default = "default_max_blocks")]
     pub max_blocks: u64,
-    /// An IPv6 source is blocked by its prefix of this length.
-    #[serde(default = "default_ipv6_prefix")]
-    pub ipv6_prefix: u8,
+    /// Moved to the dataplane (`[deception] block_ipv6_prefix`): control
+    /// learns the length from each latch. Present only to refuse it with
+    /// a message that says so.
+    #[serde(default, skip_serializing)]
+    pub ipv6_prefix: Option<u8>,
 }
 
 fn default_max_blocks() -> u64 {
     1_000_000
-}
-fn default_ipv6_prefix() -> u8 {
-    64
 }
 
 impl Default for Policy {
@@ -134,7 +133,7 @@ impl Default for Policy {
             permanent_after: None,
             allow: Vec::new(),
             max_blocks: default_max_blocks(),
-            ipv6_prefix: default_ipv6_prefix(),
+            ipv6_prefix: None,
         }
     }
 }
@@ -177,9 +176,9 @@ impl Policy {
     /// Checks what the types alone do not: ranges and allowlist entries.
     pub fn validate(&self, origin: &str) -> anyhow::Result<()> {
         anyhow::ensure!(
-            (48..=128).contains(&self.ipv6_prefix),
-            "{origin}: ipv6_prefix {} is out of range 48..=128",
-            self.ipv6_prefix
+            self.ipv6_prefix.is_none(),
+            "{origin}: ipv6_prefix is set by the dataplane now ([deception] block_ipv6_prefix \
+             in its configuration); control learns it from every latch: remove it here"
         );
         for a in &self.allow {
             parse_net(a).map_err(|e| anyhow::anyhow!("{origin}: allow: {e}"))?;
@@ -195,16 +194,18 @@ impl Policy {
             .collect()
     }
 
-    /// The prefix a source is blocked by.
-    pub fn source_net(&self, src: &[u8; 16]) -> Net {
-        let v4 = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-        let len = if v4 { 128 } else { self.ipv6_prefix };
-        let mask = if len == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(len))
+    /// The prefix a bite's worker latched (the event says its length; an
+    /// IPv4 source alone, an IPv6 source by the dataplane's
+    /// `block_ipv6_prefix`, 64 when an event does not say).
+    pub fn latched_net(ev: &UpEvent) -> Net {
+        let v4 = ev.src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let len = match (v4, ev.latched_len) {
+            (true, _) => 128,
+            (false, 0) => 64,
+            (false, len) => len,
         };
-        ((u128::from_be_bytes(*src) & mask).to_be_bytes(), len)
+        let mask = u128::MAX << (128 - u32::from(len.clamp(1, 128)));
+        ((u128::from_be_bytes(ev.src) & mask).to_be_bytes(), len)
     }
 
     /// Decides a bite. `times_blocked` is how often the source's block was
@@ -228,7 +229,7 @@ impl Policy {
             .permanent_after
             .is_some_and(|n| times_blocked.saturating_add(1) >= n);
         Decision::Block {
-            net: self.source_net(&ev.src),
+            net: Policy::latched_net(ev),
             r#for: if permanent {
                 Duration::ZERO
             } else {
@@ -310,6 +311,7 @@ mod tests {
             action: code::ACTION_BLOCK,
             allowlisted: false,
             strong: false,
+            latched_len: if src.is_ipv4() { 128 } else { 64 },
             worker: 0,
             time_ns: 0,
             src: match src {
@@ -370,7 +372,7 @@ mod tests {
         assert_eq!(
             p.decide(&bite(src, code::BITE_HANDSHAKE), 0),
             Decision::Block {
-                net: p.source_net(&bite(src, 0).src),
+                net: Policy::latched_net(&bite(src, 0)),
                 r#for: Duration::from_secs(600)
             }
         );
@@ -411,7 +413,7 @@ mod tests {
             ),
             ("allow = [\"10.0.0.7/24\"]\n", "host bits set"),
             ("allow = [\"nope\"]\n", "not an address"),
-            ("ipv6_prefix = 12\n", "out of range"),
+            ("ipv6_prefix = 64\n", "set by the dataplane"),
             ("bogus = 1\n", "unknown field `bogus`"),
             (
                 "[kinds]\ndata = { action = \"block\", for = \"soon\" }\n",

@@ -432,3 +432,214 @@ fn liveness_survives_a_dataplane_restart() {
     control.join().unwrap();
     dp.stop();
 }
+
+/// Waits until `f` holds, checking every millisecond for up to 10 s;
+/// returns how long it took.
+fn until(what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    start.elapsed()
+}
+
+/// A latch control does not keep (the policy only records the kind, or the
+/// store is full) is lifted from every worker at once: the worker's block
+/// was provisional, and the worm's traffic flows again without waiting for
+/// the provisional minute to pass (the workers' clock never moves here).
+#[test]
+fn a_latch_control_does_not_keep_is_lifted_from_every_worker() {
+    for (policy, why) in [
+        (
+            "[kinds]\ndata = { action = \"record\" }\nport = { action = \"record\" }\n",
+            "policy",
+        ),
+        ("max_blocks = 0\n", "max_blocks"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let region = dir.path().join("bw.region");
+        let settings = settings(dir.path(), Policy::parse(policy, "p").unwrap());
+        let (stop, notices, control) = run_control(settings.clone());
+        let (dp, nic) = start_dataplane(&region);
+        wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
+        bite(&nic);
+        let lifted = wait_for(&notices, "the lift", |n| matches!(n, Notice::Lifted { .. }));
+        assert_eq!(
+            lifted,
+            Notice::Lifted {
+                net: worm(),
+                len: 128,
+                why
+            }
+        );
+        let took = until("the worm's traffic to flow again", || {
+            through(&nic, &worm_traffic()) == 64
+        });
+        println!("{why}: the latch was lifted on every worker within {took:?} of the lift");
+        stop.store(true, Ordering::Relaxed);
+        control.join().unwrap();
+        let report = dp.stop();
+        // The worker did latch (provisionally) before control lifted it.
+        assert!(report.snapshot.total.latched >= 1, "{policy}");
+        assert!(
+            Store::open(&settings.config.database)
+                .unwrap()
+                .block(&worm(), 128)
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+/// A latch control keeps takes control's expiry: it outlives the
+/// provisional minute, and ends when control's block does, by the wall
+/// clock.
+#[test]
+fn a_confirmed_latch_takes_controls_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = settings(dir.path(), Policy::default());
+    let (stop, notices, control) = run_control(settings.clone());
+    let clock = baitwall_dataplane::clock::ManualClock::new(common::T0);
+    let (dp, nic) = common::start_dataplane_on(&region, 0, clock.clock());
+    wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
+    bite(&nic);
+    let Notice::Blocked { block, .. } = wait_for(&notices, "the block", |n| {
+        matches!(n, Notice::Blocked { .. })
+    }) else {
+        unreachable!()
+    };
+    until("every worker applying it", || {
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| matches!(n, Notice::Applied(g) if *g >= 2))
+    });
+    assert_eq!(through(&nic, &worm_traffic()), 0);
+    // Past the provisional minute: still blocked (control's hour holds).
+    clock.advance_ns(61_000_000_000);
+    until("the workers to see the minute pass", || {
+        through(&nic, &worm_traffic()) == 0
+    });
+    // The wall clock reaches control's expiry: the block is over.
+    let to_expiry = i64::from(block.expires) - (common::T0 / 1_000_000_000) as i64 - 61;
+    clock.step_wall_ns((to_expiry + 1) * 1_000_000_000);
+    clock.advance_ns(1_100_000_000);
+    until("the block to end by the wall clock", || {
+        through(&nic, &worm_traffic()) == 64
+    });
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+}
+
+/// The IPv6 block length is the dataplane's (`block_ipv6_prefix`); control
+/// learns it from the latch and stores that prefix.
+#[test]
+fn control_stores_the_prefix_the_worker_latched() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = settings(dir.path(), Policy::default());
+    let (stop, notices, control) = run_control(settings.clone());
+    let text = format!(
+        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n\
+         [flows]\ncapacity = 4096\n[deception]\nprotected = [\"2001:db8:100::/64\"]\n\
+         dark_routes = [\"2001:db8:100::/64\"]\nblock_ipv6_prefix = 56\n\
+         learning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\n",
+        "ef".repeat(32)
+    );
+    let mut rt = baitwall_dataplane::config::Config::parse(&text, "t")
+        .unwrap()
+        .runtime();
+    rt.region = Some(baitwall_dataplane::runtime::RegionConfig {
+        path: region.clone(),
+        slots: 1024,
+        hold: None,
+    });
+    let (dp, nic) = baitwall_dataplane::testbed::start_mem(&rt, common::T0).unwrap();
+    wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
+    let worm_ip: std::net::Ipv6Addr = "2001:db8:1:2::66".parse().unwrap();
+    let worm = baitwall_dataplane::synth::Endpoint::new([2; 6], worm_ip, 40000);
+    let decoys = (0x20..0x80u16).map(|i| {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, i))
+    });
+    baitwall_dataplane::testbed::bite_a_decoy(&nic, &worm, decoys, common::T0)
+        .expect("an IPv6 decoy with port 80 open");
+    let Notice::Blocked { block, .. } = wait_for(&notices, "the block", |n| {
+        matches!(n, Notice::Blocked { .. })
+    }) else {
+        unreachable!()
+    };
+    let slash56: std::net::Ipv6Addr = "2001:db8:1::".parse().unwrap();
+    assert_eq!((block.net, block.len), (slash56.octets(), 56));
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    dp.stop();
+}
+
+/// A dataplane that stops cleanly publishes its workers' last events and
+/// closes its region; control reads every record left in the rings before
+/// it lets them go. Here the "dataplane" is a region the test drives: it
+/// publishes more bites than control reads in a round (4,096 a worker)
+/// and closes the region at once, so control notices the close with most
+/// of them unread.
+#[test]
+fn the_events_of_a_stopped_dataplane_are_all_read() {
+    use baitwall_channel::message::{NO_PERSONA, code, kind};
+    use baitwall_channel::{Geometry, Region, UpEvent};
+    const BITES: u32 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bw.region");
+    let settings = settings(dir.path(), Policy::default());
+    let region = Region::create(
+        &path,
+        Geometry {
+            workers: 1,
+            slots: 1 << 15,
+        },
+        7,
+    )
+    .unwrap();
+    let mut ends = region.worker_ends(0).unwrap();
+    let (stop, notices, control) = run_control(settings.clone());
+    wait_for(&notices, "attach", |n| matches!(n, Notice::Attached { .. }));
+    // Alerts (no latch, so control pushes nothing down a ring no worker
+    // reads): each is stored in the event history.
+    for i in 0..BITES {
+        let ev = UpEvent {
+            kind: kind::BITE,
+            bite: code::BITE_DATA,
+            action: code::ACTION_ALERT,
+            allowlisted: false,
+            strong: true,
+            latched_len: 0,
+            worker: 0,
+            time_ns: common::T0 + u64::from(i),
+            src: Ipv4Addr::from(0x0a00_0000 | i).to_ipv6_mapped().octets(),
+            dst: Ipv4Addr::new(198, 51, 100, 20).to_ipv6_mapped().octets(),
+            src_port: 40000,
+            dst_port: 80,
+            decoys: 0,
+            persona: NO_PERSONA,
+        };
+        assert!(ends.events.push(&ev.encode()));
+    }
+    ends.events.publish();
+    region.close();
+    wait_for(&notices, "the session to end", |n| {
+        matches!(n, Notice::Detached { instance: 7 })
+    });
+    stop.store(true, Ordering::Relaxed);
+    control.join().unwrap();
+    let stored = Store::open(&settings.config.database)
+        .unwrap()
+        .event_count()
+        .unwrap();
+    println!("{stored} of {BITES} bites stored");
+    assert_eq!(stored, u64::from(BITES));
+}

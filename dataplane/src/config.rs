@@ -691,6 +691,14 @@ pub struct DeceptionSection {
     /// An IPv6 source is blocked by its prefix of this length (48..=128).
     #[serde(default = "default_ipv6_block_len")]
     pub block_ipv6_prefix: Count<48, 128>,
+    /// With a control process: how long a worker's own latch lasts until
+    /// control confirms or lifts it.
+    #[serde(default = "default_provisional_latch")]
+    pub provisional_latch: Span,
+    /// Without a control process: how long a worker's own latch lasts
+    /// (0s: until restart).
+    #[serde(default = "default_latch_for")]
+    pub latch_for: Span,
     /// Slots of the shared live-host map.
     #[serde(default = "default_live_slots")]
     pub live_map_slots: Count<1024, { 1 << 28 }>,
@@ -767,6 +775,12 @@ fn default_latch_capacity() -> Count<1, { 1 << 24 }> {
 }
 fn default_prefix_capacity() -> Count<1, { 1 << 22 }> {
     Count(100_000)
+}
+fn default_provisional_latch() -> Span {
+    Span(Duration::from_secs(60))
+}
+fn default_latch_for() -> Span {
+    Span(Duration::from_secs(3600))
 }
 fn default_ipv6_block_len() -> Count<48, 128> {
     Count(64)
@@ -954,7 +968,6 @@ impl DeceptionSection {
                 decoys: self.sweep.decoys.0 as u32,
                 window_s: secs(self.sweep.window).max(1),
             },
-            ipv6_block_len: self.block_ipv6_prefix.0 as u8,
             mark_sample: self.mark_sample.0 as u32,
             capture: None,
         }
@@ -1226,6 +1239,18 @@ impl Config {
                     baitwall_channel::region::ALLOW_MAX
                 )));
             }
+            if !(Duration::from_secs(1)..=Duration::from_secs(3600))
+                .contains(&d.provisional_latch.0)
+            {
+                return Err(invalid(
+                    "deception.provisional_latch: 1s to 1h (control confirms or lifts a latch within a second)".into(),
+                ));
+            }
+            if d.latch_for.0 > Duration::from_secs(u64::from(u32::MAX / 2)) {
+                return Err(invalid(
+                    "deception.latch_for: too long (0s for permanent)".into(),
+                ));
+            }
             if d.claim_after.0 > Duration::from_secs(60) {
                 return Err(invalid(
                     "deception.claim_after: at most 60s (a requester that waited longer has given up)".into(),
@@ -1321,6 +1346,8 @@ impl Config {
                         exact: d.latch_capacity.0,
                         prefixes: d.prefix_capacity.0,
                         ipv6_len: d.block_ipv6_prefix.0 as u8,
+                        latch_s: d.latch_for.0.as_secs() as u32,
+                        provisional_s: d.provisional_latch.0.as_secs() as u32,
                     },
                     None => BlockConfig::default(),
                 },

@@ -289,6 +289,11 @@ impl Dataplane {
             // starts, with its own hash seed.
             let mut engine_config = config.engine.clone();
             engine_config.flow_seed ^= (id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            if region.is_some() {
+                // Control confirms or lifts every latch: until it does, a
+                // worker's own latch is provisional.
+                engine_config.blocks = engine_config.blocks.controlled();
+            }
             let engine = Engine::new(&engine_config);
             let clock = clock.clone();
             let handle = std::thread::Builder::new()

@@ -158,7 +158,7 @@ pub fn run<Q: Queue>(
                 ControlMsg::ClearFlows => {
                     engine.clear_flows();
                 }
-                ControlMsg::Latch(src) => engine.latch(src),
+                ControlMsg::Latch(src) => engine.latch(src, now_ns),
                 ControlMsg::Stop => stopped = true,
             }
         }
@@ -366,9 +366,10 @@ fn hand_over_events(
     mut ring: Option<&mut WorkerEnds>,
     undelivered: &mut Undelivered,
 ) {
+    let ipv6_len = engine.ipv6_block_len();
     let to_region = |event: &Event, ring: &mut Option<&mut WorkerEnds>| {
         ring.as_deref_mut()
-            .is_none_or(|ends| ends.events.push(&up_record(worker, event)))
+            .is_none_or(|ends| ends.events.push(&up_record(worker, event, ipv6_len)))
     };
     undelivered.pending.retain_mut(|p| {
         if p.region {
@@ -445,6 +446,7 @@ fn apply_rules(
                     action: 0,
                     allowlisted: false,
                     strong: false,
+                    latched_len: 0,
                     worker: worker as u16,
                     time_ns: generation,
                     src: [0; 16],
@@ -499,8 +501,9 @@ fn action_code(action: Action) -> u8 {
     }
 }
 
-/// An engine event as a ring record.
-fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
+/// An engine event as a ring record; a latched bite says the prefix length
+/// it latched (IPv6 sources by `ipv6_len`), so control learns it.
+fn up_record(worker: usize, event: &Event, ipv6_len: u8) -> baitwall_channel::Record {
     let strong = matches!(event.kind, EventKind::Bite { strong: true, .. });
     let (kind, bite, action, allowlisted, decoys) = match event.kind {
         EventKind::Bite {
@@ -520,12 +523,22 @@ fn up_record(worker: usize, event: &Event) -> baitwall_channel::Record {
         EventKind::Live => (message::kind::LIVE, 0, 0, false, 0),
         EventKind::Mark { kind, one_in } => (message::kind::MARK, kind as u8, 0, false, one_in),
     };
+    let v4 = event.src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let latched_len = match (
+        action == code::ACTION_BLOCK && kind == message::kind::BITE,
+        v4,
+    ) {
+        (false, _) => 0,
+        (true, true) => 128,
+        (true, false) => ipv6_len,
+    };
     UpEvent {
         kind,
         bite,
         action,
         allowlisted,
         strong,
+        latched_len,
         worker: worker as u16,
         time_ns: event.time_ns,
         src: event.src,

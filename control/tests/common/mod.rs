@@ -58,6 +58,19 @@ pub fn start(
 pub const T0: u64 = 1_767_226_200 * 1_000_000_000;
 
 pub fn start_dataplane(region: &Path, mark_sample: u32) -> (Dataplane, SoftNic) {
+    start_dataplane_on(
+        region,
+        mark_sample,
+        baitwall_dataplane::clock::ManualClock::new(T0).clock(),
+    )
+}
+
+/// [`start_dataplane`] on `clock`.
+pub fn start_dataplane_on(
+    region: &Path,
+    mark_sample: u32,
+    clock: baitwall_dataplane::clock::Clock,
+) -> (Dataplane, SoftNic) {
     let text = format!(
         "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n[flows]\ncapacity = 4096\n[deception]\nprotected = [\"198.51.100.0/24\"]\ndark_routes = [\"198.51.100.0/24\"]\nlearning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\nmark_sample = {mark_sample}\n",
         "ef".repeat(32)
@@ -68,7 +81,7 @@ pub fn start_dataplane(region: &Path, mark_sample: u32) -> (Dataplane, SoftNic) 
         slots: 1024,
         hold: None,
     });
-    baitwall_dataplane::testbed::start_mem(&rt, T0).unwrap()
+    baitwall_dataplane::testbed::start_mem_on(&rt, clock).unwrap()
 }
 
 /// Sends `frames` and returns how many came out.

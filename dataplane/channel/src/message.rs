@@ -149,6 +149,10 @@ pub struct UpEvent {
     pub allowlisted: bool,
     /// A bite's proof was strong (the decoy's timestamp echoed).
     pub strong: bool,
+    /// A latched bite: the length of the prefix the worker blocked (128
+    /// for IPv4, the dataplane's `block_ipv6_prefix` for IPv6), so control
+    /// confirms or lifts exactly that; 0 for anything else.
+    pub latched_len: u8,
     /// The worker.
     pub worker: u16,
     /// Event time, Unix nanoseconds (for `APPLIED`: the generation).
@@ -190,7 +194,7 @@ impl UpEvent {
         r.put(48, &self.src_port.to_le_bytes());
         r.put(50, &self.dst_port.to_le_bytes());
         r.put(52, &self.decoys.to_le_bytes());
-        r.put(56, &[u8::from(self.strong)]);
+        r.put(56, &[u8::from(self.strong), self.latched_len]);
         r
     }
 
@@ -207,7 +211,13 @@ impl UpEvent {
                 field: "allowlisted",
             });
         }
-        let strong = r.get::<1>(56)[0];
+        let [strong, latched_len] = r.get::<2>(56);
+        if latched_len > 128 {
+            return Err(DecodeError::BadField {
+                kind: k,
+                field: "latched_len",
+            });
+        }
         if strong > 1 {
             return Err(DecodeError::BadField {
                 kind: k,
@@ -226,6 +236,7 @@ impl UpEvent {
             action: flags[1],
             allowlisted: flags[2] == 1,
             strong: strong == 1,
+            latched_len,
             worker: u16::from_le_bytes(r.get(6)),
             time_ns: r.get_u64(8),
             src: r.get(16),
@@ -478,6 +489,7 @@ mod tests {
             action: 2,
             allowlisted: true,
             strong: false,
+            latched_len: 56,
             worker: 3,
             time_ns: 1_767_225_600_000_000_123,
             src: [1; 16],
@@ -488,6 +500,16 @@ mod tests {
             persona: 2,
         };
         assert_eq!(UpEvent::decode(&e.encode()), Ok(e));
+        // A latched prefix longer than an address is refused.
+        let mut bad = e.encode();
+        bad.put(57, &[129]);
+        assert!(matches!(
+            UpEvent::decode(&bad),
+            Err(DecodeError::BadField {
+                field: "latched_len",
+                ..
+            })
+        ));
     }
 
     #[test]

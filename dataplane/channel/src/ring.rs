@@ -13,6 +13,14 @@
 //! lines. Nothing here blocks, allocates or makes a system call: a full ring
 //! makes `push` return false, and the producer counts the drop.
 //!
+//! The peer's index is never trusted: it lives in memory another process
+//! can write, so each end checks what it reads (a head may only move
+//! forward, up to what was published; a tail only forward, by at most the
+//! capacity). A value that breaks those rules is ignored, the ring then
+//! looks full (or empty) to this end, and [`Producer::faulted`] /
+//! [`Consumer::faulted`] say so, so the owner can end the session rather
+//! than read or overwrite slots it does not own.
+//!
 //! The same code runs over a shared-memory mapping ([`crate::region`]) and,
 //! under `--cfg loom`, over loom's model-checked atomics and cells
 //! (`tests/loom.rs`), which explores every interleaving of a producer and a
@@ -148,6 +156,7 @@ pub struct Producer<S: Slots> {
     tail: u64,
     cached_head: u64,
     published: u64,
+    faulted: bool,
     keep: KeepAlive,
 }
 
@@ -159,6 +168,7 @@ pub struct Consumer<S: Slots> {
     cached_tail: u64,
     released: u64,
     release_every: u64,
+    faulted: bool,
     keep: KeepAlive,
 }
 
@@ -186,12 +196,17 @@ impl<S: Slots> Producer<S> {
         let ctl = unsafe { &*control };
         let tail = ctl.tail.value.load(Ordering::Acquire);
         let head = ctl.head.value.load(Ordering::Acquire);
+        // Both indexes come from shared memory: a pair that cannot be
+        // (more published than the ring holds, or a head past the tail)
+        // starts the end faulted, and it never writes.
+        let faulted = head > tail || tail - head > slots.capacity();
         Producer {
             control,
             slots,
             tail,
-            cached_head: head,
+            cached_head: head.min(tail),
             published: tail,
+            faulted,
             keep,
         }
     }
@@ -207,8 +222,18 @@ impl<S: Slots> Producer<S> {
     #[inline]
     pub fn push(&mut self, record: &Record) -> bool {
         let cap = self.slots.capacity();
+        if self.faulted {
+            return false;
+        }
         if self.tail - self.cached_head >= cap {
-            self.cached_head = self.ctl().head.value.load(Ordering::Acquire);
+            let head = self.ctl().head.value.load(Ordering::Acquire);
+            // The consumer's head only moves forward, and never past what
+            // was published: anything else is a corrupt or foreign peer.
+            if head < self.cached_head || head > self.published {
+                self.faulted = true;
+                return false;
+            }
+            self.cached_head = head;
             if self.tail - self.cached_head >= cap {
                 return false;
             }
@@ -258,7 +283,15 @@ impl<S: Slots> Producer<S> {
 
     /// Free slots as last seen (a lower bound).
     pub fn free(&self) -> u64 {
-        self.slots.capacity() - (self.tail - self.cached_head)
+        self.slots
+            .capacity()
+            .saturating_sub(self.tail.wrapping_sub(self.cached_head))
+    }
+
+    /// True once the consumer's index broke the protocol: the ring takes
+    /// nothing more from this end.
+    pub fn faulted(&self) -> bool {
+        self.faulted
     }
 
     /// The memory keeping this ring alive.
@@ -276,14 +309,16 @@ impl<S: Slots> Consumer<S> {
         // SAFETY: valid per the contract.
         let ctl = unsafe { &*control };
         let head = ctl.head.value.load(Ordering::Acquire);
+        let tail = ctl.tail.value.load(Ordering::Acquire);
         let release_every = (slots.capacity() / 4).clamp(1, RELEASE_EVERY);
         Consumer {
             control,
-            slots,
             head,
             cached_tail: head,
             released: head,
             release_every,
+            faulted: head > tail || tail - head > slots.capacity(),
+            slots,
             keep,
         }
     }
@@ -299,7 +334,17 @@ impl<S: Slots> Consumer<S> {
     #[inline]
     pub fn pop(&mut self) -> Option<Record> {
         if self.head == self.cached_tail {
-            self.cached_tail = self.ctl().tail.value.load(Ordering::Acquire);
+            if self.faulted {
+                return None;
+            }
+            let tail = self.ctl().tail.value.load(Ordering::Acquire);
+            // The producer's tail only moves forward, and never more than a
+            // ring ahead of what was freed: anything else is corrupt.
+            if tail < self.cached_tail || tail - self.released > self.slots.capacity() {
+                self.faulted = true;
+                return None;
+            }
+            self.cached_tail = tail;
             if self.head == self.cached_tail {
                 return None;
             }
@@ -331,6 +376,12 @@ impl<S: Slots> Consumer<S> {
     /// Records the producer dropped because the ring was full.
     pub fn dropped(&self) -> u64 {
         self.ctl().dropped.value.load(Ordering::Relaxed)
+    }
+
+    /// True once the producer's index broke the protocol: nothing more is
+    /// read from this ring.
+    pub fn faulted(&self) -> bool {
+        self.faulted
     }
 
     /// Publishes a value for the producer (a rules ring's consumer: the
@@ -546,7 +597,10 @@ mod tests {
     #[test]
     fn two_threads_move_a_million_records_in_order() {
         let (mut p, mut c) = heap_ring(1024);
-        const N: u64 = 1_000_000;
+        // Under Miri (which runs this module's tests in CI, checking every
+        // access against Stacked Borrows), a few thousand records are
+        // enough to cross the ring many times.
+        const N: u64 = if cfg!(miri) { 5_000 } else { 1_000_000 };
         let producer = std::thread::spawn(move || {
             let mut i = 0;
             while i < N {
@@ -566,6 +620,86 @@ mod tests {
             c.release();
         }
         producer.join().unwrap();
+        assert_eq!(c.pop(), None);
+    }
+
+    /// A ring whose control block the test can scribble on, as a corrupt
+    /// or foreign peer process could.
+    fn exposed_ring(
+        capacity: u64,
+    ) -> (
+        Producer<HeapSlots>,
+        Consumer<HeapSlots>,
+        std::sync::Arc<RingControl>,
+    ) {
+        let control = std::sync::Arc::new(RingControl {
+            head: Padded::new(),
+            tail: Padded::new(),
+            dropped: Padded::new(),
+            applied: Padded::new(),
+        });
+        let (sp, sc, slots_keep) = heap_slots(capacity);
+        let ctl: *const RingControl = &*control;
+        let keep: KeepAlive = std::sync::Arc::new((control.clone(), slots_keep));
+        // SAFETY: as in `heap_ring`.
+        let (p, c) = unsafe {
+            (
+                Producer::new(ctl, sp, keep.clone()),
+                Consumer::new(ctl, sc, keep),
+            )
+        };
+        (p, c, control)
+    }
+
+    #[test]
+    fn a_peer_that_writes_impossible_indexes_faults_the_end_and_nothing_panics() {
+        // The consumer's head jumps past anything published: the producer
+        // stops (never overwrites slots it does not own) and says why.
+        let (mut p, _c, control) = exposed_ring(8);
+        for i in 0..8 {
+            assert!(p.push(&rec(i)));
+        }
+        p.publish();
+        control.head.value.store(100, Ordering::Release);
+        assert!(!p.push(&rec(9)));
+        assert!(p.faulted());
+        control.head.value.store(8, Ordering::Release);
+        assert!(!p.push(&rec(9)), "a faulted end stays stopped");
+        assert_eq!(p.free(), 0);
+
+        // The producer's tail runs more than a ring ahead, then backwards:
+        // the consumer reads nothing it was not given.
+        let (_p, mut c, control) = exposed_ring(8);
+        control.tail.value.store(1_000, Ordering::Release);
+        assert_eq!(c.pop(), None);
+        assert!(c.faulted());
+        let (mut p, mut c, control) = exposed_ring(8);
+        assert!(p.push(&rec(1)) && p.push(&rec(2)));
+        p.publish();
+        assert_eq!(c.pop(), Some(rec(1)));
+        assert_eq!(c.pop(), Some(rec(2)));
+        control.tail.value.store(1, Ordering::Release);
+        assert_eq!(c.pop(), None);
+        assert!(c.faulted());
+
+        // An end made over indexes that cannot be starts faulted.
+        let (p, c, control) = exposed_ring(8);
+        drop((p, c));
+        control.head.value.store(50, Ordering::Release);
+        control.tail.value.store(10, Ordering::Release);
+        let keep: KeepAlive = std::sync::Arc::new(control.clone());
+        let (sp, sc, slots_keep) = heap_slots(8);
+        let keep2: KeepAlive = std::sync::Arc::new((keep, slots_keep));
+        let ctl: *const RingControl = &*control;
+        // SAFETY: `ctl` is kept alive by `keep2`; one producer, one consumer.
+        let (mut p, mut c) = unsafe {
+            (
+                Producer::new(ctl, sp, keep2.clone()),
+                Consumer::new(ctl, sc, keep2),
+            )
+        };
+        assert!(p.faulted() && c.faulted());
+        assert!(!p.push(&rec(1)));
         assert_eq!(c.pop(), None);
     }
 }

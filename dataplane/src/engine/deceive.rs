@@ -144,8 +144,6 @@ pub struct DeceptionShared {
     pub rates: RateConfig,
     /// Sweep detection.
     pub sweep: SweepConfig,
-    /// An IPv6 source is blocked by this prefix length (64: its /64).
-    pub ipv6_block_len: u8,
     /// One mark in this many is reported as an event (0: none).
     pub mark_sample: u32,
     /// Bite capture (`None`: off) and the frames followed after a bite.
@@ -173,6 +171,37 @@ pub struct Deceiver {
     evidence: Option<Evidence>,
     /// SYN-ACK option layouts, per persona stack and offer.
     plans: SynAckPlans,
+    /// What a latch blocks, and for how long.
+    latch: LatchRule,
+    /// Wall time minus the worker clock (latch expiries are Unix times).
+    wall_offset_ns: i64,
+}
+
+/// What a worker's own latch blocks, and for how long.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LatchRule {
+    /// An IPv6 source is latched by its prefix of this length.
+    pub ipv6_len: u8,
+    /// Seconds the latch lasts (0: until restart): provisional, until
+    /// control confirms or lifts it, when there is a control process.
+    pub for_s: u32,
+}
+
+impl LatchRule {
+    /// The prefix `src` is latched by.
+    pub fn prefix(&self, src: &[u8; 16]) -> Prefix {
+        let v4_mapped = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let len = if v4_mapped { 128 } else { self.ipv6_len };
+        Prefix::from_parts(u128::from_be_bytes(*src), len)
+    }
+
+    /// The expiry of a latch made at Unix second `now_s`.
+    pub fn expiry(&self, now_s: u32) -> u32 {
+        match self.for_s {
+            0 => 0,
+            s => now_s.saturating_add(s),
+        }
+    }
 }
 
 /// A token bucket for non-bite events: 200 a second, bursts of 1,000.
@@ -223,7 +252,7 @@ fn seconds(now_ns: u64) -> u32 {
 impl Deceiver {
     /// A worker's state over the shared configuration; `seed` keys its local
     /// hash tables.
-    pub fn new(shared: Arc<DeceptionShared>, seed: u64, now_ns: u64) -> Self {
+    pub fn new(shared: Arc<DeceptionShared>, seed: u64, now_ns: u64, latch: LatchRule) -> Self {
         let cookies = CookieJar::new(
             &shared.secret,
             shared.cookie_rotation_ms,
@@ -247,6 +276,8 @@ impl Deceiver {
                 .as_ref()
                 .map(|(queues, follow)| Evidence::new(queues.clone(), *follow)),
             plans: SynAckPlans::new(),
+            latch,
+            wall_offset_ns: 0,
             shared,
         }
     }
@@ -867,7 +898,7 @@ impl Deceiver {
             action = Action::Alert;
             self.counters.weak_denied += 1;
         }
-        let latched = action == Action::Block && self.latch(info.src, blocks);
+        let latched = action == Action::Block && self.latch(info.src, now_ns, blocks);
         if action != Action::Count {
             self.report(
                 info,
@@ -887,9 +918,16 @@ impl Deceiver {
         latched
     }
 
-    /// Latches `src` into `blocks`; true when it is blocked now.
-    pub fn latch(&mut self, src: [u8; 16], blocks: &mut Blocklist) -> bool {
-        match latch_source(src, self.shared.ipv6_block_len, blocks) {
+    /// Sets wall time minus the worker clock.
+    pub fn set_wall_offset(&mut self, ns: i64) {
+        self.wall_offset_ns = ns;
+    }
+
+    /// Latches `src` into `blocks` at the worker reading `now_ns`; true
+    /// when it is blocked now.
+    pub fn latch(&mut self, src: [u8; 16], now_ns: u64, blocks: &mut Blocklist) -> bool {
+        let now_s = wall_seconds(now_ns, self.wall_offset_ns);
+        match latch_source(src, self.latch, now_s, blocks) {
             Latch::Already => true,
             Latch::New => {
                 self.counters.latched += 1;
@@ -970,20 +1008,25 @@ pub enum Latch {
     Full,
 }
 
-/// Blocks `src` in `blocks`, permanently until control says otherwise:
-/// IPv4 sources alone, an IPv6 source by its prefix of `ipv6_len` (its /64
-/// by default, since one host can rotate through a whole /64). Below
+/// Blocks `src` in `blocks` at Unix second `now_s`, as `rule` says: IPv4
+/// sources alone, an IPv6 source by its prefix (its /64 by default, since
+/// one host can rotate through a whole /64), for `rule.for_s`. A source
+/// blocked already keeps its block (a latch never shortens one). Below
 /// capacity an insert never reallocates; at capacity it is refused.
-pub fn latch_source(src: [u8; 16], ipv6_len: u8, blocks: &mut Blocklist) -> Latch {
-    if blocks.standing(&src, u32::MAX - 1) == Standing::Blocked {
+pub fn latch_source(src: [u8; 16], rule: LatchRule, now_s: u32, blocks: &mut Blocklist) -> Latch {
+    if blocks.standing(&src, now_s) == Standing::Blocked {
         return Latch::Already;
     }
-    let v4_mapped = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-    let len = if v4_mapped { 128 } else { ipv6_len };
-    match blocks.block(Prefix::from_parts(u128::from_be_bytes(src), len), 0) {
+    match blocks.block(rule.prefix(&src), rule.expiry(now_s)) {
         Ok(()) => Latch::New,
         Err(_) => Latch::Full,
     }
+}
+
+/// Unix seconds by the wall clock at the worker reading `now_ns`.
+pub fn wall_seconds(now_ns: u64, wall_offset_ns: i64) -> u32 {
+    let wall = i128::from(now_ns) + i128::from(wall_offset_ns);
+    (wall.max(0) / 1_000_000_000).min(i128::from(u32::MAX)) as u32
 }
 
 /// The TCP header length of a classified segment (20 when unreadable).

@@ -90,7 +90,6 @@ fn shared_full(
             decoys: 16,
             window_s: 60,
         },
-        ipv6_block_len: 64,
         mark_sample,
         capture: None,
     })
@@ -1104,7 +1103,7 @@ fn on_a_tap_a_blocked_sources_connection_is_severed_at_both_ends() {
     });
     let worm = Endpoint::new([2, 0, 0, 0, 0, 0x66], Ipv4Addr::new(203, 0, 113, 66), 40000);
     let server = Endpoint::new([2, 0, 0, 0, 1, 10], Ipv4Addr::new(198, 51, 100, 10), 80);
-    e.latch(v4("203.0.113.66"));
+    e.latch(v4("203.0.113.66"), T0);
     // A segment of an established connection the tap saw go by.
     let mut f = synth::tcp(&worm, &server, Flags::PSH_ACK, 1000, 5000, b"GET");
     assert_eq!(e.process(&mut f, T0), Verdict::Sever);
@@ -1138,7 +1137,7 @@ fn on_a_tap_a_blocked_sources_connection_is_severed_at_both_ends() {
     assert!((1..=1000).contains(&severed), "{severed}");
     // Without a tap, a blocked source's frame is dropped, not severed.
     let mut inline = engine();
-    inline.latch(v4("203.0.113.66"));
+    inline.latch(v4("203.0.113.66"), T0);
     let mut g = synth::tcp(&worm, &server, Flags::PSH_ACK, 1000, 5000, b"GET");
     assert_eq!(
         inline.process(&mut g, T0),

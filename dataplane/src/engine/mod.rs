@@ -213,6 +213,31 @@ pub struct BlockConfig {
     pub prefixes: usize,
     /// An IPv6 source is latched by its prefix of this length.
     pub ipv6_len: u8,
+    /// How long (s) a worker's own latch lasts without a control process
+    /// (0: until restart).
+    pub latch_s: u32,
+    /// How long (s) it lasts with one, until control confirms or lifts it
+    /// (the runtime uses this when a control region exists).
+    pub provisional_s: u32,
+}
+
+impl BlockConfig {
+    /// What a worker's own latch blocks, and for how long.
+    pub fn latch_rule(&self) -> deceive::LatchRule {
+        deceive::LatchRule {
+            ipv6_len: self.ipv6_len,
+            for_s: self.latch_s,
+        }
+    }
+
+    /// This configuration for workers that have a control process: their
+    /// latches are provisional.
+    pub fn controlled(self) -> BlockConfig {
+        BlockConfig {
+            latch_s: self.provisional_s,
+            ..self
+        }
+    }
 }
 
 impl Default for BlockConfig {
@@ -223,6 +248,8 @@ impl Default for BlockConfig {
             exact: 1 << 16,
             prefixes: 1 << 12,
             ipv6_len: 64,
+            latch_s: 0,
+            provisional_s: 60,
         }
     }
 }
@@ -254,7 +281,7 @@ impl Default for EngineConfig {
 pub struct Engine {
     flows: FlowTable,
     blocks: Blocklist,
-    ipv6_block_len: u8,
+    latch: deceive::LatchRule,
     /// Wall time minus the worker clock (`Clock::wall_offset_ns`): block
     /// expiries are Unix times from control's wall clock.
     wall_offset_ns: i64,
@@ -271,12 +298,16 @@ impl Engine {
         Engine {
             flows: FlowTable::new(config.flow_capacity, config.timeouts, config.flow_seed),
             blocks: Blocklist::new(config.blocks.exact, config.blocks.prefixes),
-            ipv6_block_len: config.blocks.ipv6_len,
+            latch: config.blocks.latch_rule(),
             wall_offset_ns: 0,
-            deceiver: config
-                .deception
-                .as_ref()
-                .map(|shared| Deceiver::new(shared.clone(), config.flow_seed, 0)),
+            deceiver: config.deception.as_ref().map(|shared| {
+                Deceiver::new(
+                    shared.clone(),
+                    config.flow_seed,
+                    0,
+                    config.blocks.latch_rule(),
+                )
+            }),
             severer: config.sever_blocked.then(sever::Severer::default),
             sever_plan: None,
         }
@@ -476,16 +507,22 @@ impl Engine {
     }
 
     /// Latches a block on `src` (a bite seen by another worker: no event).
-    pub fn latch(&mut self, src: [u8; 16]) {
+    pub fn latch(&mut self, src: [u8; 16], now_ns: u64) {
         match self.deceiver.as_mut() {
             // Through the deceiver, so the latch is counted like its own.
             Some(d) => {
-                d.latch(src, &mut self.blocks);
+                d.latch(src, now_ns, &mut self.blocks);
             }
             None => {
-                let _ = deceive::latch_source(src, self.ipv6_block_len, &mut self.blocks);
+                let now_s = self.wall_s(now_ns);
+                let _ = deceive::latch_source(src, self.latch, now_s, &mut self.blocks);
             }
         }
+    }
+
+    /// The prefix length an IPv6 source is latched by.
+    pub fn ipv6_block_len(&self) -> u8 {
+        self.latch.ipv6_len
     }
 
     /// Applies a rule from the control process.
@@ -555,13 +592,15 @@ impl Engine {
     /// a second, so expiries follow wall-clock steps).
     pub fn set_wall_offset(&mut self, ns: i64) {
         self.wall_offset_ns = ns;
+        if let Some(d) = self.deceiver.as_mut() {
+            d.set_wall_offset(ns);
+        }
     }
 
     /// Unix seconds by the wall clock at the worker reading `now_ns`.
     #[inline]
     pub fn wall_s(&self, now_ns: u64) -> u32 {
-        let wall = i128::from(now_ns) + i128::from(self.wall_offset_ns);
-        (wall.max(0) / 1_000_000_000).min(i128::from(u32::MAX)) as u32
+        deceive::wall_seconds(now_ns, self.wall_offset_ns)
     }
 
     /// The flow table (read-only).
