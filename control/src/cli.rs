@@ -196,6 +196,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     net_text(&net, len)
                 ),
                 Notice::Applied(g) => eprintln!("generation {g} in force on every worker"),
+                Notice::RingFault { worker } => eprintln!(
+                    "worker {worker}'s ring broke the protocol (corrupt region?): attaching again"
+                ),
                 Notice::Drained(n) => {
                     eprintln!("{n} record(s) read from the rings of the dataplane that went")
                 }

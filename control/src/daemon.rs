@@ -118,6 +118,12 @@ pub enum Notice {
     /// Records read from the rings of a dataplane that stopped or was
     /// replaced, after it went.
     Drained(usize),
+    /// A worker's ring index broke the protocol (written by something that
+    /// is not a baitwall dataplane following it): the session starts over.
+    RingFault {
+        /// The worker.
+        worker: usize,
+    },
     /// The dataplane instance stopped (it closed its region) or was
     /// replaced by a new one: the session with it is over.
     Detached {
@@ -1443,6 +1449,17 @@ fn session(
             if let Some(e) = ends.get_mut(w) {
                 e.events.release();
             }
+        }
+        if let Some(w) = ends
+            .iter()
+            .position(|e| e.events.faulted() || e.rules.faulted())
+        {
+            // A ring index broke the protocol (a corrupt or foreign
+            // region): nothing more is read from or written to it. Start
+            // over from a fresh attach, a second from now.
+            notice(Notice::RingFault { worker: w });
+            std::thread::sleep(Duration::from_secs(1));
+            return Ok(SessionEnd::Resync);
         }
         if let Some(g) = batch
             && push_all(&mut ends, &pending, g).is_err()

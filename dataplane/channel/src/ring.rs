@@ -467,12 +467,17 @@ fn heap_slots(capacity: u64) -> (HeapSlots, HeapSlots, KeepAlive) {
             .map(|_| std::cell::UnsafeCell::new(Record::default()))
             .collect(),
     );
+    // The cells go to their final home first and the pointer is derived
+    // from there: moving the Box after taking a pointer into it would
+    // retag it as unique and invalidate the pointer (Miri finds that).
+    let cells = std::sync::Arc::new(cells);
     let base = std::cell::UnsafeCell::raw_get(cells.0.as_ptr()).cast::<u8>();
     // SAFETY: `base` addresses `capacity` 64-byte-aligned records, valid
-    // while `cells` lives (kept by the returned handle), and each end
-    // accesses a slot only while the protocol gives it that slot.
+    // while `cells` lives (kept by the returned handle), derived through
+    // `UnsafeCell`s, which allow writes through shared access, and each
+    // end accesses a slot only while the protocol gives it that slot.
     let (a, b) = unsafe { (RawSlots::new(base, capacity), RawSlots::new(base, capacity)) };
-    (a, b, std::sync::Arc::new(cells))
+    (a, b, cells)
 }
 
 #[cfg(loom)]
