@@ -24,7 +24,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use baitwall_channel::message::{PersonaAnswer, code, kind};
-use baitwall_channel::region::ControlEnds;
 use baitwall_channel::{Record, Region, RegionError, Rule, UpEvent};
 use serde_json::{Value, json};
 
@@ -33,12 +32,13 @@ use crate::api::server::{Command, SocketSettings};
 use crate::api::subscribe::Subscribers;
 use crate::config::{ControlConfig, MarkLogging};
 use crate::counters;
+use crate::downlink::{Downlink, send_all};
 use crate::enforce::Exports;
 use crate::enforce::nft::Report;
 use crate::eve::{self, EveLog, Unblock, net_text};
 use crate::metrics::{ControlFigures, MetricsSource};
 use crate::policy::{Decision, Net, Policy, covers, overlap};
-use crate::store::{Block, Change, EventRow, Learned, Store};
+use crate::store::{Block, BlockQuery, Change, EventRow, Learned, Store};
 
 /// Events control reads from one worker's ring in one round of its loop.
 const EVENTS_PER_ROUND: usize = 4096;
@@ -176,6 +176,9 @@ struct State {
     refused_last: bool,
     /// Provisional latches lifted.
     lifted: u64,
+    /// Not before: a session ended on a ring fault waits a second before
+    /// it attaches again (answering requests meanwhile).
+    attach_after: Option<Instant>,
     last_stats: Instant,
     last_figures: Instant,
     /// A push failed: the session resynchronises the workers at the end
@@ -187,7 +190,7 @@ struct State {
 
 /// The dataplane, when attached.
 struct Attached<'a> {
-    ends: &'a mut Vec<ControlEnds>,
+    ends: &'a mut Vec<Downlink>,
     region: &'a Arc<Region>,
 }
 
@@ -203,7 +206,7 @@ pub fn run(
     let subscribers = Arc::new(Subscribers::default());
     let metrics = Arc::new(MetricsSource::default());
     let (tx, commands) = std::sync::mpsc::sync_channel::<Command>(64);
-    let mut threads = Vec::new();
+    let mut threads = vec![store.checkpoint_elsewhere(stop.clone())?];
     if !config.socket.path.as_os_str().is_empty() {
         let s = &config.socket;
         let socket = SocketSettings {
@@ -256,6 +259,7 @@ pub fn run(
         refused: 0,
         refused_last: false,
         lifted: 0,
+        attach_after: None,
         resync: false,
         last_stats: Instant::now(),
         last_figures: Instant::now() - Duration::from_secs(10),
@@ -421,7 +425,7 @@ impl State {
     ) -> anyhow::Result<u64> {
         let g = self.store.next_generation()?;
         if let Some(a) = attached
-            && push_all(a.ends, rules, g).is_err()
+            && send_all(a.ends, rules, g).is_err()
         {
             self.resync = true;
         }
@@ -441,7 +445,7 @@ impl State {
         let control = json!({
             "events_stored": self.store.event_count()?,
             "blocks": self.store.count_blocks()?,
-            "ring_drops": attached.map(|a| a.ends.iter().map(|e| e.events.dropped()).collect::<Vec<_>>()),
+            "ring_drops": attached.map(|a| a.ends.iter().map(|e| e.ends.events.dropped()).collect::<Vec<_>>()),
             "eve_lines": self.eve.as_ref().map(|l| l.lines),
             "eve_errors": self.eve.as_ref().map(|l| l.errors),
             "subscribers": self.subscribers.count(),
@@ -481,7 +485,7 @@ impl State {
             subscribers: self.subscribers.count() as u64,
             subscriber_drops: self.subscribers.dropped(),
             ring_drops: attached
-                .map(|a| a.ends.iter().map(|e| e.events.dropped()).collect())
+                .map(|a| a.ends.iter().map(|e| e.ends.events.dropped()).collect())
                 .unwrap_or_default(),
             refused: self.refused,
             lifted: self.lifted,
@@ -539,14 +543,33 @@ impl State {
         mut attached: Option<&mut Attached<'_>>,
     ) {
         while let Ok(cmd) = commands.try_recv() {
-            if let Request::Decoys { address, count } = cmd.request {
-                self.ask_dataplane(cmd.reply, address, count, attached.as_deref_mut());
-                continue;
-            }
-            let line = self
-                .answer(&cmd.request, attached.as_deref_mut())
-                .unwrap_or_else(|e| api(Code::Unavailable, format!("{e:#}")));
-            let _ = cmd.reply.send(line);
+            self.answer_one(cmd, attached.as_deref_mut());
+        }
+    }
+
+    /// Answers one request.
+    fn answer_one(&mut self, cmd: Command, attached: Option<&mut Attached<'_>>) {
+        if let Request::Decoys { address, count } = cmd.request {
+            self.ask_dataplane(cmd.reply, address, count, attached);
+            return;
+        }
+        let line = self
+            .answer(&cmd.request, attached)
+            .unwrap_or_else(|e| api(Code::Unavailable, format!("{e:#}")));
+        let _ = cmd.reply.send(line);
+    }
+
+    /// Idles for at most `limit`, waking at once for a request (answered
+    /// here): control's idle time is a wait on its request channel, never
+    /// a sleep a request would have to sit out.
+    fn idle(
+        &mut self,
+        commands: &Receiver<Command>,
+        limit: Duration,
+        attached: Option<&mut Attached<'_>>,
+    ) {
+        if let Ok(cmd) = commands.recv_timeout(limit) {
+            self.answer_one(cmd, attached);
         }
     }
 
@@ -573,11 +596,10 @@ impl State {
             addr: address.unwrap_or([0; 16]),
             count,
         };
-        if let Err(e) = push(ends, &rule) {
+        if let Err(e) = ends.send_rule(&rule) {
             let _ = reply.send(api(Code::Unavailable, format!("{e:#}")));
             return;
         }
-        ends.rules.publish();
         self.queries.push(PendingQuery {
             id,
             reply,
@@ -647,17 +669,16 @@ impl State {
                 local,
                 after,
             } => {
-                let mut blocks = store.active_blocks(now_s())?;
-                if let Some(after) = after {
-                    blocks.retain(|b| (b.net, b.len) > *after);
-                    blocks.sort_unstable_by_key(|b| (b.net, b.len));
-                }
-                let list: Vec<_> = blocks
+                let query = BlockQuery {
+                    covering: *covering,
+                    local: *local,
+                    after: *after,
+                    offset: *offset,
+                    limit: *limit,
+                };
+                let list: Vec<_> = store
+                    .list_blocks(&query, now_s())?
                     .into_iter()
-                    .filter(|b| covering.is_none_or(|a| covers(&(b.net, b.len), &a)))
-                    .filter(|b| local.is_none_or(|l| l == b.is_local()))
-                    .skip(*offset as usize)
-                    .take(*limit as usize)
                     .map(|b| {
                         json!({
                             "prefix": net_text(&b.net, b.len),
@@ -783,7 +804,7 @@ impl State {
                 // Learned blocks it overlaps go (they would be refused now);
                 // local ones stay, and the allow entry wins over them.
                 let mut unlearned = Vec::new();
-                for b in store.active_blocks(now_s())? {
+                for b in store.overlapping_blocks(target, now_s())? {
                     if !b.is_local()
                         && overlap(&(b.net, b.len), target)
                         && store.unlearn_block(&b.net, b.len)?.is_some()
@@ -1013,6 +1034,10 @@ fn wait_for_region(
     loop {
         state.answer_all(commands, None);
         state.housekeeping(None)?;
+        if state.attach_after.is_some_and(|t| Instant::now() < t) {
+            state.idle(commands, Duration::from_millis(10), None);
+            continue;
+        }
         match Region::attach(&state.config.region) {
             Ok(region) => return Ok(Some(region)),
             Err(RegionError::Io { .. } | RegionError::NotReady(_)) => {}
@@ -1021,36 +1046,8 @@ fn wait_for_region(
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        state.idle(commands, Duration::from_millis(10), None);
     }
-}
-
-/// Pushes `rule` on a rules ring, waiting while it is full (control may
-/// wait; workers drain a bounded number of rules per turn). Gives up after
-/// a second, and says so.
-fn push(ends: &mut ControlEnds, rule: &Rule) -> anyhow::Result<()> {
-    let record = rule.encode();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !ends.rules.push(&record) {
-        ends.rules.publish();
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "a worker's rules ring stayed full for 1 s"
-        );
-        std::thread::sleep(Duration::from_micros(50));
-    }
-    Ok(())
-}
-
-fn push_all(all: &mut [ControlEnds], rules: &[Rule], generation: u64) -> anyhow::Result<()> {
-    for ends in all.iter_mut() {
-        for rule in rules {
-            push(ends, rule)?;
-        }
-        push(ends, &Rule::Generation(generation))?;
-        ends.rules.publish();
-    }
-    Ok(())
 }
 
 /// The rule that lifts a block on every worker.
@@ -1081,11 +1078,15 @@ const LIVE_RESTORE_MAX: u32 = 65_536;
 fn resync(
     state: &mut State,
     region: &Region,
-    ends: &mut [ControlEnds],
+    ends: &mut [Downlink],
     notice: &mut impl FnMut(Notice),
 ) -> anyhow::Result<()> {
     let store = &state.store;
-    let applied = ends.iter().map(|e| e.rules.applied()).min().unwrap_or(0);
+    let applied = ends
+        .iter()
+        .map(|e| e.ends.rules.applied())
+        .min()
+        .unwrap_or(0);
     let delta = applied > 0 && store.last_instance()? == region.instance_id();
     store.set_instance(region.instance_id())?;
     let (blocks, removed) = if delta {
@@ -1141,7 +1142,7 @@ fn resync(
     }
     rules.extend(blocks.iter().map(block_rule));
     rules.extend(removed.iter().map(|&(net, len)| Rule::Unblock { net, len }));
-    push_all(ends, &rules, generation)?;
+    send_all(ends, &rules, generation)?;
     notice(Notice::Attached {
         instance: region.instance_id(),
         workers: region.geometry().workers,
@@ -1366,7 +1367,7 @@ fn on_record(
 /// records read.
 fn drain(
     state: &mut State,
-    ends: &mut [ControlEnds],
+    ends: &mut [Downlink],
     notice: &mut impl FnMut(Notice),
 ) -> anyhow::Result<usize> {
     let mut acked = vec![0u64; ends.len()];
@@ -1374,7 +1375,7 @@ fn drain(
     let mut batch = None;
     let mut read = 0;
     for (w, e) in ends.iter_mut().enumerate() {
-        while let Some(record) = e.events.pop() {
+        while let Some(record) = e.ends.events.pop() {
             read += 1;
             on_record(
                 state,
@@ -1386,7 +1387,7 @@ fn drain(
                 notice,
             )?;
         }
-        e.events.release();
+        e.ends.events.release();
     }
     Ok(read)
 }
@@ -1399,14 +1400,13 @@ fn session(
     commands: &Receiver<Command>,
 ) -> anyhow::Result<SessionEnd> {
     let workers = region.geometry().workers;
-    let mut ends: Vec<ControlEnds> = (0..workers)
+    let mut ends: Vec<Downlink> = (0..workers)
         .filter_map(|w| region.control_ends(w))
+        .map(Downlink::new)
         .collect();
-    if resync(state, &region, &mut ends, notice).is_err() {
-        // A worker's rules ring stayed full: try the whole resync again.
-        std::thread::sleep(Duration::from_millis(100));
-        return Ok(SessionEnd::Resync);
-    }
+    // The stored state goes out first (what does not fit in a ring waits
+    // in its downlink and goes out round by round).
+    resync(state, &region, &mut ends, notice)?;
     let mut acked = vec![0u64; ends.len()];
     let mut announced = 0u64;
     let mut last_expiry = Instant::now();
@@ -1414,6 +1414,10 @@ fn session(
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(SessionEnd::Stopped);
+        }
+        // Rules owed since the last round go first, in order.
+        for link in &mut ends {
+            link.flush();
         }
         state.answer_all(
             commands,
@@ -1432,7 +1436,7 @@ fn session(
             // would otherwise keep this loop on its ring, away from the
             // other workers' rings, the socket and the expiry sweep.
             for _ in 0..EVENTS_PER_ROUND {
-                let Some(record) = ends.get_mut(w).and_then(|e| e.events.pop()) else {
+                let Some(record) = ends.get_mut(w).and_then(|e| e.ends.events.pop()) else {
                     break;
                 };
                 busy = true;
@@ -1447,22 +1451,22 @@ fn session(
                 )?;
             }
             if let Some(e) = ends.get_mut(w) {
-                e.events.release();
+                e.ends.events.release();
             }
         }
         if let Some(w) = ends
             .iter()
-            .position(|e| e.events.faulted() || e.rules.faulted())
+            .position(|e| e.ends.events.faulted() || e.ends.rules.faulted())
         {
             // A ring index broke the protocol (a corrupt or foreign
             // region): nothing more is read from or written to it. Start
             // over from a fresh attach, a second from now.
             notice(Notice::RingFault { worker: w });
-            std::thread::sleep(Duration::from_secs(1));
+            state.attach_after = Some(Instant::now() + Duration::from_secs(1));
             return Ok(SessionEnd::Resync);
         }
         if let Some(g) = batch
-            && push_all(&mut ends, &pending, g).is_err()
+            && send_all(&mut ends, &pending, g).is_err()
         {
             // Stored already: the resync brings every worker up to date.
             return Ok(SessionEnd::Resync);
@@ -1483,7 +1487,7 @@ fn session(
                     state.emit_unblock(&b.net, b.len, b.origin, Unblock::Expired)?;
                 }
                 notice(Notice::Expired(expired.len()));
-                if push_all(&mut ends, &rules, generation).is_err() {
+                if send_all(&mut ends, &rules, generation).is_err() {
                     return Ok(SessionEnd::Resync);
                 }
             }
@@ -1519,7 +1523,14 @@ fn session(
             }
         }
         if !busy {
-            std::thread::sleep(Duration::from_micros(100));
+            state.idle(
+                commands,
+                Duration::from_micros(100),
+                Some(&mut Attached {
+                    ends: &mut ends,
+                    region: &region,
+                }),
+            );
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod counters;
 pub mod ctl;
 pub mod daemon;
+pub mod downlink;
 pub mod enforce;
 pub mod eve;
 pub mod metrics;
