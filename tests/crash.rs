@@ -44,10 +44,16 @@ fn decoys() -> Vec<Endpoint> {
 
 /// Worm `i` bites decoy `i` (SYN, then data with the cookie) at `at_ms`.
 fn bites(from_ms: u64, step_ms: u64) -> Vec<ScenarioFrame> {
+    bites_of(0..WORMS, from_ms, step_ms)
+}
+
+/// [`bites`] by the worms `worms`, `step_ms` apart from `from_ms`.
+fn bites_of(worms: std::ops::Range<u32>, from_ms: u64, step_ms: u64) -> Vec<ScenarioFrame> {
     let decoys = decoys();
     let mut frames = Vec::new();
-    for i in 0..WORMS {
-        let at = from_ms + u64::from(i) * step_ms;
+    let first = worms.start;
+    for i in worms {
+        let at = from_ms + u64::from(i - first) * step_ms;
         let worm = Endpoint::new([2, 0, 0x5e, 0, 0, 0xfe], worm_ip(i), 40000);
         let d = &decoys[i as usize % decoys.len()];
         frames.push(frame(at, synth::tcp(&worm, d, Flags::SYN, 7, 0, &[])));
@@ -255,4 +261,49 @@ fn no_block_is_lost_to_kill_9_of_control_or_of_the_dataplane() {
     // And the store still holds exactly the worms after control is killed too.
     kill9(&mut ctl);
     assert_eq!(blocked(&dir.join("state.db")), expected);
+}
+
+/// A dataplane killed (`kill -9`) in the middle of a run of bites: what
+/// its workers had published, control reads from the old region's rings
+/// when the new dataplane replaces it; what they had not is lost with the
+/// process (and its latches with it), and those worms are latched again
+/// when they bite the new dataplane. At the end every worm is stored.
+#[test]
+fn a_dataplane_killed_under_a_worms_bites_loses_no_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    const SET: std::ops::Range<u32> = 40..64;
+    let expected: BTreeSet<Ipv4Addr> = SET.map(worm_ip).collect();
+    let mut frames = bites_of(SET, 100, 100);
+    frames.push(padding(2_700));
+    frames.sort_by_key(|f| f.ts_ns);
+    write_pcap(&dir.join("bites.pcap"), &frames).unwrap();
+    let config = write_config(dir, "bites.toml", "bites.pcap", "bites-out.pcap");
+    let mut ctl = control(dir);
+    let mut dp = dataplane(&config);
+    let kill_at = random_ms(400, 2_200);
+    println!("kill -9 of the dataplane at {kill_at} ms");
+    std::thread::sleep(Duration::from_millis(kill_at));
+    kill9(&mut dp);
+    // The worms bite again: the new dataplane (a new region) replaces the
+    // killed one; control reads the old rings, then resyncs the new.
+    let mut again = vec![padding(0)];
+    again.extend(bites_of(SET, 1_000, 20));
+    again.push(padding(2_000));
+    again.sort_by_key(|f| f.ts_ns);
+    write_pcap(&dir.join("again.pcap"), &again).unwrap();
+    let before = blocked(&dir.join("state.db"));
+    let config = write_config(dir, "again.toml", "again.pcap", "again-out.pcap");
+    let mut dp = dataplane(&config);
+    assert!(dp.wait().unwrap().success(), "the second run failed");
+    wait_until("every worm stored", Duration::from_secs(20), || {
+        blocked(&dir.join("state.db")).is_superset(&expected)
+    });
+    println!(
+        "{} of {} worms were stored from the killed run before the restart",
+        before.intersection(&expected).count(),
+        expected.len()
+    );
+    kill9(&mut ctl);
+    assert!(blocked(&dir.join("state.db")).is_superset(&expected));
 }
