@@ -16,9 +16,10 @@ use std::collections::VecDeque;
 use baitwall_channel::region::ControlEnds;
 use baitwall_channel::{Record, Rule};
 
-/// Records a worker may owe before control gives up on the session
-/// (64 MiB of records).
-pub const BACKLOG_MAX: usize = 1 << 20;
+/// Records a worker may owe before control gives up on the session: four
+/// times a full store of a million blocks (a resync sends them all, and a
+/// worker takes them a ring at a time), 256 MiB at the very most.
+pub const BACKLOG_MAX: usize = 1 << 22;
 
 /// One worker's rings as control drives them.
 pub struct Downlink {
@@ -161,7 +162,7 @@ mod tests {
         .unwrap();
         let _worker = region.worker_ends(0).unwrap();
         let mut link = Downlink::new(region.control_ends(0).unwrap());
-        let rules: Vec<Rule> = (0..1024)
+        let rules: Vec<Rule> = (0..8192)
             .map(|i| Rule::Unblock {
                 net: net(i),
                 len: 128,

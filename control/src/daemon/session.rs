@@ -238,7 +238,16 @@ pub(super) fn session(
         .collect();
     // The stored state goes out first (what does not fit in a ring waits
     // in its downlink and goes out round by round).
-    resync(state, &region, &mut ends, notice)?;
+    if let Err(e) = resync(state, &region, &mut ends, notice) {
+        // A store error ends control (as anywhere else); a worker that
+        // does not read its ring ends only this session: attach again in
+        // a second and resync from the store.
+        if e.downcast_ref::<crate::downlink::Stalled>().is_none() {
+            return Err(e);
+        }
+        state.attach_after = Some(Instant::now() + Duration::from_secs(1));
+        return Ok(SessionEnd::Resync);
+    }
     let mut acked = vec![0u64; ends.len()];
     let mut announced = 0u64;
     let mut last_expiry = Instant::now();
