@@ -87,7 +87,9 @@ pub fn banner(persona: &Persona, port: u16) -> Option<Response> {
 /// The answer to the first data a client sends on `port`, given its first bytes.
 pub fn answer(persona: &Persona, port: u16, data: &[u8], now_s: u64) -> Option<Response> {
     match port {
-        80 | 8080 | 631 => Some(http(persona, data, now_s)),
+        // A real server reads the whole request line before it answers:
+        // a segment that ends inside it gets only an acknowledgement.
+        80 | 8080 | 631 => data.contains(&b'\n').then(|| http(persona, data, now_s)),
         // TLS record type 22 (handshake): fatal alert, handshake_failure (40).
         443 | 8443 if data.first() == Some(&0x16) => Some(Response::with(
             &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28],
@@ -112,9 +114,13 @@ pub fn answer(persona: &Persona, port: u16, data: &[u8], now_s: u64) -> Option<R
 
 fn http(persona: &Persona, request: &[u8], now_s: u64) -> Response {
     let mut r = Response::empty();
+    let line = request.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    // A request line, or the end of one whose start came in an earlier
+    // segment (a stateless decoy sees each segment alone).
     let looks_like_http = [&b"GET "[..], b"HEAD ", b"POST ", b"OPTIONS ", b"PUT "]
         .iter()
-        .any(|m| request.starts_with(m));
+        .any(|m| request.starts_with(m))
+        || line.windows(4).any(|w| w == b"P/1.");
     let (status, body): (&str, &[u8]) = if !looks_like_http {
         ("400 Bad Request", b"<html><head><title>400 Bad Request</title></head><body><h1>Bad Request</h1></body></html>\n")
     } else {
@@ -225,6 +231,24 @@ mod tests {
     }
 
     #[test]
+    fn http_waits_for_a_whole_request_line() {
+        let p = PersonaMaker::new(&[1; 32]).persona(&[0; 16]);
+        let now = 1_767_225_600;
+        assert!(
+            answer(&p, 80, b"GET / HT", now).is_none(),
+            "inside the request line"
+        );
+        assert!(answer(&p, 80, b"\x16\x03\x01\x02\x00", now).is_none());
+        // The rest of a split request line: answered as the request.
+        let r = answer(&p, 80, b"TP/1.1\r\nHost: x\r\n\r\n", now).unwrap();
+        assert!(r.payload().starts_with(b"HTTP/1.1 "));
+        assert!(!r.payload().starts_with(b"HTTP/1.1 400"));
+        // A whole line that is not HTTP: 400, as nginx and Apache answer.
+        let r = answer(&p, 80, b"\r\n\r\n", now).unwrap();
+        assert!(r.payload().starts_with(b"HTTP/1.1 400"));
+    }
+
+    #[test]
     fn http_response_carries_the_personas_server_and_closes() {
         let p = persona(PersonaKind::LinuxWeb);
         let r = answer(&p, 80, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1_767_225_600).unwrap();
@@ -247,7 +271,7 @@ mod tests {
                 .unwrap()
                 .ends_with("\r\n\r\n")
         );
-        let junk = answer(&p, 80, b"\x16\x03\x01", 0).unwrap();
+        let junk = answer(&p, 80, b"\x16\x03\x01\r\n", 0).unwrap();
         assert!(junk.payload().starts_with(b"HTTP/1.1 400 Bad Request"));
     }
 
