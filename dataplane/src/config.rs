@@ -691,6 +691,10 @@ pub struct DeceptionSection {
     /// An IPv6 source is blocked by its prefix of this length (48..=128).
     #[serde(default = "default_ipv6_block_len")]
     pub block_ipv6_prefix: Count<48, 128>,
+    /// Decoy MACs: a real vendor's OUI for the claimed hardware, or
+    /// locally administered.
+    #[serde(default)]
+    pub decoy_macs: crate::engine::persona::MacStyle,
     /// With a control process: how long a worker's own latch lasts until
     /// control confirms or lifts it.
     #[serde(default = "default_provisional_latch")]
@@ -949,7 +953,7 @@ impl DeceptionSection {
                 data: self.policy.data,
                 port: self.policy.port,
             },
-            personas: PersonaMaker::new(&self.secret_bytes()),
+            personas: PersonaMaker::new(&self.secret_bytes()).with_macs(self.decoy_macs),
             secret: self.secret_bytes(),
             cookie_rotation_ms: u64::try_from(self.cookie_rotation.0.as_millis()).unwrap_or(60_000),
             proofs: ProofTable::new(1 << 16, seed ^ 0x7072),

@@ -201,11 +201,70 @@ const LINUX_SSH: &[&str] = &[
     "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5",
 ];
 
+/// Which MAC addresses decoys use.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MacStyle {
+    /// A real vendor's OUI for the hardware the persona claims (HP for a
+    /// printer, Cisco for a router, Dell, Supermicro, HPE, VMware or
+    /// Hyper-V for servers), as a LAN scan's vendor column expects.
+    #[default]
+    Vendor,
+    /// Locally administered addresses (02:...), which no vendor owns.
+    Local,
+}
+
+/// OUIs per family, each checked against nmap's `nmap-mac-prefixes` in a
+/// test (the table a LAN scan names vendors from).
+const LINUX_OUIS: &[[u8; 3]] = &[
+    [0xf8, 0xbc, 0x12], // Dell
+    [0xb0, 0x83, 0xfe], // Dell
+    [0xd4, 0xae, 0x52], // Dell
+    [0x0c, 0xc4, 0x7a], // Super Micro Computer
+    [0xac, 0x1f, 0x6b], // Super Micro Computer
+    [0x00, 0x50, 0x56], // VMware
+];
+const WINDOWS_OUIS: &[[u8; 3]] = &[
+    [0xd4, 0xae, 0x52], // Dell
+    [0xb0, 0x83, 0xfe], // Dell
+    [0x94, 0x18, 0x82], // Hewlett Packard Enterprise
+    [0x70, 0x10, 0x6f], // Hewlett Packard Enterprise
+    [0x00, 0x50, 0x56], // VMware
+    [0x00, 0x15, 0x5d], // Microsoft (Hyper-V)
+];
+const PRINTER_OUIS: &[[u8; 3]] = &[
+    [0x3c, 0xd9, 0x2b], // Hewlett Packard
+    [0xa0, 0xd3, 0xc1], // Hewlett Packard
+    [0x94, 0x57, 0xa5], // Hewlett Packard
+    [0xd0, 0xbf, 0x9c], // Hewlett Packard
+    [0xf4, 0xce, 0x46], // Hewlett Packard
+    [0x9c, 0x8e, 0x99], // Hewlett Packard
+];
+const ROUTER_OUIS: &[[u8; 3]] = &[
+    [0x58, 0x8d, 0x09], // Cisco Systems
+    [0x00, 0x26, 0x0b], // Cisco Systems
+    [0x00, 0x1b, 0xd4], // Cisco Systems
+    [0xc8, 0x00, 0x84], // Cisco Systems
+];
+
+impl PersonaKind {
+    /// The OUIs a decoy of this family may carry.
+    pub const fn ouis(self) -> &'static [[u8; 3]] {
+        match self {
+            PersonaKind::LinuxWeb | PersonaKind::LinuxSsh => LINUX_OUIS,
+            PersonaKind::WindowsServer => WINDOWS_OUIS,
+            PersonaKind::Printer => PRINTER_OUIS,
+            PersonaKind::Router => ROUTER_OUIS,
+        }
+    }
+}
+
 /// Derives personas from the deployment secret.
 #[derive(Clone, Debug)]
 pub struct PersonaMaker {
     k0: u64,
     k1: u64,
+    macs: MacStyle,
 }
 
 impl PersonaMaker {
@@ -223,7 +282,33 @@ impl PersonaMaker {
         PersonaMaker {
             k0: word(0) ^ 0x7065_7273_6f6e_6173,
             k1: word(8) ^ 0x6261_6974_7761_6c6c,
+            macs: MacStyle::Vendor,
         }
+    }
+
+    /// This maker, with decoy MACs of `style`.
+    pub fn with_macs(self, style: MacStyle) -> Self {
+        PersonaMaker {
+            macs: style,
+            ..self
+        }
+    }
+
+    /// The 24 bits of a vendor MAC after its OUI: a keyed permutation of the
+    /// address's low 24 bits (a four-round Feistel network on two 12-bit
+    /// halves), so that two decoys whose addresses differ only there (all
+    /// of an IPv4 /8) never share a MAC, and neighbours' MACs look
+    /// unrelated to anyone without the secret.
+    fn nic_bits(&self, addr: &[u8; 16]) -> [u8; 3] {
+        let low = u32::from_be_bytes([0, addr[13], addr[14], addr[15]]);
+        let (mut l, mut r) = (low >> 12, low & 0xfff);
+        for round in 0..4u32 {
+            let key = (self.k1 >> (16 * round)) as u32 ^ self.k0 as u32;
+            let f = (r.wrapping_mul(0x9e37_79b1) ^ key).rotate_left(7 + round) >> 20;
+            (l, r) = (r, (l ^ f) & 0xfff);
+        }
+        let v = (l << 12 | r).to_be_bytes();
+        [v[1], v[2], v[3]]
     }
 
     /// The persona of the decoy at `addr` (16 bytes, IPv4-mapped for IPv4).
@@ -237,9 +322,6 @@ impl PersonaMaker {
         let hash = h.finish128();
         let (a, b) = (hash.h1, hash.h2);
         let pick = |bits: u64, n: usize| (bits as usize) % n.max(1);
-        // Locally administered (bit 1 of the first octet), unicast (bit 0 clear).
-        let m = b.to_le_bytes();
-        let mac = EthernetAddress([(m[0] & 0xfc) | 0x02, m[1], m[2], m[3], m[4], m[5]]);
         let clock_offset = (a >> 32) as u32;
         let sel = (a >> 8) as u16;
         let kind = match a % 100 {
@@ -248,6 +330,22 @@ impl PersonaMaker {
             55..=79 => PersonaKind::WindowsServer,
             80..=91 => PersonaKind::Printer,
             _ => PersonaKind::Router,
+        };
+        let m = b.to_le_bytes();
+        let mac = match self.macs {
+            MacStyle::Vendor => {
+                let ouis = kind.ouis();
+                let [o0, o1, o2] = ouis
+                    .get(pick(b >> 48, ouis.len()))
+                    .copied()
+                    .unwrap_or([0x00, 0x50, 0x56]);
+                let [n0, n1, n2] = self.nic_bits(addr);
+                EthernetAddress([o0, o1, o2, n0, n1, n2])
+            }
+            // Locally administered (bit 1 of the first octet), unicast (bit 0 clear).
+            MacStyle::Local => {
+                EthernetAddress([(m[0] & 0xfc) | 0x02, m[1], m[2], m[3], m[4], m[5]])
+            }
         };
         let linux_ssh = LINUX_SSH[pick(u64::from(sel), LINUX_SSH.len())];
         match kind {
@@ -375,7 +473,9 @@ mod tests {
         let mut kinds: HashMap<PersonaKind, usize> = HashMap::new();
         for p in &personas {
             *kinds.entry(p.kind).or_default() += 1;
-            assert!(p.mac.is_local() && p.mac.is_unicast(), "{}", p.mac);
+            assert!(!p.mac.is_local() && p.mac.is_unicast(), "{}", p.mac);
+            let oui = [p.mac.0[0], p.mac.0[1], p.mac.0[2]];
+            assert!(p.kind.ouis().contains(&oui), "{:?} {}", p.kind, p.mac);
             assert!(!p.open_ports.is_empty() && p.open_ports.len() <= 8);
             assert!(p.window > 20, "Degreaser flags windows of 20 or less");
             assert!(p.options.contains(&SynAckOption::Mss));
@@ -414,5 +514,64 @@ mod tests {
         assert_eq!(router.ttl, 255);
         assert!(!router.dont_frag);
         assert_ne!(router.ip_id(0, 1), router.ip_id(0, 2));
+    }
+
+    /// Each family's OUIs belong to the vendor it claims, by nmap's own
+    /// table (what a LAN scan prints next to a MAC).
+    #[test]
+    fn vendor_ouis_name_the_claimed_hardware_in_nmaps_table() {
+        let table =
+            std::fs::read_to_string("/usr/share/nmap/nmap-mac-prefixes").unwrap_or_default();
+        if !crate::testbed::prerequisite(
+            !table.is_empty(),
+            "nmap (its nmap-mac-prefixes) is not installed",
+        ) {
+            return;
+        }
+        let vendor = |oui: &[u8; 3]| {
+            let key = format!("{:02X}{:02X}{:02X} ", oui[0], oui[1], oui[2]);
+            table
+                .lines()
+                .find_map(|l| l.strip_prefix(&key))
+                .unwrap_or_else(|| panic!("{key} not in nmap-mac-prefixes"))
+                .to_owned()
+        };
+        for (kind, makers) in [
+            (PersonaKind::Printer, &["Hewlett Packard"][..]),
+            (PersonaKind::Router, &["Cisco Systems"][..]),
+            (
+                PersonaKind::LinuxWeb,
+                &["Dell", "Super Micro Computer", "VMware"][..],
+            ),
+            (
+                PersonaKind::WindowsServer,
+                &["Dell", "Hewlett Packard Enterprise", "VMware", "Microsoft"][..],
+            ),
+        ] {
+            for oui in kind.ouis() {
+                let v = vendor(oui);
+                assert!(makers.iter().any(|m| v.starts_with(m)), "{kind:?}: {v}");
+            }
+        }
+    }
+
+    /// Decoys whose addresses differ only in their low 24 bits never share
+    /// a MAC (the NIC part is a keyed permutation of those bits), and the
+    /// local style stays available.
+    #[test]
+    fn vendor_macs_are_unique_per_decoy_and_local_ones_stay_available() {
+        let maker = PersonaMaker::new(&[6; 32]);
+        let mut seen = HashSet::new();
+        for i in 0..1u32 << 16 {
+            let a = Ipv4Addr::from(0x0a00_0000 | (i * 7 % (1 << 24)))
+                .to_ipv6_mapped()
+                .octets();
+            let p = maker.persona(&a);
+            assert!(seen.insert(p.mac), "{} repeated", p.mac);
+        }
+        let local = PersonaMaker::new(&[6; 32]).with_macs(MacStyle::Local);
+        let p = local.persona(&addr(1));
+        assert!(p.mac.is_local() && p.mac.is_unicast());
+        assert_eq!(p.kind, maker.persona(&addr(1)).kind, "only the MAC changes");
     }
 }
