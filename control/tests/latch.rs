@@ -246,17 +246,13 @@ fn a_control_restart_against_the_same_workers_resends_only_what_changed() {
     dp.stop();
 }
 
-#[test]
-fn a_block_never_covers_the_dataplanes_allowlist() {
-    let dir = tempfile::tempdir().unwrap();
-    let region = dir.path().join("bw.region");
-    let settings = settings(dir.path(), Policy::default());
-    let (stop, notices, control) = run_control(settings.clone());
-    // The dataplane allowlists one address of the worm's /64.
+/// A dataplane protecting 2001:db8:100::/64 on the region `region`, with
+/// `deception` added to its `[deception]` table.
+fn start_v6_dataplane(region: &Path, deception: &str) -> (Dataplane, SoftNic) {
     let text = format!(
         "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n\
          [flows]\ncapacity = 4096\n[deception]\nprotected = [\"2001:db8:100::/64\"]\n\
-         dark_routes = [\"2001:db8:100::/64\"]\nallow = [\"2001:db8:66::200\"]\n\
+         dark_routes = [\"2001:db8:100::/64\"]\n{deception}\
          learning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\n",
         "ef".repeat(32)
     );
@@ -264,11 +260,21 @@ fn a_block_never_covers_the_dataplanes_allowlist() {
         .unwrap()
         .runtime();
     rt.region = Some(baitwall_dataplane::runtime::RegionConfig {
-        path: region.clone(),
+        path: region.to_owned(),
         slots: 1024,
         hold: None,
     });
-    let (dp, nic) = baitwall_dataplane::testbed::start_mem(&rt, common::T0).unwrap();
+    baitwall_dataplane::testbed::start_mem(&rt, common::T0).unwrap()
+}
+
+#[test]
+fn a_block_never_covers_the_dataplanes_allowlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("bw.region");
+    let settings = settings(dir.path(), Policy::default());
+    let (stop, notices, control) = run_control(settings.clone());
+    // The dataplane allowlists one address of the worm's /64.
+    let (dp, nic) = start_v6_dataplane(&region, "allow = [\"2001:db8:66::200\"]\n");
     wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
     // Control took the dataplane's allow entry from the region.
     let store = Store::open(&settings.config.database).unwrap();
@@ -546,22 +552,7 @@ fn control_stores_the_prefix_the_worker_latched() {
     let region = dir.path().join("bw.region");
     let settings = settings(dir.path(), Policy::default());
     let (stop, notices, control) = run_control(settings.clone());
-    let text = format!(
-        "[workers]\ncores = [0, 1]\npin = false\n[port]\nbackend = \"pcap\"\nrx = \"unused\"\n\
-         [flows]\ncapacity = 4096\n[deception]\nprotected = [\"2001:db8:100::/64\"]\n\
-         dark_routes = [\"2001:db8:100::/64\"]\nblock_ipv6_prefix = 56\n\
-         learning = \"0s\"\nhold_off = \"0s\"\nlive_idle = \"1m\"\nsecret = \"{}\"\n",
-        "ef".repeat(32)
-    );
-    let mut rt = baitwall_dataplane::config::Config::parse(&text, "t")
-        .unwrap()
-        .runtime();
-    rt.region = Some(baitwall_dataplane::runtime::RegionConfig {
-        path: region.clone(),
-        slots: 1024,
-        hold: None,
-    });
-    let (dp, nic) = baitwall_dataplane::testbed::start_mem(&rt, common::T0).unwrap();
+    let (dp, nic) = start_v6_dataplane(&region, "block_ipv6_prefix = 56\n");
     wait_for(&notices, "resync", |n| matches!(n, Notice::Applied(_)));
     let worm_ip: std::net::Ipv6Addr = "2001:db8:1:2::66".parse().unwrap();
     let worm = baitwall_dataplane::synth::Endpoint::new([2; 6], worm_ip, 40000);

@@ -199,29 +199,15 @@ pub fn linux_syn(src: &Endpoint, dst: &Endpoint, seq: u32, tsval: Option<u32>) -
         MaximumSegmentSize as Mss, Noop, SelectiveAcknowledgementPermitted as Sack, Timestamp,
         WindowScale,
     };
-    let syn = Flags::SYN;
-    match tsval {
-        Some(t) => tcp_with(
-            src,
-            dst,
-            syn,
-            seq,
-            0,
-            &[],
-            64,
-            &[Mss(1460), Sack, Timestamp(t, 0), Noop, WindowScale(7)],
-        ),
-        None => tcp_with(
-            src,
-            dst,
-            syn,
-            seq,
-            0,
-            &[],
-            64,
-            &[Mss(1460), Noop, Noop, Sack, Noop, WindowScale(7)],
-        ),
-    }
+    let with_ts;
+    let options: &[etherparse::TcpOptionElement] = match tsval {
+        Some(t) => {
+            with_ts = [Mss(1460), Sack, Timestamp(t, 0), Noop, WindowScale(7)];
+            &with_ts
+        }
+        None => &[Mss(1460), Noop, Noop, Sack, Noop, WindowScale(7)],
+    };
+    tcp_with(src, dst, Flags::SYN, seq, 0, &[], 64, options)
 }
 
 /// A TCP segment with these options.
