@@ -420,6 +420,13 @@ impl Deceiver {
         if info.fragment {
             return Some(Verdict::Drop(DropReason::ToDecoy));
         }
+        // A real stack drops what fails its checksums (RFC 1122 3.2.1.2,
+        // 3.2.2, 4.1.3.4, 4.2.2.7), and a probe with a bad checksum
+        // (`nmap --badsum`) tells a host from a middlebox that answers
+        // anything: a decoy stays silent, and such a segment bites nobody.
+        if !checksums_ok(buf.data(), info) {
+            return Some(Verdict::Drop(DropReason::BadChecksum));
+        }
         let verdict = match info.protocol {
             protocol::TCP => self.tcp(buf, info, now_ns, blocks),
             protocol::UDP => self.udp(buf, info, now_ms),
@@ -1027,6 +1034,59 @@ pub fn latch_source(src: [u8; 16], rule: LatchRule, now_s: u32, blocks: &mut Blo
 pub fn wall_seconds(now_ns: u64, wall_offset_ns: i64) -> u32 {
     let wall = i128::from(now_ns) + i128::from(wall_offset_ns);
     (wall.max(0) / 1_000_000_000).min(i128::from(u32::MAX)) as u32
+}
+
+/// True when a classified IP frame's checksums verify: the IPv4 header's,
+/// and the TCP, UDP, ICMP or ICMPv6 checksum over the length the IP header
+/// gives (frames may carry Ethernet padding past it). A UDP checksum of
+/// zero over IPv4 means none was computed (RFC 768).
+fn checksums_ok(frame: &[u8], info: &PacketInfo) -> bool {
+    use crate::wire::{Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+    let (l3, l4) = (usize::from(info.l3_offset), usize::from(info.l4_offset));
+    let Some(ip) = frame.get(l3..) else {
+        return false;
+    };
+    let end = if info.ip_version == 4 {
+        let Ok(v4) = Ipv4Packet::new_checked(ip) else {
+            return false;
+        };
+        if !v4.verify_checksum() {
+            return false;
+        }
+        l3 + usize::from(v4.total_len())
+    } else {
+        let Ok(v6) = Ipv6Packet::new_checked(ip) else {
+            return false;
+        };
+        l3 + 40 + usize::from(v6.payload_len())
+    };
+    let Some(segment) = frame.get(l4..end) else {
+        return false;
+    };
+    let v4 = |a: &[u8; 16]| std::net::Ipv4Addr::new(a[12], a[13], a[14], a[15]);
+    let v6 = |a: &[u8; 16]| std::net::Ipv6Addr::from(*a);
+    let (src, dst) = (&info.src, &info.dst);
+    match (info.protocol, info.ip_version) {
+        (protocol::TCP, 4) => {
+            TcpPacket::new_unchecked(segment).verify_checksum_v4(v4(src), v4(dst))
+        }
+        (protocol::TCP, _) => {
+            TcpPacket::new_unchecked(segment).verify_checksum_v6(&v6(src), &v6(dst))
+        }
+        (protocol::UDP, 4) => {
+            UdpPacket::new_checked(segment).is_ok_and(|u| u.verify_checksum_v4(v4(src), v4(dst)))
+        }
+        (protocol::UDP, _) => {
+            UdpPacket::new_checked(segment).is_ok_and(|u| u.verify_checksum_v6(&v6(src), &v6(dst)))
+        }
+        (protocol::ICMP, 4) => {
+            Icmpv4Packet::new_checked(segment).is_ok_and(|i| i.verify_checksum())
+        }
+        (protocol::ICMPV6, 6) => {
+            Icmpv6Packet::new_checked(segment).is_ok_and(|i| i.verify_checksum(&v6(src), &v6(dst)))
+        }
+        _ => true,
+    }
 }
 
 /// The TCP header length of a classified segment (20 when unreadable).

@@ -298,6 +298,60 @@ fn syn_to_a_dark_open_port_gets_the_personas_syn_ack_with_a_cookie() {
     assert!(events(&mut e).is_empty(), "a bare SYN is never a bite");
 }
 
+/// Probes whose checksums fail get nothing from a decoy, as from a real
+/// stack (nmap's `--badsum` tells a middlebox that answers them), and a
+/// bite whose checksum fails latches nobody.
+#[test]
+fn bad_checksums_get_no_answer_and_bite_nobody() {
+    let mut e = engine();
+    let d = decoy_with(&[80]);
+    let c = client(5, 40000);
+    let syn = synth::tcp(&c, &d, Flags::SYN, 1000, 0, &[]);
+    // The TCP checksum (bytes 50-51 of an untagged IPv4 frame), then the
+    // IPv4 header checksum (bytes 24-25), each off by one bit.
+    for at in [50usize, 24] {
+        let mut bad = syn.clone();
+        bad[at] ^= 0x01;
+        assert_eq!(
+            e.process(&mut bad, T0),
+            Verdict::Drop(DropReason::BadChecksum),
+            "byte {at}"
+        );
+    }
+    // The same SYN, intact, is answered; Ethernet padding past the IP
+    // length is not part of any checksum.
+    let mut padded = syn.clone();
+    padded.extend_from_slice(&[0xaa; 8]);
+    assert_eq!(e.process(&mut padded, T0), Verdict::Reply);
+    // A data bite with a bad checksum: dropped, counted, nobody latched.
+    let worm = client(66, 40002);
+    let (_, _, isn) = handshake(&mut e, &worm, &d, T0);
+    let mut get = synth::tcp(
+        &worm,
+        &d,
+        Flags::PSH_ACK,
+        5001,
+        isn.wrapping_add(1),
+        b"GET / HTTP/1.1\r\n\r\n",
+    );
+    let last = get.len() - 1;
+    get[last] ^= 0x20;
+    assert_eq!(
+        e.process(&mut get, T0 + SEC),
+        Verdict::Drop(DropReason::BadChecksum)
+    );
+    assert!(
+        !bites(&events(&mut e))
+            .iter()
+            .any(|(_, a)| *a == Action::Block),
+        "a bad checksum never latches"
+    );
+    assert_eq!(
+        e.blocklist().standing(&v4("203.0.113.66"), 0),
+        crate::engine::blocklist::Standing::Clear
+    );
+}
+
 #[test]
 fn closed_ports_answer_rst_like_a_real_host() {
     let mut e = engine();
