@@ -59,7 +59,7 @@ pub fn seconds_text(s: u32) -> Option<String> {
 }
 
 fn is_v4(a: &[u8; 16]) -> bool {
-    a[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+    baitwall_channel::is_v4_mapped(a)
 }
 
 /// A flow id like Suricata's: the same for both directions of one flow,

@@ -198,7 +198,7 @@ impl Policy {
     /// IPv4 source alone, an IPv6 source by the dataplane's
     /// `block_ipv6_prefix`, 64 when an event does not say).
     pub fn latched_net(ev: &UpEvent) -> Net {
-        let v4 = ev.src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let v4 = baitwall_channel::is_v4_mapped(&ev.src);
         let len = match (v4, ev.latched_len) {
             (true, _) => 128,
             (false, 0) => 64,

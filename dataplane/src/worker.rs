@@ -366,10 +366,10 @@ fn hand_over_events(
     mut ring: Option<&mut WorkerEnds>,
     undelivered: &mut Undelivered,
 ) {
-    let ipv6_len = engine.ipv6_block_len();
+    let latch = engine.latch_rule();
     let to_region = |event: &Event, ring: &mut Option<&mut WorkerEnds>| {
         ring.as_deref_mut()
-            .is_none_or(|ends| ends.events.push(&up_record(worker, event, ipv6_len)))
+            .is_none_or(|ends| ends.events.push(&up_record(worker, event, latch)))
     };
     undelivered.pending.retain_mut(|p| {
         if p.region {
@@ -501,9 +501,13 @@ fn action_code(action: Action) -> u8 {
     }
 }
 
-/// An engine event as a ring record; a latched bite says the prefix length
-/// it latched (IPv6 sources by `ipv6_len`), so control learns it.
-fn up_record(worker: usize, event: &Event, ipv6_len: u8) -> baitwall_channel::Record {
+/// An engine event as a ring record; a latched bite says the length of the
+/// prefix `latch` blocked, so control learns it.
+fn up_record(
+    worker: usize,
+    event: &Event,
+    latch: crate::engine::deceive::LatchRule,
+) -> baitwall_channel::Record {
     let strong = matches!(event.kind, EventKind::Bite { strong: true, .. });
     let (kind, bite, action, allowlisted, decoys) = match event.kind {
         EventKind::Bite {
@@ -523,14 +527,11 @@ fn up_record(worker: usize, event: &Event, ipv6_len: u8) -> baitwall_channel::Re
         EventKind::Live => (message::kind::LIVE, 0, 0, false, 0),
         EventKind::Mark { kind, one_in } => (message::kind::MARK, kind as u8, 0, false, one_in),
     };
-    let v4 = event.src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-    let latched_len = match (
-        action == code::ACTION_BLOCK && kind == message::kind::BITE,
-        v4,
-    ) {
-        (false, _) => 0,
-        (true, true) => 128,
-        (true, false) => ipv6_len,
+    let latched = action == code::ACTION_BLOCK && kind == message::kind::BITE;
+    let latched_len = if latched {
+        latch.prefix(&event.src).len()
+    } else {
+        0
     };
     UpEvent {
         kind,

@@ -29,3 +29,10 @@ pub use record::{RECORD_SIZE, Record};
 #[cfg(not(loom))]
 pub use region::{Geometry, Region, RegionError};
 pub use ring::{Consumer, Producer, heap_ring};
+
+/// True when a 16-byte address is IPv4-mapped (`::ffff:a.b.c.d`, RFC 4291
+/// section 2.5.5.2): how records, and both processes, carry IPv4.
+#[inline]
+pub fn is_v4_mapped(addr: &[u8; 16]) -> bool {
+    addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+}

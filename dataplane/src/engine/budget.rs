@@ -66,7 +66,7 @@ impl PrefixBudgets {
     /// The source's unit: its IPv4 /24, its IPv6 /48.
     fn prefix(src: &[u8; 16]) -> u128 {
         let a = u128::from_be_bytes(*src);
-        let v4 = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let v4 = baitwall_channel::is_v4_mapped(src);
         if v4 {
             a & !0xff
         } else {

@@ -190,7 +190,7 @@ pub struct LatchRule {
 impl LatchRule {
     /// The prefix `src` is latched by.
     pub fn prefix(&self, src: &[u8; 16]) -> Prefix {
-        let v4_mapped = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let v4_mapped = baitwall_channel::is_v4_mapped(src);
         let len = if v4_mapped { 128 } else { self.ipv6_len };
         Prefix::from_parts(u128::from_be_bytes(*src), len)
     }

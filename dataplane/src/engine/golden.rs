@@ -325,15 +325,7 @@ fn bad_checksums_get_no_answer_and_bite_nobody() {
     assert_eq!(e.process(&mut padded, T0), Verdict::Reply);
     // A data bite with a bad checksum: dropped, counted, nobody latched.
     let worm = client(66, 40002);
-    let (_, _, isn) = handshake(&mut e, &worm, &d, T0);
-    let mut get = synth::tcp(
-        &worm,
-        &d,
-        Flags::PSH_ACK,
-        5001,
-        isn.wrapping_add(1),
-        b"GET / HTTP/1.1\r\n\r\n",
-    );
+    let mut get = handshake_then_get(&mut e, &worm, &d);
     let last = get.len() - 1;
     get[last] ^= 0x20;
     assert_eq!(
@@ -451,6 +443,20 @@ fn handshake(e: &mut Engine, c: &Endpoint, d: &Endpoint, at: u64) -> (Verdict, V
     (v, ack, isn)
 }
 
+/// `worm`'s handshake with `d` at T0, and the GET a worm sends next (not
+/// yet processed).
+fn handshake_then_get(e: &mut Engine, worm: &Endpoint, d: &Endpoint) -> Vec<u8> {
+    let (_, _, isn) = handshake(e, worm, d, T0);
+    synth::tcp(
+        worm,
+        d,
+        Flags::PSH_ACK,
+        5001,
+        isn.wrapping_add(1),
+        b"GET / HTTP/1.1\r\n\r\n",
+    )
+}
+
 #[test]
 fn handshake_bite_alerts_and_a_server_first_port_sends_its_banner() {
     let mut e = engine();
@@ -477,15 +483,7 @@ fn data_bite_latches_and_every_later_packet_is_dropped() {
     let mut e = engine();
     let d = decoy_with(&[80]);
     let worm = client(66, 40002);
-    let (_, _, isn) = handshake(&mut e, &worm, &d, T0);
-    let mut get = synth::tcp(
-        &worm,
-        &d,
-        Flags::PSH_ACK,
-        5001,
-        isn.wrapping_add(1),
-        b"GET / HTTP/1.1\r\n\r\n",
-    );
+    let mut get = handshake_then_get(&mut e, &worm, &d);
     assert_eq!(
         e.process(&mut get, T0 + SEC),
         Verdict::Drop(DropReason::Blocked)

@@ -122,7 +122,7 @@ impl RateLimiter {
     pub fn allow(&mut self, decoy: &[u8; 16], prober: &[u8; 16], now_ms: u64) -> bool {
         let c = self.config;
         let i = self.hasher.hash_one(decoy) as usize & self.mask;
-        let v4 = prober[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let v4 = baitwall_channel::is_v4_mapped(prober);
         let p = u128::from_be_bytes(*prober) & if v4 { !0xff } else { !((1u128 << 64) - 1) };
         let j = self.hasher.hash_one(p ^ 0x7072_6f62) as usize & self.mask;
         let (Some(decoy_bucket), Some(prober_bucket)) =

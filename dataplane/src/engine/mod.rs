@@ -520,9 +520,9 @@ impl Engine {
         }
     }
 
-    /// The prefix length an IPv6 source is latched by.
-    pub fn ipv6_block_len(&self) -> u8 {
-        self.latch.ipv6_len
+    /// What this engine's latches block, and for how long.
+    pub fn latch_rule(&self) -> deceive::LatchRule {
+        self.latch
     }
 
     /// Applies a rule from the control process.

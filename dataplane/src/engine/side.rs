@@ -133,7 +133,7 @@ fn family(addr: &[u8; 16]) -> Family {
 #[inline]
 pub fn unicast_host(info: &PacketInfo) -> bool {
     let src = &info.src;
-    let mapped = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let mapped = baitwall_channel::is_v4_mapped(src);
     match info.ip_version {
         4 if mapped => {
             let a = [src[12], src[13], src[14], src[15]];
@@ -152,7 +152,7 @@ pub fn unicast_host(info: &PacketInfo) -> bool {
 /// IPv4-mapped address is not to the IPv4 host).
 #[inline]
 pub fn of_family(addr: &[u8; 16], ip_version: u8) -> bool {
-    let mapped = addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let mapped = baitwall_channel::is_v4_mapped(addr);
     mapped == (ip_version == 4)
 }
 

@@ -97,7 +97,7 @@ impl WeakTickets {
     /// The source's unit: an IPv4 address, an IPv6 /64.
     fn unit(src: &[u8; 16]) -> u128 {
         let a = u128::from_be_bytes(*src);
-        let v4 = src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let v4 = baitwall_channel::is_v4_mapped(src);
         if v4 { a } else { a & !((1u128 << 64) - 1) }
     }
 
