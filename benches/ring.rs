@@ -218,6 +218,14 @@ fn best(f: fn(u64) -> f64, n: u64) -> f64 {
     (0..3).map(|_| f(n)).fold(0.0, f64::max)
 }
 
+/// The best of five runs of each of `f` and `g`, taken in turns: a slow
+/// spell of this shared VM then falls on both, not on one side of the
+/// ratio (three runs of one and then three of the other once gave our
+/// ring 0.40x in a run where it was 0.9x before and after).
+fn best_interleaved(f: fn(u64) -> f64, g: fn(u64) -> f64, n: u64) -> (f64, f64) {
+    (0..5).fold((0.0, 0.0), |(a, b), _| (f64::max(a, f(n)), f64::max(b, g(n))))
+}
+
 fn main() {
     if let Some(spec) = std::env::var_os(CHILD_ENV) {
         let spec = spec.to_string_lossy().into_owned();
@@ -227,7 +235,7 @@ fn main() {
     }
     let short = std::env::args().any(|a| a == "--short");
     let n = if short { 1_000_000 } else { 10_000_000 };
-    let (o1, r1) = (best(ours_one_thread, n), best(rtrb_one_thread, n));
+    let (o1, r1) = best_interleaved(ours_one_thread, rtrb_one_thread, n);
     if std::env::args().any(|a| a == "--one-thread") {
         // For a profiler (callgrind cannot follow two spinning threads).
         println!(
@@ -238,7 +246,7 @@ fn main() {
     }
     let (o, c, r) = (best(ours, n), best(crossbeam, n), best(rtrb, n));
     let two = best(two_processes, n);
-    println!("ring benchmark: {n} records of 64 bytes, best of 3");
+    println!("ring benchmark: {n} records of 64 bytes, best of 3 (one thread: of 5, in turns)");
     println!("{:<52} {:>12} {:>10}", "", "M records/s", "ratio");
     println!("one thread (push {BATCH}, pop them: the code's own cost)");
     println!("{:<52} {:>12.1} {:>10}", "  rtrb::RingBuffer", r1, "1");
