@@ -91,6 +91,8 @@ pub mod code {
             2 => "windows_server",
             3 => "printer",
             4 => "router",
+            5 => "freebsd",
+            6 => "camera",
             _ => "unknown",
         }
     }

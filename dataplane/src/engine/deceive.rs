@@ -12,7 +12,7 @@ use super::budget;
 use super::classify::{L3, PacketInfo};
 use super::cookie::CookieJar;
 use super::decoy::service::{self, MAX_RESPONSE};
-use super::decoy::tcp::{Segment, SynAckPlans, TcpProbe, reset, syn_ack, write_segment};
+use super::decoy::tcp::{Segment, Stamp, SynAckPlans, TcpProbe, reset, syn_ack, write_segment};
 use super::decoy::{icmp, neighbor, udp};
 use super::event::{Event, EventKind, EventRing};
 use super::evidence::{CaptureQueues, Evidence};
@@ -20,6 +20,7 @@ use super::limit::{RateConfig, RateLimiter, SweepConfig, SweepTable};
 use super::persona::{Persona, PersonaMaker};
 use super::side::{SideRules, of_family, unicast_host};
 use super::space::{AddressSpace, Claim, Darkness, Prefix, PrefixSet};
+use super::stack::{IpId, IpIds, SynFin};
 use super::ticket::WeakTickets;
 use super::tsproof;
 use super::{DropReason, Verdict};
@@ -171,6 +172,8 @@ pub struct Deceiver {
     evidence: Option<Evidence>,
     /// SYN-ACK option layouts, per persona stack and offer.
     plans: SynAckPlans,
+    /// The decoys' IP-ID counters.
+    ids: IpIds,
     /// What a latch blocks, and for how long.
     latch: LatchRule,
     /// Wall time minus the worker clock (latch expiries are Unix times).
@@ -276,6 +279,7 @@ impl Deceiver {
                 .as_ref()
                 .map(|(queues, follow)| Evidence::new(queues.clone(), *follow)),
             plans: SynAckPlans::new(),
+            ids: IpIds::new(),
             latch,
             wall_offset_ns: 0,
             shared,
@@ -625,6 +629,23 @@ impl Deceiver {
         })
     }
 
+    /// The IPv4 identification of a non-TCP reply from `persona` to the
+    /// prober of `info` under `mode`.
+    fn ip_id(&mut self, persona: &Persona, mode: IpId, info: &PacketInfo, now_ms: u64) -> u16 {
+        let peer = match mode {
+            IpId::PerDestination => (self.cookies.pair(&info.src, &info.dst) >> 16) as u32,
+            _ => 0,
+        };
+        let salt = u32::from(info.src_port) << 16 | u32::from(info.payload_len);
+        self.ids.next(
+            mode,
+            persona.clock_offset,
+            peer,
+            now_ms,
+            salt ^ now_ms as u32,
+        )
+    }
+
     fn echo<B: PacketBuf>(&mut self, buf: &mut B, info: &PacketInfo, now_ms: u64) -> Verdict {
         let l4 = usize::from(info.l4_offset);
         let is_request = matches!(
@@ -639,7 +660,8 @@ impl Deceiver {
         }
         self.note_sweep(info, now_ms * 1_000_000);
         let persona = self.shared.personas.persona(&info.dst);
-        match icmp::echo_reply(buf, info, &persona, now_ms) {
+        let ip_id = self.ip_id(&persona, persona.stack.icmp_id, info, now_ms);
+        match icmp::echo_reply(buf, info, &persona, ip_id) {
             Ok(()) => self.mark(MarkKind::Echo),
             Err(e) => Verdict::Drop(e.into()),
         }
@@ -652,13 +674,15 @@ impl Deceiver {
         self.note_sweep(info, now_ms * 1_000_000);
         let persona = self.shared.personas.persona(&info.dst);
         if self.shared.udp_services.contains(&info.dst_port) {
-            match udp::service_reply(buf, info, &persona, now_ms) {
+            let ip_id = self.ip_id(&persona, persona.stack.tcp_id, info, now_ms);
+            match udp::service_reply(buf, info, &persona, now_ms, ip_id) {
                 Ok(true) => return self.mark(MarkKind::Udp),
                 Ok(false) => {}
                 Err(e) => return Verdict::Drop(e.into()),
             }
         }
-        match icmp::port_unreachable(buf, info, &persona, now_ms) {
+        let ip_id = self.ip_id(&persona, persona.stack.icmp_id, info, now_ms);
+        match icmp::port_unreachable(buf, info, &persona, ip_id) {
             Ok(()) => self.mark(MarkKind::Unreachable),
             Err(e) => Verdict::Drop(e.into()),
         }
@@ -681,38 +705,74 @@ impl Deceiver {
             return Verdict::Drop(DropReason::ToDecoy);
         }
         let persona = self.shared.personas.persona(&info.dst);
+        let stack = persona.stack;
         let open = persona.is_open(probe.dst_port);
         // One keyed hash of (prober, decoy) serves the cookie and keys the
         // decoy's timestamps (engine::cookie, engine::tsproof).
         let pair = self.cookies.pair(&info.src, &info.dst);
         let ports = u32::from(probe.src_port) << 16 | u32::from(probe.dst_port);
+        let ts_key = persona.ts_key(pair, ports);
+        // RSTs of closed ports count on their own IP-ID sequence (nmap's CI).
+        let rst_mode = if open { stack.tcp_id } else { stack.rst_id };
+        let stamp = |ids: &mut IpIds, mode: IpId| Stamp {
+            ts_key,
+            now_ms,
+            ip_id: ids.next(
+                mode,
+                persona.clock_offset,
+                (pair >> 16) as u32,
+                now_ms,
+                probe.seq,
+            ),
+        };
         if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
             if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
                 return v;
             }
             self.note_sweep(info, now_ns);
-            if !open {
-                return match reset(buf, &probe, &persona, pair, now_ms) {
+            // SYN|FIN to a listening port: what the claimed stack does
+            // with it (nmap's T3).
+            let refuse = open
+                && flags.contains(TcpFlags::FIN)
+                && match stack.syn_fin {
+                    SynFin::Drop => return Verdict::Drop(DropReason::ToDecoy),
+                    SynFin::Reset => true,
+                    SynFin::SynAck => false,
+                };
+            if !open || refuse {
+                let s = stamp(&mut self.ids, rst_mode);
+                return match reset(buf, &probe, &persona, &s) {
                     Ok(()) => self.mark(MarkKind::Rst),
                     Err(e) => Verdict::Drop(e.into()),
                 };
             }
             let isn = self.cookies.isn_of_pair(pair, ports);
-            return match syn_ack(buf, &probe, &persona, isn, pair, now_ms, &mut self.plans) {
+            let s = stamp(&mut self.ids, stack.tcp_id);
+            return match syn_ack(buf, &probe, &persona, isn, &s, &mut self.plans) {
                 Ok(()) => self.mark(MarkKind::SynAck),
                 Err(e) => Verdict::Drop(e.into()),
             };
         }
         if !flags.contains(TcpFlags::ACK) {
-            // FIN, NULL or Xmas probes: a closed port answers RST|ACK (RFC
-            // 9293 section 3.10.7.1), an open (listening) port stays silent.
-            if open {
+            // FIN, NULL or Xmas probes (RFC 9293 section 3.10.7.1): a
+            // closed port answers RST|ACK, a listening one stays silent;
+            // where the claimed stack differs (Windows refuses them on
+            // open ports, Linux and JetDirect ignore Xmas on closed ones:
+            // nmap's T2 and T7), it does as that stack does.
+            let xmas = flags.contains(TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG);
+            let answered = if open {
+                stack.bare_to_open_reset
+            } else {
+                !xmas || stack.xmas_to_closed
+            };
+            if !answered {
                 return Verdict::Drop(DropReason::ToDecoy);
             }
             if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
                 return v;
             }
-            return match reset(buf, &probe, &persona, pair, now_ms) {
+            let s = stamp(&mut self.ids, rst_mode);
+            return match reset(buf, &probe, &persona, &s) {
                 Ok(()) => self.mark(MarkKind::Rst),
                 Err(e) => Verdict::Drop(e.into()),
             };
@@ -734,7 +794,8 @@ impl Deceiver {
             if let Some(v) = self.limited(&info.dst, &info.src, now_ms) {
                 return v;
             }
-            return match reset(buf, &probe, &persona, pair, now_ms) {
+            let s = stamp(&mut self.ids, rst_mode);
+            return match reset(buf, &probe, &persona, &s) {
                 Ok(()) => self.mark(MarkKind::Rst),
                 Err(e) => Verdict::Drop(e.into()),
             };
@@ -762,12 +823,12 @@ impl Deceiver {
         let mut strong = false;
         let echo = probe
             .timestamps
-            .filter(|_| is_bite && persona.ts_hz != 0)
+            .filter(|_| is_bite && stack.ts_hz != 0)
             .map(|(_, tsecr)| tsecr);
         if let Some(tsecr) = echo {
             let clock = persona.ts_clock();
             let lifetime = 2 * self.cookies.rotation_ms() + tsproof::QUANTUM_MS;
-            match clock.echo_age_ms(tsecr, pair, now_ms, lifetime) {
+            match clock.echo_age_ms(tsecr, ts_key, now_ms, lifetime) {
                 None => {
                     is_bite = false;
                     self.counters.bad_echoes += 1;
@@ -865,7 +926,8 @@ impl Deceiver {
             // A bare ACK needs no answer.
             None => return Verdict::Drop(DropReason::ToDecoy),
         };
-        match write_segment(buf, &probe, &persona, &seg, pair, now_ms) {
+        let s = stamp(&mut self.ids, stack.tcp_id);
+        match write_segment(buf, &probe, &persona, &seg, &s) {
             Ok(()) => self.mark(MarkKind::Service),
             Err(e) => Verdict::Drop(e.into()),
         }

@@ -267,6 +267,9 @@ fn tcp_reply(frame: &[u8]) -> TcpReply {
 #[path = "golden_sides.rs"]
 mod sides;
 
+#[path = "golden_nmap.rs"]
+mod nmap;
+
 #[path = "golden_proofs.rs"]
 mod proofs;
 
@@ -288,10 +291,16 @@ fn syn_to_a_dark_open_port_gets_the_personas_syn_ack_with_a_cookie() {
     assert!(r.syn && r.ack_flag && !r.rst);
     assert_eq!(r.ack, 1001);
     assert_eq!(r.seq, cookie_isn(&c, &d, T0));
-    assert_eq!(r.ttl, p.ttl);
-    assert_eq!(r.window, p.window);
-    // The SYN offered only MSS: the reply carries MSS and nothing it did not offer.
-    assert_eq!(&r.options[..4], &[2, 4, (p.mss >> 8) as u8, p.mss as u8]);
+    assert_eq!(r.ttl, p.stack.ttl);
+    // The SYN offered only MSS (1460): the reply carries MSS and nothing
+    // it did not offer.
+    let offer = crate::engine::stack::Offer {
+        mss: Some(1460),
+        ..Default::default()
+    };
+    assert_eq!(r.window, p.stack.window_for(&offer));
+    let mss = p.stack.mss_for(&offer);
+    assert_eq!(&r.options[..4], &[2, 4, (mss >> 8) as u8, mss as u8]);
     assert!(r.options[4..].iter().all(|&b| b == 0 || b == 1));
     assert!(f.len() >= 60);
     assert_eq!(e.deception_counters().marks[MarkKind::SynAck as usize], 1);
@@ -1092,7 +1101,7 @@ fn queries_describe_an_address_as_the_outside_sees_it() {
     assert_eq!(code::persona_name(a.family), p.kind.as_str());
     assert_eq!(
         (a.ttl, a.window, a.mss, a.mac),
-        (p.ttl, p.window, p.mss, p.mac.0)
+        (p.stack.ttl, p.stack.data_window(), p.stack.mss, p.mac.0)
     );
     assert_eq!(a.open_ports().collect::<Vec<_>>(), p.open_ports);
     for (addr, state) in [

@@ -27,7 +27,7 @@ fn clocked_decoy(port: u16) -> Endpoint {
     for last in 20..=250u8 {
         let a = v4(&format!("198.51.100.{last}"));
         let p = persona(a);
-        if p.is_open(port) && p.ts_hz >= 100 && service::banner(&p, port).is_none() {
+        if p.is_open(port) && p.stack.ts_hz >= 100 && service::banner(&p, port).is_none() {
             return Endpoint::new(p.mac.0, ip(a), port);
         }
     }
@@ -223,7 +223,7 @@ fn a_port_bite_is_as_strong_as_its_weaker_proof() {
         .map(|last| v4(&format!("198.51.100.{last}")))
         .find(|a| {
             let p = persona(*a);
-            p.ts_hz >= 100 && p.is_open(80) && p.is_open(443)
+            p.stack.ts_hz >= 100 && p.is_open(80) && p.is_open(443)
         })
         .unwrap();
     let mac = persona(both).mac.0;

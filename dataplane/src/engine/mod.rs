@@ -38,6 +38,7 @@ pub mod query;
 pub mod sever;
 pub mod side;
 pub mod space;
+pub mod stack;
 pub mod ticket;
 pub mod tsproof;
 

@@ -14,6 +14,7 @@ use std::hash::Hasher;
 
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+use super::stack::{self, Stack};
 use crate::wire::EthernetAddress;
 
 /// The families of host a decoy can pass for.
@@ -30,6 +31,10 @@ pub enum PersonaKind {
     Printer,
     /// A Cisco IOS router (SSH, telnet, HTTP).
     Router,
+    /// A FreeBSD server (SSH, nginx).
+    FreeBsd,
+    /// An embedded video recorder (Hikvision: HTTP, RTSP, its SDK port).
+    Camera,
 }
 
 impl Persona {
@@ -38,16 +43,10 @@ impl Persona {
     pub const fn for_host(mac: EthernetAddress) -> Persona {
         Persona {
             kind: PersonaKind::LinuxSsh,
+            stack: &stack::HOST,
             mac,
-            ttl: 64,
-            window: 0,
-            window_scale: 0,
-            mss: 1460,
-            options: &[],
-            dont_frag: true,
-            ip_id: IpIdMode::Zero,
             clock_offset: 0,
-            ts_hz: 0,
+            skew_ppm: 0,
             open_ports: &[],
             http_server: "",
             ssh_banner: "",
@@ -64,36 +63,22 @@ impl PersonaKind {
             PersonaKind::WindowsServer => "windows_server",
             PersonaKind::Printer => "printer",
             PersonaKind::Router => "router",
+            PersonaKind::FreeBsd => "freebsd",
+            PersonaKind::Camera => "camera",
         }
     }
-}
 
-/// A TCP option a persona puts in its SYN-ACK, in the persona's order.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SynAckOption {
-    /// Maximum segment size (always sent).
-    Mss,
-    /// SACK permitted (only if the SYN offered it).
-    SackPermitted,
-    /// Timestamps (only if the SYN carried them and the persona keeps a TCP clock).
-    Timestamps,
-    /// Window scale (only if the SYN offered it).
-    WindowScale,
-    /// One no-operation byte, for alignment as the real stack pads.
-    Nop,
-}
-
-/// How a persona fills the IPv4 identification field.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IpIdMode {
-    /// Always zero (Linux with DF set).
-    Zero,
-    /// One counter per host, moving with time (Windows, printers).
-    Incremental,
-    /// Unpredictable per packet (Cisco IOS).
-    Random,
+    /// The stack of this family.
+    pub const fn stack(self) -> &'static Stack {
+        match self {
+            PersonaKind::LinuxWeb | PersonaKind::LinuxSsh => &stack::LINUX,
+            PersonaKind::WindowsServer => &stack::WINDOWS,
+            PersonaKind::Printer => &stack::JETDIRECT,
+            PersonaKind::Router => &stack::IOS,
+            PersonaKind::FreeBsd => &stack::FREEBSD,
+            PersonaKind::Camera => &stack::HIKVISION,
+        }
+    }
 }
 
 /// The face of one decoy.
@@ -101,27 +86,16 @@ pub enum IpIdMode {
 pub struct Persona {
     /// The family.
     pub kind: PersonaKind,
-    /// The decoy's MAC: locally administered, unicast, unique per decoy.
+    /// How its TCP/IP stack answers (the family's: `engine::stack`).
+    pub stack: &'static Stack,
+    /// The decoy's MAC: a vendor's or locally administered, unique per decoy.
     #[serde(serialize_with = "ser_mac")]
     pub mac: EthernetAddress,
-    /// Initial TTL / hop limit.
-    pub ttl: u8,
-    /// Receive window in the SYN-ACK.
-    pub window: u16,
-    /// Window scale shift (when the SYN offered window scaling).
-    pub window_scale: u8,
-    /// MSS advertised.
-    pub mss: u16,
-    /// SYN-ACK option order (entries the SYN did not offer are left out).
-    pub options: &'static [SynAckOption],
-    /// Don't-fragment bit on replies.
-    pub dont_frag: bool,
-    /// IPv4 identification behaviour.
-    pub ip_id: IpIdMode,
-    /// Per-decoy starting point of IP-ID counters and TCP timestamps.
+    /// Per-decoy starting point of its IP-ID counter and TCP timestamps.
     pub clock_offset: u32,
-    /// TCP timestamp clock in Hz (0: the persona does not do timestamps).
-    pub ts_hz: u32,
+    /// Its clock's own skew, in parts per million (a real host's crystal
+    /// is off by tens of ppm; two decoys never share a skew by design).
+    pub skew_ppm: i32,
     /// Open TCP ports; every other port answers RST.
     pub open_ports: &'static [u16],
     /// `Server:` header of its HTTP ports.
@@ -141,41 +115,30 @@ impl Persona {
         self.open_ports.contains(&port)
     }
 
-    /// The IPv4 identification for a reply at `now_ms`; `salt` varies per packet.
-    #[inline]
-    pub fn ip_id(&self, now_ms: u64, salt: u32) -> u16 {
-        match self.ip_id {
-            IpIdMode::Zero => 0,
-            // About 128 increments a second, from a per-decoy start.
-            IpIdMode::Incremental => (self.clock_offset as u64).wrapping_add(now_ms / 8) as u16,
-            IpIdMode::Random => {
-                let x = salt.wrapping_mul(0x9e37_79b9) ^ self.clock_offset;
-                (x ^ (x >> 16)) as u16
-            }
-        }
-    }
-
     /// The persona's TCP clock (its timestamps are that clock plus a keyed
     /// offset per prober: `engine::tsproof`).
     #[inline]
     pub fn ts_clock(&self) -> super::tsproof::TsClock {
         super::tsproof::TsClock {
             offset: self.clock_offset,
-            hz: self.ts_hz,
+            hz: self.stack.ts_hz,
+            skew_ppm: self.skew_ppm,
+        }
+    }
+
+    /// The key of this decoy's timestamp offset towards the prober of
+    /// `pair` on connection `ports` (source port << 16 | decoy port): the
+    /// pair's, or, on a stack with an offset per connection, the pair's
+    /// mixed with the ports.
+    #[inline]
+    pub fn ts_key(&self, pair: u64, ports: u32) -> u64 {
+        if self.stack.ts_per_connection {
+            pair ^ (u64::from(ports).wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_0000_0000)
+        } else {
+            pair
         }
     }
 }
-
-use SynAckOption::{Mss, Nop, SackPermitted as Sack, Timestamps as Ts, WindowScale as Ws};
-
-/// Linux 5/6: `M5B4ST11NW7` (MSS, SACK, TS, NOP, WS).
-const LINUX_OPTS: &[SynAckOption] = &[Mss, Sack, Ts, Nop, Ws];
-/// Windows Server 2016/2019: MSS, NOP, WS, NOP, NOP, SACK.
-const WINDOWS_OPTS: &[SynAckOption] = &[Mss, Nop, Ws, Nop, Nop, Sack];
-/// HP printers: MSS, NOP, WS, NOP, NOP, TS.
-const PRINTER_OPTS: &[SynAckOption] = &[Mss, Nop, Ws, Nop, Nop, Ts];
-/// Cisco IOS: MSS only.
-const ROUTER_OPTS: &[SynAckOption] = &[Mss];
 
 const LINUX_WEB_PORTS: &[u16] = &[22, 80, 443];
 const LINUX_WEB_PORTS_ALT: &[u16] = &[22, 80, 443, 8080];
@@ -184,22 +147,40 @@ const WINDOWS_PORTS: &[u16] = &[135, 139, 445, 3389];
 const WINDOWS_IIS_PORTS: &[u16] = &[80, 135, 139, 443, 445, 3389];
 const PRINTER_PORTS: &[u16] = &[80, 443, 515, 631, 9100];
 const ROUTER_PORTS: &[u16] = &[22, 23, 80];
+const FREEBSD_PORTS: &[u16] = &[22, 80, 443];
+const CAMERA_PORTS: &[u16] = &[80, 554, 8000];
 
-const NGINX: &[&str] = &[
-    "nginx/1.22.1",
-    "nginx/1.18.0 (Ubuntu)",
-    "nginx/1.24.0 (Ubuntu)",
+/// A Linux persona's distribution: what its services say, all of them on
+/// a 5.x kernel (the stack nmap's database knows as Linux 5).
+struct Distro {
+    ssh: &'static str,
+    nginx: &'static str,
+    apache: &'static str,
+}
+
+const DISTROS: &[Distro] = &[
+    // Debian 11 (bullseye), kernel 5.10.
+    Distro {
+        ssh: "SSH-2.0-OpenSSH_8.4p1 Debian-5+deb11u3",
+        nginx: "nginx/1.18.0",
+        apache: "Apache/2.4.62 (Debian)",
+    },
+    // Ubuntu 20.04 (focal), kernel 5.4.
+    Distro {
+        ssh: "SSH-2.0-OpenSSH_8.2p1 Ubuntu-4ubuntu0.11",
+        nginx: "nginx/1.18.0 (Ubuntu)",
+        apache: "Apache/2.4.41 (Ubuntu)",
+    },
+    // Red Hat Enterprise Linux 9, kernel 5.14.
+    Distro {
+        ssh: "SSH-2.0-OpenSSH_8.7",
+        nginx: "nginx/1.20.1",
+        apache: "Apache/2.4.57 (Red Hat Enterprise Linux)",
+    },
 ];
-const APACHE: &[&str] = &[
-    "Apache/2.4.57 (Debian)",
-    "Apache/2.4.52 (Ubuntu)",
-    "Apache/2.4.58 (Ubuntu)",
-];
-const LINUX_SSH: &[&str] = &[
-    "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3",
-    "SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.10",
-    "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5",
-];
+
+/// Checked at compile time: the table has a first entry.
+const DEBIAN_11: &Distro = &DISTROS[0];
 
 /// Which MAC addresses decoys use.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -240,6 +221,12 @@ const PRINTER_OUIS: &[[u8; 3]] = &[
     [0xf4, 0xce, 0x46], // Hewlett Packard
     [0x9c, 0x8e, 0x99], // Hewlett Packard
 ];
+const CAMERA_OUIS: &[[u8; 3]] = &[
+    [0x28, 0x57, 0xbe], // Hangzhou Hikvision Digital Technology
+    [0x24, 0x28, 0xfd], // Hangzhou Hikvision Digital Technology
+    [0x08, 0x54, 0x11], // Hangzhou Hikvision Digital Technology
+    [0x18, 0x68, 0xcb], // Hangzhou Hikvision Digital Technology
+];
 const ROUTER_OUIS: &[[u8; 3]] = &[
     [0x58, 0x8d, 0x09], // Cisco Systems
     [0x00, 0x26, 0x0b], // Cisco Systems
@@ -251,7 +238,8 @@ impl PersonaKind {
     /// The OUIs a decoy of this family may carry.
     pub const fn ouis(self) -> &'static [[u8; 3]] {
         match self {
-            PersonaKind::LinuxWeb | PersonaKind::LinuxSsh => LINUX_OUIS,
+            PersonaKind::LinuxWeb | PersonaKind::LinuxSsh | PersonaKind::FreeBsd => LINUX_OUIS,
+            PersonaKind::Camera => CAMERA_OUIS,
             PersonaKind::WindowsServer => WINDOWS_OUIS,
             PersonaKind::Printer => PRINTER_OUIS,
             PersonaKind::Router => ROUTER_OUIS,
@@ -325,11 +313,13 @@ impl PersonaMaker {
         let clock_offset = (a >> 32) as u32;
         let sel = (a >> 8) as u16;
         let kind = match a % 100 {
-            0..=34 => PersonaKind::LinuxWeb,
-            35..=54 => PersonaKind::LinuxSsh,
-            55..=79 => PersonaKind::WindowsServer,
-            80..=91 => PersonaKind::Printer,
-            _ => PersonaKind::Router,
+            0..=29 => PersonaKind::LinuxWeb,
+            30..=44 => PersonaKind::LinuxSsh,
+            45..=66 => PersonaKind::WindowsServer,
+            67..=74 => PersonaKind::FreeBsd,
+            75..=84 => PersonaKind::Printer,
+            85..=92 => PersonaKind::Router,
+            _ => PersonaKind::Camera,
         };
         let m = b.to_le_bytes();
         let mac = match self.macs {
@@ -347,85 +337,55 @@ impl PersonaMaker {
                 EthernetAddress([(m[0] & 0xfc) | 0x02, m[1], m[2], m[3], m[4], m[5]])
             }
         };
-        let linux_ssh = LINUX_SSH[pick(u64::from(sel), LINUX_SSH.len())];
+        let skew_ppm = (b >> 24 & 0x7f) as i32 - 63;
+        let face = |open_ports: &'static [u16], http_server, ssh_banner| Persona {
+            kind,
+            stack: kind.stack(),
+            mac,
+            clock_offset,
+            skew_ppm,
+            open_ports,
+            http_server,
+            ssh_banner,
+        };
         match kind {
-            PersonaKind::LinuxWeb | PersonaKind::LinuxSsh => Persona {
-                kind,
-                mac,
-                ttl: 64,
-                // 44 x 1460, Linux's initial window; 65160 when it uses timestamps.
-                window: if sel & 1 == 0 { 64240 } else { 65160 },
-                window_scale: 7,
-                mss: 1460,
-                options: LINUX_OPTS,
-                dont_frag: true,
-                ip_id: IpIdMode::Zero,
-                clock_offset,
-                ts_hz: 1000,
-                open_ports: match (kind, sel & 2) {
+            PersonaKind::LinuxWeb | PersonaKind::LinuxSsh => {
+                let distro = DISTROS
+                    .get(pick(u64::from(sel >> 3), DISTROS.len()))
+                    .unwrap_or(DEBIAN_11);
+                let ports = match (kind, sel & 2) {
                     (PersonaKind::LinuxSsh, _) => LINUX_SSH_PORTS,
                     (_, 0) => LINUX_WEB_PORTS,
                     _ => LINUX_WEB_PORTS_ALT,
-                },
-                http_server: if sel & 4 == 0 {
-                    NGINX[pick(u64::from(sel >> 3), NGINX.len())]
+                };
+                let http = if sel & 4 == 0 {
+                    distro.nginx
                 } else {
-                    APACHE[pick(u64::from(sel >> 3), APACHE.len())]
-                },
-                ssh_banner: linux_ssh,
-            },
-            PersonaKind::WindowsServer => Persona {
-                kind,
-                mac,
-                ttl: 128,
-                window: if sel & 1 == 0 { 65535 } else { 64240 },
-                window_scale: 8,
-                mss: 1460,
-                options: WINDOWS_OPTS,
-                dont_frag: true,
-                ip_id: IpIdMode::Incremental,
-                clock_offset,
-                ts_hz: 0,
-                open_ports: if sel & 2 == 0 {
+                    distro.apache
+                };
+                face(ports, http, distro.ssh)
+            }
+            PersonaKind::WindowsServer => face(
+                if sel & 2 == 0 {
                     WINDOWS_PORTS
                 } else {
                     WINDOWS_IIS_PORTS
                 },
-                http_server: "Microsoft-IIS/10.0",
-                ssh_banner: "SSH-2.0-OpenSSH_for_Windows_8.1",
-            },
-            PersonaKind::Printer => Persona {
-                kind,
-                mac,
-                ttl: 64,
-                window: [5840, 8760][pick(u64::from(sel), 2)],
-                window_scale: 0,
-                mss: 1460,
-                options: PRINTER_OPTS,
-                dont_frag: true,
-                ip_id: IpIdMode::Incremental,
-                clock_offset,
-                ts_hz: 100,
-                open_ports: PRINTER_PORTS,
-                http_server: "HP HTTP Server; HP LaserJet Pro M404dn - W1A53A",
-                ssh_banner: "",
-            },
-            PersonaKind::Router => Persona {
-                kind,
-                mac,
-                ttl: 255,
-                window: 4128,
-                window_scale: 0,
-                mss: 536,
-                options: ROUTER_OPTS,
-                dont_frag: false,
-                ip_id: IpIdMode::Random,
-                clock_offset,
-                ts_hz: 0,
-                open_ports: ROUTER_PORTS,
-                http_server: "cisco-IOS",
-                ssh_banner: "SSH-2.0-Cisco-1.25",
-            },
+                "Microsoft-IIS/10.0",
+                "SSH-2.0-OpenSSH_for_Windows_8.1",
+            ),
+            PersonaKind::Printer => face(
+                PRINTER_PORTS,
+                "HP HTTP Server; HP Color LaserJet MFP M476dw - CF387A",
+                "",
+            ),
+            PersonaKind::Router => face(ROUTER_PORTS, "cisco-IOS", "SSH-2.0-Cisco-1.25"),
+            PersonaKind::FreeBsd => face(
+                FREEBSD_PORTS,
+                "nginx/1.18.0",
+                "SSH-2.0-OpenSSH_7.9 FreeBSD-20200214",
+            ),
+            PersonaKind::Camera => face(CAMERA_PORTS, "DNVRS-Webs", ""),
         }
     }
 }
@@ -477,43 +437,47 @@ mod tests {
             let oui = [p.mac.0[0], p.mac.0[1], p.mac.0[2]];
             assert!(p.kind.ouis().contains(&oui), "{:?} {}", p.kind, p.mac);
             assert!(!p.open_ports.is_empty() && p.open_ports.len() <= 8);
-            assert!(p.window > 20, "Degreaser flags windows of 20 or less");
-            assert!(p.options.contains(&SynAckOption::Mss));
+            assert!(
+                p.stack.data_window() > 20,
+                "Degreaser flags windows of 20 or less"
+            );
+            assert!((-63..=64).contains(&p.skew_ppm));
         }
-        assert_eq!(kinds.len(), 5, "{kinds:?}");
+        assert_eq!(kinds.len(), 7, "{kinds:?}");
         assert!(kinds.values().all(|&n| n >= 20), "{kinds:?}");
         let clocks: HashSet<_> = personas.iter().map(|p| p.clock_offset).collect();
         assert!(clocks.len() > 1000, "decoys must not share a clock");
+        let skews: HashSet<_> = personas.iter().map(|p| p.skew_ppm).collect();
+        assert!(skews.len() > 100, "nor a skew: {}", skews.len());
     }
 
     #[test]
-    fn ip_id_and_timestamps_follow_the_persona() {
+    fn timestamps_follow_the_persona_with_its_own_skew() {
         let maker = PersonaMaker::new(&[4; 32]);
         let find = |kind| {
             (0..4096)
                 .map(|i| maker.persona(&addr(i)))
-                .find(|p| p.kind == kind)
+                .find(|p| p.kind == kind && p.skew_ppm.abs() > 20)
                 .unwrap()
         };
         let linux = find(PersonaKind::LinuxWeb);
-        assert_eq!(linux.ip_id(123_456, 9), 0);
         let clock = linux.ts_clock();
-        assert_eq!(
-            clock
-                .tsval(7, 2000)
-                .unwrap()
-                .wrapping_sub(clock.tsval(7, 1000).unwrap()),
-            1000
+        let day = 86_400_000u64;
+        let ticks = clock
+            .tsval(7, 1_000_000 + day)
+            .unwrap()
+            .wrapping_sub(clock.tsval(7, 1_000_000).unwrap());
+        // A day at 1 kHz, off by the decoy's own skew.
+        let want = 86_400_000i64 + 86_400_000 * i64::from(linux.skew_ppm) / 1_000_000;
+        assert!((i64::from(ticks) - want).abs() <= 1, "{ticks} vs {want}");
+        assert_eq!(find(PersonaKind::Router).ts_clock().tsval(7, 1000), None);
+        let bsd = find(PersonaKind::FreeBsd);
+        assert_ne!(
+            bsd.ts_key(7 << 32, 40_000 << 16 | 22),
+            bsd.ts_key(7 << 32, 40_001 << 16 | 22),
+            "FreeBSD keeps an offset per connection"
         );
-        let windows = find(PersonaKind::WindowsServer);
-        assert_eq!(windows.ts_clock().tsval(7, 1000), None);
-        let a = windows.ip_id(80_000, 1);
-        let b = windows.ip_id(80_800, 2);
-        assert_eq!(b.wrapping_sub(a), 100, "one counter moving with time");
-        let router = find(PersonaKind::Router);
-        assert_eq!(router.ttl, 255);
-        assert!(!router.dont_frag);
-        assert_ne!(router.ip_id(0, 1), router.ip_id(0, 2));
+        assert_eq!(linux.ts_key(7 << 32, 1), linux.ts_key(7 << 32, 2));
     }
 
     /// Each family's OUIs belong to the vendor it claims, by nmap's own
@@ -539,6 +503,10 @@ mod tests {
         for (kind, makers) in [
             (PersonaKind::Printer, &["Hewlett Packard"][..]),
             (PersonaKind::Router, &["Cisco Systems"][..]),
+            (
+                PersonaKind::Camera,
+                &["Hangzhou Hikvision Digital Technology"][..],
+            ),
             (
                 PersonaKind::LinuxWeb,
                 &["Dell", "Super Micro Computer", "VMware"][..],

@@ -22,6 +22,8 @@ pub fn family_code(kind: PersonaKind) -> u8 {
         PersonaKind::WindowsServer => 2,
         PersonaKind::Printer => 3,
         PersonaKind::Router => 4,
+        PersonaKind::FreeBsd => 5,
+        PersonaKind::Camera => 6,
     }
 }
 
@@ -52,10 +54,10 @@ pub fn describe(deceiver: &Deceiver, id: u32, addr: [u8; 16], now_ns: u64) -> Pe
         found: true,
         darkness: darkness_code(darkness),
         family: family_code(persona.kind),
-        ttl: persona.ttl,
-        dont_frag: persona.dont_frag,
-        window: persona.window,
-        mss: persona.mss,
+        ttl: persona.stack.ttl,
+        dont_frag: persona.stack.df,
+        window: persona.stack.data_window(),
+        mss: persona.stack.mss,
         mac: persona.mac.0,
         ports,
     }

@@ -15,7 +15,7 @@
 
 use super::classify::PacketInfo;
 use super::decoy::ReplyHead;
-use super::decoy::tcp::{TcpProbe, reset};
+use super::decoy::tcp::{Stamp, TcpProbe, reset};
 use super::persona::Persona;
 use crate::io::PacketBuf;
 use crate::wire::{EthernetAddress, EthernetFrame, TcpFlags, WireError, protocol};
@@ -74,8 +74,13 @@ pub fn write<B: PacketBuf>(
     let p = &plan.probe;
     // To the source: the destination answers the segment as a host with no
     // such connection would.
-    // (A host persona has no TCP clock: the pair keys nothing.)
-    reset(to_source, p, &Persona::for_host(plan.dst_mac), 0, now_ms)?;
+    // (A host persona has no TCP clock, and writes IP-ID 0 with DF.)
+    let stamp = Stamp {
+        ts_key: 0,
+        now_ms,
+        ip_id: 0,
+    };
+    reset(to_source, p, &Persona::for_host(plan.dst_mac), &stamp)?;
     // To the destination: the source "answers" a segment the destination
     // would send next (its seq is the source's ack, its ack is just past
     // the source's segment), which makes `reset` write seq = that ack.
@@ -102,7 +107,6 @@ pub fn write<B: PacketBuf>(
         to_destination,
         &reverse,
         &Persona::for_host(p.head.prober_mac),
-        0,
-        now_ms,
+        &stamp,
     )
 }

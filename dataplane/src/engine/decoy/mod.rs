@@ -20,7 +20,6 @@ pub mod udp;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::classify::PacketInfo;
-use super::persona::Persona;
 use crate::io::PacketBuf;
 use crate::wire::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr, Ipv6Packet,
@@ -98,15 +97,29 @@ pub fn reply_frame<B: PacketBuf>(buf: &mut B, len: usize) -> Result<&mut [u8], W
     Ok(frame)
 }
 
-/// Writes the Ethernet and IP headers of a reply from the decoy to the
-/// prober carrying `l4_len` bytes of `protocol`; returns the L4 offset.
+/// The IP header fields a reply takes from its persona's stack.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IpFace {
+    /// IPv4 TTL.
+    pub ttl: u8,
+    /// IPv6 hop limit.
+    pub hop_limit: u8,
+    /// IPv4 don't-fragment bit.
+    pub dont_frag: bool,
+    /// IPv4 identification.
+    pub ident: u16,
+}
+
+/// Writes the Ethernet and IP headers of a reply from the decoy (whose MAC
+/// is `mac`) to the prober carrying `l4_len` bytes of `protocol`; returns
+/// the L4 offset.
 pub fn write_l2_l3(
     frame: &mut [u8],
     head: &ReplyHead,
-    persona: &Persona,
+    mac: EthernetAddress,
+    face: &IpFace,
     protocol: u8,
     l4_len: usize,
-    ip_id: u16,
 ) -> Result<usize, WireError> {
     let ethertype = if head.ip_version == 4 {
         EtherType::IPV4
@@ -114,7 +127,7 @@ pub fn write_l2_l3(
         EtherType::IPV6
     };
     let eth = EthernetRepr {
-        src_addr: persona.mac,
+        src_addr: mac,
         dst_addr: head.prober_mac,
         vlan_tci: head.vlan_tci,
         ethertype,
@@ -128,9 +141,9 @@ pub fn write_l2_l3(
             dst_addr: head.prober_v4(),
             protocol,
             payload_len: l4_len,
-            ttl: persona.ttl,
-            ident: ip_id,
-            dont_frag: persona.dont_frag,
+            ttl: face.ttl,
+            ident: face.ident,
+            dont_frag: face.dont_frag,
             dscp_ecn: 0,
         };
         let end = 20 + l4_len;
@@ -142,7 +155,7 @@ pub fn write_l2_l3(
             dst_addr: Ipv6Addr::from(head.prober),
             next_header: protocol,
             payload_len: l4_len,
-            hop_limit: persona.ttl,
+            hop_limit: face.hop_limit,
         };
         let end = 40 + l4_len;
         let ip = ip_buf.get_mut(..end).ok_or(WireError::Truncated)?;

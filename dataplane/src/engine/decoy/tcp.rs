@@ -3,9 +3,10 @@
 
 use std::net::Ipv6Addr;
 
-use super::{ReplyHead, reply_frame, write_l2_l3};
+use super::{IpFace, ReplyHead, reply_frame, write_l2_l3};
 use crate::engine::classify::PacketInfo;
-use crate::engine::persona::{Persona, SynAckOption};
+use crate::engine::persona::Persona;
+use crate::engine::stack::{Offer, Opt, Stack};
 use crate::io::PacketBuf;
 use crate::wire::tcp::HEADER_LEN as TCP_HEADER_LEN;
 use crate::wire::{EncodedOptions, TcpFlags, TcpOption, TcpPacket, WireError, protocol};
@@ -134,61 +135,47 @@ pub struct Segment<'a> {
     pub payload: &'a [u8],
 }
 
-/// What a SYN offered that changes the SYN-ACK's options: SACK permitted
-/// (bit 0), window scaling (bit 1), timestamps the persona answers (bit 2).
-fn offered(probe: &TcpProbe, persona: &Persona) -> u8 {
-    u8::from(probe.sack_permitted)
-        | u8::from(probe.window_scale.is_some()) << 1
-        | u8::from(probe.timestamps.is_some() && persona.ts_hz != 0) << 2
+/// What `probe`, a SYN, offered that shapes `persona`'s SYN-ACK.
+fn offer(probe: &TcpProbe, persona: &Persona) -> Offer {
+    Offer {
+        mss: probe.mss,
+        sack: probe.sack_permitted,
+        ws: probe.window_scale.is_some(),
+        ts: probe.timestamps.is_some() && persona.stack.ts_hz != 0,
+    }
 }
 
-/// A persona's SYN-ACK options for one offer, encoded, with the
+/// A persona's SYN-ACK options and window for one offer, encoded, with the
 /// timestamps option's place (its TSval and TSecr are written per reply).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SynAckPlan {
     options: EncodedOptions,
     ts_at: Option<u8>,
+    window: u16,
 }
 
 impl SynAckPlan {
-    /// Lays out `persona`'s option order for the offer bits `offered`.
-    fn new(persona: &Persona, offered: u8) -> SynAckPlan {
-        let sent = |option: &SynAckOption| match option {
-            SynAckOption::Mss | SynAckOption::Nop => true,
-            SynAckOption::SackPermitted => offered & 1 != 0,
-            SynAckOption::WindowScale => offered & 2 != 0,
-            SynAckOption::Timestamps => offered & 4 != 0,
-        };
+    /// Lays out `stack`'s options for `offer`.
+    fn new(stack: &Stack, offer: &Offer) -> SynAckPlan {
         let mut plan = SynAckPlan {
             options: EncodedOptions::new(),
             ts_at: None,
+            window: stack.window_for(offer),
         };
-        for (i, option) in persona.options.iter().enumerate() {
-            if *option == SynAckOption::Nop {
-                // A NOP pads the option after it: keep it only if that option is sent.
-                let padded = persona
-                    .options
-                    .get(i + 1..)
-                    .and_then(|rest| rest.iter().find(|o| **o != SynAckOption::Nop));
-                if !padded.is_some_and(sent) {
-                    continue;
-                }
-            }
-            if !sent(option) {
-                continue;
-            }
-            let opt = match option {
-                SynAckOption::Mss => TcpOption::MaxSegmentSize(persona.mss),
-                SynAckOption::SackPermitted => TcpOption::SackPermitted,
-                SynAckOption::WindowScale => TcpOption::WindowScale(persona.window_scale),
-                SynAckOption::Timestamps => {
+        for opt in stack.options_for(offer).into_iter().flatten() {
+            let opt = match opt {
+                Opt::Mss(mss) => TcpOption::MaxSegmentSize(mss),
+                Opt::Nop => TcpOption::NoOperation,
+                Opt::Ws(shift) => TcpOption::WindowScale(shift),
+                Opt::Sack => TcpOption::SackPermitted,
+                Opt::Eol => TcpOption::EndOfList,
+                Opt::Ts => {
                     plan.ts_at = Some(plan.options.raw_len());
                     TcpOption::Timestamps { tsval: 0, tsecr: 0 }
                 }
-                SynAckOption::Nop => TcpOption::NoOperation,
             };
-            // The persona lists fit in 40 bytes; a push that cannot fit
-            // would only drop an option, never corrupt the header.
+            // The layouts fit in 40 bytes; a push that cannot fit would
+            // only drop an option, never corrupt the header.
             if plan.options.push(opt).is_err() && matches!(opt, TcpOption::Timestamps { .. }) {
                 plan.ts_at = None;
             }
@@ -202,14 +189,14 @@ impl SynAckPlan {
         &self,
         probe: &TcpProbe,
         persona: &Persona,
-        pair: u64,
+        ts_key: u64,
         now_ms: u64,
     ) -> EncodedOptions {
         let mut options = self.options;
         if let (Some(at), Some((their_tsval, _)), Some(tsval)) = (
             self.ts_at,
             probe.timestamps,
-            persona.ts_clock().tsval(pair, now_ms),
+            persona.ts_clock().tsval(ts_key, now_ms),
         ) {
             options.set_timestamps(usize::from(at), tsval, their_tsval);
         }
@@ -217,11 +204,11 @@ impl SynAckPlan {
     }
 }
 
-/// SYN-ACK plans already laid out, per worker: the option order of a
-/// persona is walked once per (stack, offer), not per SYN-ACK (a SYN flood
-/// is almost all SYN-ACKs). Direct-mapped; a collision only costs a new
-/// layout. Keyed by the persona's option list (a `'static` slice, named by
-/// its address and length), MSS and window scale, and the offer.
+/// SYN-ACK plans already laid out, per worker: a stack's layout is walked
+/// once per (stack, offer), not per SYN-ACK (a SYN flood is almost all
+/// SYN-ACKs). Direct-mapped; a collision only costs a new layout. Keyed by
+/// the stack (a `'static`, named by its address), the offer's bits and the
+/// MSS offered.
 pub struct SynAckPlans {
     slots: Box<[PlanSlot]>,
 }
@@ -229,7 +216,7 @@ pub struct SynAckPlans {
 #[derive(Copy, Clone)]
 #[repr(align(64))]
 struct PlanSlot {
-    list: (usize, usize),
+    stack: usize,
     key: u32,
     plan: SynAckPlan,
 }
@@ -240,11 +227,12 @@ impl SynAckPlans {
     /// An empty cache (64 lines of 64 bytes).
     pub fn new() -> SynAckPlans {
         let empty = PlanSlot {
-            list: (0, 0),
+            stack: 0,
             key: u32::MAX,
             plan: SynAckPlan {
                 options: EncodedOptions::new(),
                 ts_at: None,
+                window: 0,
             },
         };
         SynAckPlans {
@@ -255,23 +243,25 @@ impl SynAckPlans {
     /// The plan of `persona`'s SYN-ACK to `probe`.
     #[inline]
     pub fn plan(&mut self, probe: &TcpProbe, persona: &Persona) -> SynAckPlan {
-        let offered = offered(probe, persona);
-        let list = (persona.options.as_ptr() as usize, persona.options.len());
-        let key = u32::from(persona.mss) << 16
-            | u32::from(persona.window_scale) << 8
-            | u32::from(offered);
-        let i = (list.0 >> 3 ^ list.1 ^ key as usize ^ (key as usize >> 16)) % Self::SLOTS;
+        let offer = offer(probe, persona);
+        let stack = persona.stack as *const Stack as usize;
+        let key = u32::from(offer.mss.unwrap_or(0)) << 16
+            | u32::from(offer.mss.is_some()) << 3
+            | u32::from(offer.ts) << 2
+            | u32::from(offer.ws) << 1
+            | u32::from(offer.sack);
+        let i = (stack >> 4 ^ key as usize ^ (key as usize >> 13)) % Self::SLOTS;
         match self.slots.get_mut(i) {
-            Some(slot) if slot.list == list && slot.key == key => slot.plan,
+            Some(slot) if slot.stack == stack && slot.key == key => slot.plan,
             Some(slot) => {
                 *slot = PlanSlot {
-                    list,
+                    stack,
                     key,
-                    plan: SynAckPlan::new(persona, offered),
+                    plan: SynAckPlan::new(persona.stack, &offer),
                 };
                 slot.plan
             }
-            None => SynAckPlan::new(persona, offered),
+            None => SynAckPlan::new(persona.stack, &offer),
         }
     }
 }
@@ -282,11 +272,12 @@ impl Default for SynAckPlans {
     }
 }
 
-fn ts_options(probe: &TcpProbe, persona: &Persona, pair: u64, now_ms: u64) -> EncodedOptions {
+fn ts_options(probe: &TcpProbe, persona: &Persona, stamp: &Stamp) -> EncodedOptions {
     let mut list = EncodedOptions::new();
-    if let (Some((their_tsval, _)), Some(tsval)) =
-        (probe.timestamps, persona.ts_clock().tsval(pair, now_ms))
-    {
+    if let (Some((their_tsval, _)), Some(tsval)) = (
+        probe.timestamps,
+        persona.ts_clock().tsval(stamp.ts_key, stamp.now_ms),
+    ) {
         // NOP, NOP, TS: 12 bytes, as every stack aligns it (RFC 7323 appendix A).
         let _ = list.push(TcpOption::NoOperation);
         let _ = list.push(TcpOption::NoOperation);
@@ -298,41 +289,66 @@ fn ts_options(probe: &TcpProbe, persona: &Persona, pair: u64, now_ms: u64) -> En
     list
 }
 
+/// What a reply carries besides its segment: the key of its timestamp
+/// offset (`Persona::ts_key`), the time, and its IPv4 identification.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// The key of the decoy's timestamp offset towards this prober.
+    pub ts_key: u64,
+    /// Milliseconds on the engine clock.
+    pub now_ms: u64,
+    /// IPv4 identification (from the worker's `IpIds`).
+    pub ip_id: u16,
+}
+
 /// Writes a segment from the decoy to the prober into `buf`, replacing the
-/// probe; `pair` is the cookie's hash of (prober, decoy), which keys the
-/// timestamp (`engine::tsproof`).
+/// probe.
 pub fn write_segment<B: PacketBuf>(
     buf: &mut B,
     probe: &TcpProbe,
     persona: &Persona,
     seg: &Segment<'_>,
-    pair: u64,
-    now_ms: u64,
+    stamp: &Stamp,
 ) -> Result<(), WireError> {
-    let options = if seg.flags.contains(TcpFlags::SYN) {
-        SynAckPlan::new(persona, offered(probe, persona)).options(probe, persona, pair, now_ms)
+    let (options, window) = if seg.flags.contains(TcpFlags::SYN) {
+        let plan = SynAckPlan::new(persona.stack, &offer(probe, persona));
+        (
+            plan.options(probe, persona, stamp.ts_key, stamp.now_ms),
+            plan.window,
+        )
     } else {
-        ts_options(probe, persona, pair, now_ms)
+        (
+            ts_options(probe, persona, stamp),
+            persona.stack.data_window(),
+        )
     };
-    write_with_options(buf, probe, persona, seg, &options, now_ms)
+    write_with_options(buf, probe, persona, seg, &options, window, stamp.ip_id)
 }
 
-/// Writes `seg` with `options` (already encoded) into `buf`.
+/// Writes `seg` with `options` (already encoded) and `window` into `buf`.
 fn write_with_options<B: PacketBuf>(
     buf: &mut B,
     probe: &TcpProbe,
     persona: &Persona,
     seg: &Segment<'_>,
     options: &EncodedOptions,
-    now_ms: u64,
+    window: u16,
+    ip_id: u16,
 ) -> Result<(), WireError> {
     let header_len = TCP_HEADER_LEN + options.len();
     let l4_len = header_len + seg.payload.len();
     let head = probe.head;
     let l4 = head.l4_offset();
-    let ip_id = persona.ip_id(now_ms, seg.seq ^ u32::from(probe.src_port));
+    let rst = seg.flags.contains(TcpFlags::RST);
+    let stack = persona.stack;
+    let face = IpFace {
+        ttl: stack.ttl,
+        hop_limit: stack.hop_limit,
+        dont_frag: if rst { stack.rst_df } else { stack.df },
+        ident: ip_id,
+    };
     let frame = reply_frame(buf, l4 + l4_len)?;
-    write_l2_l3(frame, &head, persona, protocol::TCP, l4_len, ip_id)?;
+    write_l2_l3(frame, &head, persona.mac, &face, protocol::TCP, l4_len)?;
     let segment = frame.get_mut(l4..l4 + l4_len).ok_or(WireError::Truncated)?;
     let (header, payload) = segment.split_at_mut(header_len);
     payload.copy_from_slice(seg.payload);
@@ -344,21 +360,13 @@ fn write_with_options<B: PacketBuf>(
     tcp.set_src_port(probe.dst_port);
     tcp.set_dst_port(probe.src_port);
     tcp.set_seq_number(seg.seq);
-    tcp.set_ack_number(if seg.flags.contains(TcpFlags::ACK) {
-        seg.ack
-    } else {
-        0
-    });
+    tcp.set_ack_number(seg.ack);
     tcp.set_header_len(header_len);
     tcp.set_flags(seg.flags);
     // After the handshake the window is sent unscaled: right for a client
     // that did not offer window scaling, merely generous for one that did
     // (a stateless decoy cannot remember which). An RST offers none.
-    tcp.set_window_len(if seg.flags.contains(TcpFlags::RST) {
-        0
-    } else {
-        persona.window
-    });
+    tcp.set_window_len(if rst { 0 } else { window });
     tcp.set_checksum(0);
     tcp.set_urgent_at(0);
     if head.ip_version == 4 {
@@ -370,61 +378,83 @@ fn write_with_options<B: PacketBuf>(
 }
 
 /// The SYN-ACK mark for a SYN to an open port, with the cookie `isn`;
-/// `plans` holds the worker's laid-out option orders.
-#[allow(clippy::too_many_arguments)]
+/// `plans` holds the worker's laid-out option orders. An ECN-setup SYN
+/// (ECE and CWR, RFC 3168 section 6.1.1) gets ECE back from a stack that
+/// does ECN.
 pub fn syn_ack<B: PacketBuf>(
     buf: &mut B,
     probe: &TcpProbe,
     persona: &Persona,
     isn: u32,
-    pair: u64,
-    now_ms: u64,
+    stamp: &Stamp,
     plans: &mut SynAckPlans,
 ) -> Result<(), WireError> {
+    let ecn_setup = probe.flags.contains(TcpFlags::ECE | TcpFlags::CWR);
+    let mut flags = TcpFlags::SYN | TcpFlags::ACK;
+    if ecn_setup && persona.stack.ecn {
+        flags |= TcpFlags::ECE;
+    }
     let seg = Segment {
         seq: isn,
         ack: probe.seq.wrapping_add(1),
-        flags: TcpFlags::SYN | TcpFlags::ACK,
+        flags,
         payload: &[],
     };
-    let options = plans
-        .plan(probe, persona)
-        .options(probe, persona, pair, now_ms);
-    write_with_options(buf, probe, persona, &seg, &options, now_ms)
+    let plan = plans.plan(probe, persona);
+    let options = plan.options(probe, persona, stamp.ts_key, stamp.now_ms);
+    write_with_options(
+        buf,
+        probe,
+        persona,
+        &seg,
+        &options,
+        plan.window,
+        stamp.ip_id,
+    )
 }
 
-/// The RST a real host sends to a segment that belongs to no connection
-/// (RFC 9293 section 3.10.7.1): to a SYN or other segment without ACK,
-/// `RST|ACK` with seq 0 and ack past the segment; to a segment with ACK,
-/// a bare `RST` whose seq is the segment's ack.
+/// The RST a host sends to a segment that belongs to no connection (RFC
+/// 9293 section 3.10.7.1), as the persona's stack writes it: to a segment
+/// with ACK, a bare `RST` whose seq is the segment's ack; to one without,
+/// `RST|ACK` with seq 0 and ack past the segment. Cisco takes the seq from
+/// the segment's ack field and does not count a FIN; Windows leaves the
+/// segment's ack in a bare RST's ack field.
 pub fn reset<B: PacketBuf>(
     buf: &mut B,
     probe: &TcpProbe,
     persona: &Persona,
-    pair: u64,
-    now_ms: u64,
+    stamp: &Stamp,
 ) -> Result<(), WireError> {
+    let stack = persona.stack;
     let seg = if probe.flags.contains(TcpFlags::ACK) {
         Segment {
             seq: probe.ack,
-            ack: 0,
+            ack: if stack.rst_keeps_ack { probe.ack } else { 0 },
             flags: TcpFlags::RST,
             payload: &[],
         }
     } else {
+        let mut ack = probe.seq_end();
+        if probe.flags.contains(TcpFlags::FIN) && !stack.rst_acks_fin {
+            ack = ack.wrapping_sub(1);
+        }
         Segment {
-            seq: 0,
-            ack: probe.seq_end(),
+            seq: if stack.rst_seq_from_ack { probe.ack } else { 0 },
+            ack,
             flags: TcpFlags::RST | TcpFlags::ACK,
             payload: &[],
         }
     };
     // An RST carries no options.
-    let bare = TcpProbe {
-        timestamps: None,
-        ..*probe
-    };
-    write_segment(buf, &bare, persona, &seg, pair, now_ms)
+    write_with_options(
+        buf,
+        probe,
+        persona,
+        &seg,
+        &EncodedOptions::new(),
+        0,
+        stamp.ip_id,
+    )
 }
 
 #[cfg(test)]
@@ -481,55 +511,55 @@ mod tests {
         }
     }
 
-    /// The cached plans equal fresh ones, keep the persona's order, send
-    /// only what was offered, and carry the TSval and the echo.
+    /// The cached plans equal fresh ones, follow the stack's layout for
+    /// the offer, and carry the TSval and the echo.
     #[test]
-    fn plans_follow_the_persona_and_the_offer() {
+    fn plans_follow_the_stack_and_the_offer() {
         let maker = PersonaMaker::new(&[9; 32]);
         let mut plans = SynAckPlans::new();
         let mut kinds = std::collections::HashSet::new();
-        for a in 0..64u8 {
+        for a in 0..128u8 {
             let persona =
                 maker.persona(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, a]);
             kinds.insert(persona.kind);
-            for offer in 0..8u8 {
+            for bits in 0..16u8 {
                 let mut probe = blank_probe();
-                probe.sack_permitted = offer & 1 != 0;
-                probe.window_scale = (offer & 2 != 0).then_some(7);
-                probe.timestamps = (offer & 4 != 0).then_some((1234, 0));
+                probe.sack_permitted = bits & 1 != 0;
+                probe.window_scale = (bits & 2 != 0).then_some(7);
+                probe.timestamps = (bits & 4 != 0).then_some((1234, 0));
+                probe.mss = (bits & 8 != 0).then_some(536);
                 let cached = plans.plan(&probe, &persona);
-                let fresh = SynAckPlan::new(&persona, offered(&probe, &persona));
-                assert_eq!(cached, fresh);
-                let options = cached.options(&probe, &persona, 0x1111_2222_3333_4444, 5_000);
+                let want = offer(&probe, &persona);
+                assert_eq!(cached, SynAckPlan::new(persona.stack, &want));
+                assert_eq!(cached.window, persona.stack.window_for(&want));
+                let key = 0x1111_2222_3333_4444;
+                let options = cached.options(&probe, &persona, key, 5_000);
                 let sent: Vec<TcpOption> = TcpOptionIter::new(options.as_bytes())
                     .map_while(Result::ok)
-                    .filter(|o| !matches!(o, TcpOption::NoOperation | TcpOption::EndOfList))
+                    .filter(|o| !matches!(o, TcpOption::EndOfList))
                     .collect();
-                let want: Vec<TcpOption> = persona
-                    .options
-                    .iter()
+                let layout: Vec<TcpOption> = persona
+                    .stack
+                    .options_for(&want)
+                    .into_iter()
+                    .flatten()
                     .filter_map(|o| match o {
-                        SynAckOption::Mss => Some(TcpOption::MaxSegmentSize(persona.mss)),
-                        SynAckOption::SackPermitted => {
-                            probe.sack_permitted.then_some(TcpOption::SackPermitted)
-                        }
-                        SynAckOption::WindowScale => probe
-                            .window_scale
-                            .map(|_| TcpOption::WindowScale(persona.window_scale)),
-                        SynAckOption::Timestamps => {
-                            let tsval = persona.ts_clock().tsval(0x1111_2222_3333_4444, 5_000)?;
-                            probe
-                                .timestamps
-                                .map(|(t, _)| TcpOption::Timestamps { tsval, tsecr: t })
-                        }
-                        SynAckOption::Nop => None,
+                        Opt::Mss(m) => Some(TcpOption::MaxSegmentSize(m)),
+                        Opt::Nop => Some(TcpOption::NoOperation),
+                        Opt::Ws(w) => Some(TcpOption::WindowScale(w)),
+                        Opt::Sack => Some(TcpOption::SackPermitted),
+                        Opt::Eol => None,
+                        Opt::Ts => Some(TcpOption::Timestamps {
+                            tsval: persona.ts_clock().tsval(key, 5_000)?,
+                            tsecr: 1234,
+                        }),
                     })
                     .collect();
-                assert_eq!(sent, want, "{:?} offer {offer}", persona.kind);
+                assert_eq!(sent, layout, "{:?} offer {bits}", persona.kind);
             }
         }
         assert!(
-            kinds.len() >= 4,
+            kinds.len() >= 6,
             "the sample covers the families: {kinds:?}"
         );
     }

@@ -3,7 +3,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::{ReplyHead, reply_frame, write_l2_l3};
+use super::{IpFace, ReplyHead, reply_frame, write_l2_l3};
 use crate::engine::classify::PacketInfo;
 use crate::engine::persona::Persona;
 use crate::io::PacketBuf;
@@ -90,6 +90,7 @@ pub fn service_reply<B: PacketBuf>(
     info: &PacketInfo,
     persona: &Persona,
     now_ms: u64,
+    ip_id: u16,
 ) -> Result<bool, WireError> {
     let head = ReplyHead::new(buf.data(), info).ok_or(WireError::Truncated)?;
     let payload_at = usize::from(info.l4_offset) + 8;
@@ -103,14 +104,14 @@ pub fn service_reply<B: PacketBuf>(
     };
     let l4 = head.l4_offset();
     let frame = reply_frame(buf, l4 + 8 + len)?;
-    write_l2_l3(
-        frame,
-        &head,
-        persona,
-        protocol::UDP,
-        8 + len,
-        persona.ip_id(now_ms, 2),
-    )?;
+    let stack = persona.stack;
+    let face = IpFace {
+        ttl: stack.ttl,
+        hop_limit: stack.hop_limit,
+        dont_frag: stack.df,
+        ident: ip_id,
+    };
+    write_l2_l3(frame, &head, persona.mac, &face, protocol::UDP, 8 + len)?;
     let dgram = frame
         .get_mut(l4..l4 + 8 + len)
         .ok_or(WireError::Truncated)?;
