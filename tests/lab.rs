@@ -1298,3 +1298,145 @@ fn over_ipv6_a_worm_is_latched_after_wrong_cookies_and_a_forged_flood_blocks_nob
     let took = lab.worm_latched(&decoy, "2001:db8:66::66", "2001:db8:66::66/128");
     println!("IPv6 worm after 1,000 wrong cookies of its own: latched in {took:?}");
 }
+
+/// What nmap's database must call a decoy of each persona: the vendor, OS
+/// family and generation of the top guess's class (`None`: any), and a
+/// word its name must carry (`""`: any).
+fn claimed_os(
+    persona: &str,
+) -> (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+) {
+    match persona {
+        "linux_web" | "linux_ssh" => ("Linux", "Linux", Some("5.X"), ""),
+        "windows_server" => ("Microsoft", "Windows", Some("2016"), "Server"),
+        "freebsd" => ("FreeBSD", "FreeBSD", None, ""),
+        "printer" => ("HP", "embedded", None, "LaserJet"),
+        "router" => ("Cisco", "IOS", Some("15.X"), "router"),
+        "camera" => ("Linux", "Linux", None, "Hikvision"),
+        other => panic!("no claim for persona {other}"),
+    }
+}
+
+/// `nmap -O --osscan-guess` against 40 decoys of the dark /16: the top
+/// guess names the OS the persona claims (family, generation, and for the
+/// appliances the device) for at least 95% of them. Prints the agreement
+/// per persona (docs/deception.md has a run's figures).
+#[test]
+fn nmap_takes_each_decoy_for_the_os_its_persona_claims() {
+    if !prerequisites() {
+        return;
+    }
+    let _lab = one_lab_at_a_time();
+    let mut lab = Lab::up("bwo");
+    lab.start_appliance(None);
+    // The dark /16 is routed here whole: every address is a decoy at once.
+    let decoys = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": "10.99.7.1", "sample": 40}}),
+    );
+    let decoys: Vec<(String, String)> = decoys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["address"].as_str().unwrap().to_owned(),
+                d["persona"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(decoys.len(), 40);
+    let scan = lab
+        .exec("out", "nmap")
+        .args([
+            "-O",
+            "--osscan-guess",
+            "--max-os-tries",
+            "2",
+            "-Pn",
+            "-n",
+            "-p",
+            "1,22,80,135,443,554",
+            "-S",
+            "203.0.113.77",
+            "-e",
+            "o0",
+            "-oX",
+            "-",
+        ])
+        .args(decoys.iter().map(|(a, _)| a.as_str()))
+        .output()
+        .unwrap();
+    assert!(scan.status.success());
+    let xml = String::from_utf8_lossy(&scan.stdout);
+    // nmap's XML starts with a DOCTYPE.
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&xml, options).unwrap();
+    // Per persona: decoys, agreeing top guesses, exact (100%) matches.
+    let mut tally: BTreeMap<&str, (u32, u32, u32)> = BTreeMap::new();
+    let mut misses = Vec::new();
+    for host in doc.descendants().filter(|n| n.has_tag_name("host")) {
+        let addr = host
+            .descendants()
+            .find(|n| n.has_tag_name("address") && n.attribute("addrtype") == Some("ipv4"))
+            .and_then(|n| n.attribute("addr"))
+            .unwrap();
+        let persona = &decoys.iter().find(|(a, _)| a == addr).unwrap().1;
+        let (vendor, family, generation, word) = claimed_os(persona);
+        let top = host.descendants().find(|n| n.has_tag_name("osmatch"));
+        let name = top.and_then(|m| m.attribute("name")).unwrap_or("none");
+        let accuracy: u32 = top
+            .and_then(|m| m.attribute("accuracy"))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0);
+        let class = top.and_then(|m| m.children().find(|c| c.has_tag_name("osclass")));
+        let agrees = class.is_some_and(|c| {
+            c.attribute("vendor") == Some(vendor)
+                && c.attribute("osfamily") == Some(family)
+                && generation.is_none_or(|g| c.attribute("osgen") == Some(g))
+        }) && name.contains(word);
+        let t = tally.entry(claimed_name(persona)).or_default();
+        t.0 += 1;
+        t.1 += u32::from(agrees);
+        t.2 += u32::from(agrees && accuracy == 100);
+        if !agrees {
+            misses.push(format!("{addr} ({persona}): {name} ({accuracy}%)"));
+        }
+    }
+    println!("persona          decoys  agreeing  exact");
+    for (persona, (n, agree, exact)) in &tally {
+        println!("{persona:<16} {n:>6}  {agree:>8}  {exact:>5}");
+    }
+    let (n, agree) = tally.values().fold((0, 0), |(n, a), t| (n + t.0, a + t.1));
+    println!("all              {n:>6}  {agree:>8}   misses: {misses:?}");
+    assert_eq!(n, 40, "nmap reported every decoy");
+    assert!(
+        agree * 100 >= n * 95,
+        "{agree} of {n} agree; misses: {misses:#?}"
+    );
+    assert!(
+        tally.len() >= 5,
+        "the sample covers the families: {tally:?}"
+    );
+}
+
+/// The persona names, as `'static` keys for the tally.
+fn claimed_name(persona: &str) -> &'static str {
+    match persona {
+        "linux_web" => "linux_web",
+        "linux_ssh" => "linux_ssh",
+        "windows_server" => "windows_server",
+        "freebsd" => "freebsd",
+        "printer" => "printer",
+        "router" => "router",
+        "camera" => "camera",
+        _ => "other",
+    }
+}
