@@ -223,7 +223,9 @@ fn best(f: fn(u64) -> f64, n: u64) -> f64 {
 /// ratio (three runs of one and then three of the other once gave our
 /// ring 0.40x in a run where it was 0.9x before and after).
 fn best_interleaved(f: fn(u64) -> f64, g: fn(u64) -> f64, n: u64) -> (f64, f64) {
-    (0..5).fold((0.0, 0.0), |(a, b), _| (f64::max(a, f(n)), f64::max(b, g(n))))
+    (0..5).fold((0.0, 0.0), |(a, b), _| {
+        (f64::max(a, f(n)), f64::max(b, g(n)))
+    })
 }
 
 fn main() {
