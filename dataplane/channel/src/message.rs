@@ -83,6 +83,9 @@ pub mod code {
         }
     }
 
+    /// Persona family codes run from 0 to `PERSONAS - 1` (`persona_name`).
+    pub const PERSONAS: u8 = 7;
+
     /// The name of a persona family (the dataplane's `PersonaKind` as a number).
     pub fn persona_name(code: u8) -> &'static str {
         match code {
@@ -226,7 +229,7 @@ impl UpEvent {
                 field: "strong",
             });
         }
-        if flags[3] > 4 && flags[3] != NO_PERSONA {
+        if flags[3] >= code::PERSONAS && flags[3] != NO_PERSONA {
             return Err(DecodeError::BadField {
                 kind: k,
                 field: "persona",
@@ -502,6 +505,20 @@ mod tests {
             persona: 2,
         };
         assert_eq!(UpEvent::decode(&e.encode()), Ok(e));
+        // Every named persona decodes (a bite on a decoy of a family the
+        // decoder refused would be an event, and a block, lost).
+        for family in (0..code::PERSONAS).chain([NO_PERSONA]) {
+            let e = UpEvent {
+                persona: family,
+                ..e
+            };
+            assert_eq!(UpEvent::decode(&e.encode()), Ok(e));
+            assert!(family == NO_PERSONA || code::persona_name(family) != "unknown");
+        }
+        assert_eq!(code::persona_name(code::PERSONAS), "unknown");
+        let mut unnamed = e.encode();
+        unnamed.put(5, &[code::PERSONAS]);
+        assert!(UpEvent::decode(&unnamed).is_err());
         // A latched prefix longer than an address is refused.
         let mut bad = e.encode();
         bad.put(57, &[129]);

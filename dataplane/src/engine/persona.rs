@@ -55,6 +55,17 @@ impl Persona {
 }
 
 impl PersonaKind {
+    /// Every family, in wire-code order.
+    pub const ALL: [PersonaKind; 7] = [
+        PersonaKind::LinuxWeb,
+        PersonaKind::LinuxSsh,
+        PersonaKind::WindowsServer,
+        PersonaKind::Printer,
+        PersonaKind::Router,
+        PersonaKind::FreeBsd,
+        PersonaKind::Camera,
+    ];
+
     /// Stable lower-case name.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -396,6 +407,17 @@ mod tests {
     use super::*;
     use std::collections::{HashMap, HashSet};
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn every_family_has_a_wire_code_the_channel_names_and_decodes() {
+        use baitwall_channel::message::code;
+        assert_eq!(PersonaKind::ALL.len(), usize::from(code::PERSONAS));
+        for kind in PersonaKind::ALL {
+            let c = crate::engine::query::family_code(kind);
+            assert!(c < code::PERSONAS, "{kind:?}");
+            assert_eq!(code::persona_name(c), kind.as_str());
+        }
+    }
 
     fn addr(i: u32) -> [u8; 16] {
         Ipv4Addr::from(0xc633_6400 + i).to_ipv6_mapped().octets()
