@@ -885,7 +885,7 @@ impl Deceiver {
             .get(payload_at..payload_at + probe.payload_len as usize)
             .unwrap_or(&[]);
         let response = if probe.payload_len > 0 {
-            service::answer(&persona, probe.dst_port, data, now_ms / 1000)
+            service::answer(&persona, probe.dst_port, data, cookie.offset, now_ms / 1000)
         } else if opening {
             service::banner(&persona, probe.dst_port)
         } else {

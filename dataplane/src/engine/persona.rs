@@ -120,6 +120,14 @@ fn ser_mac<S: serde::Serializer>(mac: &EthernetAddress, s: S) -> Result<S::Ok, S
 }
 
 impl Persona {
+    /// Bits fixed per decoy and different between decoys (its clock
+    /// offset and its NIC bits), for the values a real host keeps in its
+    /// files: serial numbers, GUIDs, entity tags.
+    pub fn identity(&self) -> u64 {
+        let [.., a, b, c] = self.mac.0;
+        u64::from(self.clock_offset) << 24 | u64::from(a) << 16 | u64::from(b) << 8 | u64::from(c)
+    }
+
     /// True when `port` is open on this decoy.
     #[inline]
     pub fn is_open(&self, port: u16) -> bool {

@@ -11,9 +11,11 @@
 //! nanoseconds); replies that only swap fields (echo) use RFC 1624
 //! incremental updates.
 
+pub mod http;
 pub mod icmp;
 pub mod neighbor;
 pub mod service;
+pub mod smb;
 pub mod tcp;
 pub mod udp;
 
