@@ -22,7 +22,7 @@ use crate::engine::flow::{FlowState, MAX_TIMEOUT_MS, Timeouts};
 use crate::engine::limit::{RateConfig, SweepConfig};
 use crate::engine::persona::PersonaMaker;
 use crate::engine::side::SideRules;
-use crate::engine::space::{AddressSpace, LiveMap, Prefix, PrefixSet, SpaceTiming};
+use crate::engine::space::{AddressSpace, LiveMap, Occupancy, Prefix, PrefixSet, SpaceTiming};
 use crate::engine::ticket::WeakTickets;
 use crate::engine::{BlockConfig, EngineConfig};
 use crate::io::MAX_BURST;
@@ -454,6 +454,37 @@ impl TryFrom<f64> for Speed {
 #[serde(try_from = "i64")]
 pub struct Count<const MIN: usize, const MAX: usize>(pub usize);
 
+/// A share between 0.001 and 1 (`[deception] occupancy`).
+#[derive(Copy, Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct Share(f64);
+
+impl Default for Share {
+    fn default() -> Self {
+        Share(1.0)
+    }
+}
+
+impl TryFrom<f64> for Share {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if (0.001..=1.0).contains(&v) {
+            Ok(Share(v))
+        } else {
+            Err(format!(
+                "a share must be between 0.001 and 1 (1: every dark address a decoy), not {v}"
+            ))
+        }
+    }
+}
+
+impl Share {
+    /// The share in thousandths, rounded.
+    pub fn per_mille(self) -> u16 {
+        (self.0 * 1000.0).round() as u16
+    }
+}
+
 impl<const MIN: usize, const MAX: usize> TryFrom<i64> for Count<MIN, MAX> {
     type Error = String;
     fn try_from(v: i64) -> Result<Self, String> {
@@ -682,6 +713,11 @@ pub struct DeceptionSection {
     /// UDP ports decoys answer with a service reply.
     #[serde(default = "default_udp_services")]
     pub udp_services: Vec<u16>,
+    /// TLS certificates (each with its own RSA key) per persona family
+    /// that opens 443; the decoys of a family share them. 0: every
+    /// ClientHello gets `handshake_failure`.
+    #[serde(default = "default_tls_identities")]
+    pub tls_identities: Count<0, 64>,
     /// Exact sources each worker can block.
     #[serde(default = "default_latch_capacity")]
     pub latch_capacity: Count<1, { 1 << 24 }>,
@@ -695,6 +731,10 @@ pub struct DeceptionSection {
     /// locally administered.
     #[serde(default)]
     pub decoy_macs: crate::engine::persona::MacStyle,
+    /// The share of dark addresses that get a decoy (0.001 to 1); the
+    /// others stay silent.
+    #[serde(default)]
+    pub occupancy: Share,
     /// With a control process: how long a worker's own latch lasts until
     /// control confirms or lifts it.
     #[serde(default = "default_provisional_latch")]
@@ -773,6 +813,9 @@ fn default_proof_ttl() -> Span {
 }
 fn default_udp_services() -> Vec<u16> {
     vec![53, 123]
+}
+fn default_tls_identities() -> Count<0, 64> {
+    Count(4)
 }
 fn default_latch_capacity() -> Count<1, { 1 << 24 }> {
     Count(1_000_000)
@@ -929,6 +972,18 @@ impl DeceptionSection {
                 static_live: prefixes(&self.live),
                 dark_routes: prefixes(&self.dark_routes),
                 live: LiveMap::new(self.live_map_slots.0, seed),
+                occupancy: Occupancy {
+                    per_mille: self.occupancy.per_mille(),
+                    key: {
+                        use std::hash::Hasher;
+                        let secret = self.secret_bytes();
+                        let mut h = siphasher::sip::SipHasher13::new_with_key(
+                            secret.first_chunk::<16>().unwrap_or(&[0; 16]),
+                        );
+                        h.write(b"occupancy");
+                        h.finish()
+                    },
+                },
                 timing: SpaceTiming {
                     learning_s: secs(self.learning),
                     hold_off_s: secs(self.hold_off),
@@ -960,6 +1015,10 @@ impl DeceptionSection {
             tickets: WeakTickets::random(),
             proof_ttl_min: u16::try_from(self.proof_ttl.0.as_secs() / 60).unwrap_or(u16::MAX),
             udp_services: self.udp_services.clone(),
+            tls: crate::engine::decoy::tls::TlsStore::on_demand(
+                self.secret_bytes(),
+                self.tls_identities.0 as u32,
+            ),
             rates: RateConfig {
                 per_decoy: self.rate_limit.per_decoy.0 as u64,
                 per_decoy_burst: self.rate_limit.per_decoy_burst.0 as u64,
@@ -1440,6 +1499,30 @@ mod tests {
     }
 
     #[test]
+    fn occupancy_is_a_share_of_the_dark_addresses() {
+        let base =
+            "[port]\nbackend = \"pcap\"\nrx = \"x\"\n[deception]\nprotected = [\"10.0.0.0/8\"]\n";
+        let full = Config::parse(base, "t").unwrap();
+        let d = full.deception.as_ref().unwrap();
+        assert_eq!(
+            d.occupancy.per_mille(),
+            1000,
+            "every dark address by default"
+        );
+        assert_eq!(d.tls_identities.0, 4);
+        let text = format!("{base}occupancy = 0.6\nsecret = \"{}\"\n", "ab".repeat(32));
+        let c = Config::parse(&text, "t").unwrap();
+        let shared = c.deception.as_ref().unwrap().build(1);
+        assert_eq!(shared.space.occupancy.per_mille, 600);
+        let other = Config::parse(&text.replace("ab", "cd"), "t").unwrap();
+        let other = other.deception.as_ref().unwrap().build(1);
+        assert_ne!(
+            shared.space.occupancy.key, other.space.occupancy.key,
+            "keyed by the secret"
+        );
+    }
+
+    #[test]
     fn a_live_port_reads_its_mode_and_interfaces() {
         let c = Config::parse(
             "[workers]\ncores = [0, 1]\n[port]\nbackend = \"afpacket\"\nmode = \"inline\"\noutside = \"ext\"\ninside = \"int\"\nblock_count = 8\n",
@@ -1574,7 +1657,15 @@ udp_replied = "90s"
     /// Each bad file names the field (or value) and the line it is on.
     #[test]
     fn errors_name_the_field_and_the_line() {
-        let cases: [(&str, &[&str]); 10] = [
+        let cases: [(&str, &[&str]); 12] = [
+            (
+                "[port]\nbackend = \"pcap\"\nrx = \"x\"\n[deception]\noccupancy = 0.0\n",
+                &["line 5", "between 0.001 and 1"],
+            ),
+            (
+                "[port]\nbackend = \"pcap\"\nrx = \"x\"\n[deception]\ntls_identities = 65\n",
+                &["line 5", "65 is out of range"],
+            ),
             (
                 "[workers]\nburst = 0\n[port]\nbackend = \"pcap\"\nrx = \"x\"\n",
                 &["line 2", "burst 0 is out of range"],

@@ -110,6 +110,7 @@ pub mod code {
             4 => "learning",
             5 => "live",
             6 => "unclaimed",
+            7 => "vacant",
             _ => "unknown",
         }
     }

@@ -141,6 +141,8 @@ pub struct DeceptionShared {
     pub proof_ttl_min: u16,
     /// UDP ports decoys answer with a service reply (others: port unreachable).
     pub udp_services: Vec<u16>,
+    /// The decoys' TLS certificates (`engine::decoy::tls`).
+    pub tls: Arc<super::decoy::tls::TlsStore>,
     /// Reply rate limits (per worker).
     pub rates: RateConfig,
     /// Sweep detection.
@@ -673,7 +675,9 @@ impl Deceiver {
         }
         self.note_sweep(info, now_ms * 1_000_000);
         let persona = self.shared.personas.persona(&info.dst);
-        if self.shared.udp_services.contains(&info.dst_port) {
+        if self.shared.udp_services.contains(&info.dst_port)
+            && persona.kind.udp_ports().contains(&info.dst_port)
+        {
             let ip_id = self.ip_id(&persona, persona.stack.tcp_id, info, now_ms);
             match udp::service_reply(buf, info, &persona, now_ms, ip_id) {
                 Ok(true) => return self.mark(MarkKind::Udp),
@@ -885,7 +889,14 @@ impl Deceiver {
             .get(payload_at..payload_at + probe.payload_len as usize)
             .unwrap_or(&[]);
         let response = if probe.payload_len > 0 {
-            service::answer(&persona, probe.dst_port, data, cookie.offset, now_ms / 1000)
+            service::answer(
+                &persona,
+                probe.dst_port,
+                data,
+                cookie.offset,
+                now_ms / 1000,
+                &self.shared.tls,
+            )
         } else if opening {
             service::banner(&persona, probe.dst_port)
         } else {

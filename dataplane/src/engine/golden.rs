@@ -17,7 +17,7 @@ use super::cookie::{CookieJar, CookieTuple};
 use super::deceive::{DeceptionShared, MarkKind};
 use super::event::{Event, EventKind};
 use super::limit::{RateConfig, SweepConfig};
-use super::persona::{Persona, PersonaMaker};
+use super::persona::{Persona, PersonaKind, PersonaMaker};
 use super::side::SideRules;
 use super::space::{AddressSpace, LiveMap, Prefix, PrefixSet, SpaceTiming};
 use super::{DropReason, Engine, EngineConfig, Verdict};
@@ -74,6 +74,7 @@ fn shared_full(
             dark_routes: PrefixSet::new([net("198.51.100.0/24"), net("2001:db8:100::/64")]),
             live: LiveMap::new(1 << 16, 1),
             timing,
+            occupancy: super::space::Occupancy::FULL,
         },
         sides: sides(gateway_macs),
         allow: PrefixSet::new([net("203.0.113.200/32"), net("2001:db8:200::200/128")]),
@@ -85,6 +86,7 @@ fn shared_full(
         tickets: super::ticket::WeakTickets::new(1 << 16, (11, 12)),
         proof_ttl_min: 10,
         udp_services: vec![53, 123],
+        tls: tls_store(),
         rates,
         sweep: SweepConfig {
             decoys: 16,
@@ -93,6 +95,16 @@ fn shared_full(
         mark_sample,
         capture: None,
     })
+}
+
+/// The fixtures' TLS identities, made once for every test (RSA key
+/// generation takes a while).
+fn tls_store() -> Arc<super::decoy::tls::TlsStore> {
+    static STORE: std::sync::OnceLock<Arc<super::decoy::tls::TlsStore>> =
+        std::sync::OnceLock::new();
+    STORE
+        .get_or_init(|| super::decoy::tls::TlsStore::made_now(&SECRET, 1).unwrap())
+        .clone()
 }
 
 const LAN4: &str = "198.51.101.0/24";
@@ -787,6 +799,44 @@ fn icmp_echo_to_a_dark_address_gets_the_decoys_reply() {
 }
 
 #[test]
+fn a_vacant_dark_address_is_silent_to_syn_ping_and_arp() {
+    let mut sh = shared(no_wait(), RateConfig::default());
+    let occupancy = super::space::Occupancy {
+        per_mille: 500,
+        key: 3,
+    };
+    Arc::get_mut(&mut sh).unwrap().space.occupancy = occupancy;
+    let mut e = Engine::new(&EngineConfig {
+        flow_capacity: 4096,
+        deception: Some(sh),
+        ..EngineConfig::default()
+    });
+    let pick = |vacant: bool| {
+        (20..=250u8)
+            .map(|last| Ipv4Addr::new(198, 51, 100, last))
+            .find(|a| {
+                occupancy.holds(&a.to_ipv6_mapped().octets()) != vacant && a.octets()[3] != 77
+            })
+            .unwrap()
+    };
+    let (vacant, occupied) = (pick(true), pick(false));
+    let c = client(5, 40000);
+    for (addr, answered) in [(vacant, false), (occupied, true)] {
+        let mac = persona(addr.to_ipv6_mapped().octets()).mac.0;
+        let d = Endpoint::new(mac, IpAddr::V4(addr), 80);
+        let mut syn = synth::tcp(&c, &d, Flags::SYN, 1, 0, &[]);
+        let mut arp = synth::arp(ROUTER, Ipv4Addr::new(198, 51, 100, 1), [0; 6], addr, false);
+        let verdicts = [e.process(&mut syn, T0), e.process(&mut arp, T0)];
+        if answered {
+            assert_eq!(verdicts, [Verdict::Reply; 2], "{addr}");
+        } else {
+            assert!(!verdicts.contains(&Verdict::Reply), "{addr}: {verdicts:?}");
+        }
+    }
+    assert_eq!(e.deception_counters().marks[MarkKind::SynAck as usize], 1);
+}
+
+#[test]
 fn arp_and_ndp_for_dark_addresses_answer_with_the_decoys_mac() {
     let mut e = engine();
     let target = Ipv4Addr::new(198, 51, 100, 77);
@@ -871,11 +921,20 @@ fn neighbor_solicitation(src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     f
 }
 
+/// A decoy of family `kind` in 198.51.100.0/24, on `port`.
+fn decoy_of(kind: PersonaKind, port: u16) -> Endpoint {
+    (20..=250u8)
+        .map(|last| v4(&format!("198.51.100.{last}")))
+        .find(|a| persona(*a).kind == kind)
+        .map(|a| Endpoint::new(persona(a).mac.0, ip(a), port))
+        .unwrap()
+}
+
 #[test]
 fn udp_closed_ports_get_port_unreachable_and_dns_gets_refused() {
     let mut e = engine();
     let c = client(5, 53000);
-    let d = Endpoint::new([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 51, 100, 77), 9999);
+    let d = decoy_of(PersonaKind::LinuxWeb, 9999);
     let mut f = synth::udp(&c, &d, b"hello?");
     let original_ip = f[14..14 + 20 + 8 + 6].to_vec();
     assert_eq!(e.process(&mut f, T0), Verdict::Reply);
@@ -897,7 +956,14 @@ fn udp_closed_ports_get_port_unreachable_and_dns_gets_refused() {
     let query = [
         0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1,
     ];
+    // A Linux web server runs no DNS: port unreachable.
     let mut q = synth::udp(&c, &d.port(53), &query);
+    assert_eq!(e.process(&mut q, T0), Verdict::Reply);
+    let p = SlicedPacket::from_ethernet(&q).unwrap();
+    assert!(matches!(p.transport, Some(TransportSlice::Icmpv4(_))));
+    // The router does: REFUSED to an outsider.
+    let router = decoy_of(PersonaKind::Router, 53);
+    let mut q = synth::udp(&c, &router, &query);
     assert_eq!(e.process(&mut q, T0), Verdict::Reply);
     let p = SlicedPacket::from_ethernet(&q).unwrap();
     let Some(TransportSlice::Udp(u)) = p.transport else {
@@ -908,6 +974,54 @@ fn udp_closed_ports_get_port_unreachable_and_dns_gets_refused() {
     assert_eq!(a[2] & 0x80, 0x80, "a response");
     assert_eq!(a[3] & 0x0f, 5, "REFUSED");
     assert_eq!(&a[12..], &query[12..], "the question is echoed");
+}
+
+#[test]
+fn the_routers_ntp_is_stratum_3_under_its_upstream_and_its_clock_moves() {
+    let mut e = engine();
+    let c = client(5, 123);
+    let router = decoy_of(PersonaKind::Router, 123);
+    let mut request = [0u8; 48];
+    request[0] = 0x23; // version 4, client
+    request[40..48].copy_from_slice(&0x1122_3344_5566_7788u64.to_be_bytes());
+    let ask = |e: &mut Engine, at: u64| {
+        let mut q = synth::udp(&c, &router, &request);
+        assert_eq!(e.process(&mut q, at), Verdict::Reply);
+        let p = SlicedPacket::from_ethernet(&q).unwrap();
+        let Some(TransportSlice::Udp(u)) = p.transport else {
+            panic!()
+        };
+        u.payload().to_vec()
+    };
+    let a = ask(&mut e, T0);
+    assert_eq!(a.len(), 48);
+    assert_eq!(a[0], 0x24, "version 4, server");
+    assert_eq!(a[1], 3, "stratum 3");
+    let IpAddr::V4(addr) = router.ip else {
+        panic!()
+    };
+    let [x, y, z, _] = addr.octets();
+    assert_eq!(
+        &a[12..16],
+        &[x, y, z, 1],
+        "the upstream is the /24's router"
+    );
+    assert_eq!(&a[24..32], &request[40..48], "the client's transmit time");
+    let ts = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+    // Receive time is the engine's clock in NTP's era, to the millisecond.
+    let unix_ms = T0 / 1_000_000;
+    assert_eq!(ts(&a, 32) >> 32, unix_ms / 1000 + 2_208_988_800);
+    assert!(ts(&a, 40) > ts(&a, 32), "sent after it received");
+    assert!(ts(&a, 16) <= ts(&a, 32), "synchronised before");
+    // 1.25 s later the fractions have moved, not only the seconds.
+    let b = ask(&mut e, T0 + 1_250_000_000);
+    assert_eq!(ts(&b, 32) - ts(&a, 32), (5u64 << 32) / 4);
+    // Other families run no NTP.
+    let linux = decoy_of(PersonaKind::LinuxWeb, 123);
+    let mut q = synth::udp(&c, &linux, &request);
+    assert_eq!(e.process(&mut q, T0), Verdict::Reply);
+    let p = SlicedPacket::from_ethernet(&q).unwrap();
+    assert!(matches!(p.transport, Some(TransportSlice::Icmpv4(_))));
 }
 
 #[test]

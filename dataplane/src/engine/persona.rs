@@ -79,6 +79,15 @@ impl PersonaKind {
         }
     }
 
+    /// The UDP services the family runs (the others' UDP ports are closed):
+    /// an IOS router is its network's DNS forwarder and NTP server.
+    pub const fn udp_ports(self) -> &'static [u16] {
+        match self {
+            PersonaKind::Router => &[53, 123],
+            _ => &[],
+        }
+    }
+
     /// The stack of this family.
     pub const fn stack(self) -> &'static Stack {
         match self {

@@ -37,6 +37,7 @@ fn darkness_code(d: Darkness) -> u8 {
         Darkness::Learning => 4,
         Darkness::Live => 5,
         Darkness::Unclaimed => 6,
+        Darkness::Vacant => 7,
     }
 }
 

@@ -439,6 +439,42 @@ pub struct AddressSpace {
     pub live: LiveMap,
     /// Timing.
     pub timing: SpaceTiming,
+    /// Which dark addresses get a decoy.
+    pub occupancy: Occupancy,
+}
+
+/// The share of dark addresses that get a decoy; the others stay silent,
+/// as an unused address is. Which ones is a keyed choice, fixed per
+/// deployment (docs/deception.md, "Occupancy").
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Decoys per thousand dark addresses (1000: every one).
+    pub per_mille: u16,
+    /// The deployment's key for the choice.
+    pub key: u64,
+}
+
+impl Occupancy {
+    /// Every dark address a decoy.
+    pub const FULL: Occupancy = Occupancy {
+        per_mille: 1000,
+        key: 0,
+    };
+
+    /// True when `addr` gets a decoy. A keyed multiply-fold, not a
+    /// cryptographic hash: which addresses answer is learnt by scanning
+    /// them anyway; the key only keeps deployments from sharing a pattern.
+    #[inline]
+    pub fn holds(&self, addr: &[u8; 16]) -> bool {
+        if self.per_mille >= 1000 {
+            return true;
+        }
+        let v = u128::from_be_bytes(*addr);
+        let x = ((v >> 64) as u64 ^ self.key).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ (v as u64).wrapping_add(self.key.rotate_left(32));
+        let h = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (h >> 32) % 1000 < u64::from(self.per_mille)
+    }
 }
 
 /// Why a protected address is not dark (for tests and the `decoys` report).
@@ -459,6 +495,8 @@ pub enum Darkness {
     /// Quiet, but no request for it has gone unanswered yet: it may be a
     /// host that never speaks first.
     Unclaimed,
+    /// Dark, but left without a decoy by the occupancy share: silent.
+    Vacant,
 }
 
 impl AddressSpace {
@@ -528,6 +566,8 @@ impl AddressSpace {
         };
         if !quiet_enough {
             Darkness::Live
+        } else if !self.occupancy.holds(addr) {
+            Darkness::Vacant
         } else if self.dark_routes.contains(addr) || self.live.claimed(addr) {
             Darkness::Dark
         } else {
@@ -575,7 +615,51 @@ mod tests {
                 live_idle_s: 60,
                 claim_after_ds: 30,
             },
+            occupancy: Occupancy::FULL,
         }
+    }
+
+    #[test]
+    fn occupancy_leaves_its_share_of_dark_addresses_vacant_by_key() {
+        let mut s = space();
+        s.occupancy = Occupancy {
+            per_mille: 600,
+            key: 7,
+        };
+        let addrs: Vec<[u8; 16]> = (0..10_000u32)
+            .map(|i| {
+                std::net::Ipv6Addr::from(
+                    0x2001_0db8_0100_0000_0000_0000_0000_0000u128 | u128::from(i),
+                )
+                .octets()
+            })
+            .collect();
+        let held: Vec<bool> = addrs.iter().map(|a| s.occupancy.holds(a)).collect();
+        let n = held.iter().filter(|h| **h).count();
+        assert!((5_800..=6_200).contains(&n), "{n} of 10000");
+        // Vacant addresses are neither dark nor claimable.
+        let (vacant, occupied) = (
+            addrs[held.iter().position(|h| !h).unwrap()],
+            addrs[held.iter().position(|h| *h).unwrap()],
+        );
+        assert_eq!(s.darkness(&vacant, 1000, 1), Darkness::Vacant);
+        assert!(!s.claimable(&vacant, 1000, 1));
+        assert_eq!(s.darkness(&occupied, 1000, 1), Darkness::Dark);
+        // Another key, another set; the full share holds everything.
+        let other = Occupancy {
+            per_mille: 600,
+            key: 8,
+        };
+        let same = addrs
+            .iter()
+            .zip(&held)
+            .filter(|(a, h)| other.holds(a) == **h)
+            .count();
+        assert!(same < 6_000, "{same} agree");
+        assert!(addrs.iter().all(|a| Occupancy::FULL.holds(a)));
+        // A live address stays live whatever its draw.
+        s.remember(&vacant, 995);
+        assert_eq!(s.darkness(&vacant, 1000, 1), Darkness::Live);
     }
 
     /// Claims `addr` with two requests `claim_after` apart, at `at_s`.

@@ -11,12 +11,14 @@
 //! nanoseconds); replies that only swap fields (echo) use RFC 1624
 //! incremental updates.
 
+pub mod certs;
 pub mod http;
 pub mod icmp;
 pub mod neighbor;
 pub mod service;
 pub mod smb;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -9,6 +9,7 @@
 //! allocated. Bodies are short pages of our own, not copies of any server's.
 
 use super::super::persona::{Persona, PersonaKind};
+use super::tls::{self, TlsStore};
 use super::{http, smb};
 
 /// Largest response a decoy sends in one segment (fits the smallest MSS we use).
@@ -97,6 +98,7 @@ pub fn answer(
     data: &[u8],
     sent: u32,
     now_s: u64,
+    identities: &TlsStore,
 ) -> Option<Response> {
     match port {
         // A real server reads the whole request line before it answers:
@@ -104,11 +106,10 @@ pub fn answer(
         80 | 8080 | 631 => data
             .contains(&b'\n')
             .then(|| http::answer(persona, data, now_s)),
-        // TLS record type 22 (handshake): fatal alert, handshake_failure (40).
-        443 | 8443 if data.first() == Some(&0x16) => Some(Response::with(
-            &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28],
-            true,
-        )),
+        443 | 8443 => tls::answer(identities, persona, data),
+        // TLS on the RDP port, after the Connection Confirm (CredSSP) or
+        // straight away (nmap's ssl-cert): the server's certificate.
+        3389 if data.first() == Some(&0x16) => tls::answer(identities, persona, data),
         // TPKT + X.224 Connection Request: Connection Confirm selecting CredSSP (NLA).
         3389 if data.starts_with(&[0x03, 0x00]) => Some(Response::with(
             &[
@@ -171,6 +172,11 @@ pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::engine::persona::PersonaMaker;
+
+    /// `super::answer` with no TLS identities.
+    fn answer(p: &Persona, port: u16, data: &[u8], sent: u32, now: u64) -> Option<Response> {
+        super::answer(p, port, data, sent, now, &TlsStore::off())
+    }
 
     /// A decoy of family `kind` (secret [5; 32], in 198.51.100.0/20).
     pub fn persona(kind: PersonaKind) -> Persona {
@@ -245,11 +251,18 @@ pub(super) mod tests {
         let b = banner(&linux, 22).unwrap();
         assert!(b.payload().starts_with(b"SSH-2.0-OpenSSH_") && b.payload().ends_with(b"\r\n"));
         assert!(banner(&linux, 80).is_none(), "HTTP is client-first");
-        let tls = answer(&linux, 443, &[0x16, 0x03, 0x01, 0x02, 0x00], 0, 0).unwrap();
-        assert_eq!(tls.payload(), &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
+        // TLS (engine::decoy::tls): a record cut before its message waits.
+        assert!(answer(&linux, 443, &[0x16, 0x03, 0x01, 0x02, 0x00], 0, 0).is_none());
         let windows = persona(PersonaKind::WindowsServer);
         let rdp = answer(&windows, 3389, &[0x03, 0x00, 0x00, 0x13], 0, 0).unwrap();
         assert_eq!(rdp.payload().len(), 19);
+        // CredSSP's TLS after the confirm goes to the TLS answer (here
+        // without identities: handshake_failure).
+        let mut hello = vec![0x16, 3, 1, 0, 45, 1, 0, 0, 41, 3, 3];
+        hello.extend([0; 32]); // random
+        hello.extend([0, 0, 2, 0, 0x2f, 1, 0]); // no session, AES128-SHA, no compression
+        let tls = answer(&windows, 3389, &hello, 19, 0).unwrap();
+        assert_eq!(tls.payload(), &[0x15, 3, 3, 0, 2, 2, 40]);
         assert!(
             answer(&windows, 445, b"\x00\x00\x00\x85\xffSMB", 0, 0)
                 .unwrap()

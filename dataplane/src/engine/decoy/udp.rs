@@ -1,5 +1,7 @@
-//! UDP marks: the few services a decoy answers plausibly (DNS, NTP); other
-//! ports get ICMP port-unreachable, as from a real host.
+//! UDP marks: the services a persona runs (an IOS router's DNS and NTP:
+//! `PersonaKind::udp_ports`), answered plausibly; other ports get what the
+//! persona's stack answers a closed port (ICMP port unreachable, or
+//! nothing: `engine::stack`).
 
 use std::net::Ipv6Addr;
 
@@ -14,10 +16,20 @@ const MAX_REPLY: usize = 512;
 
 /// Builds the reply payload for `port` from the request, or `None` when the
 /// request is not one this service would answer.
+/// NTP's 64-bit timestamp (RFC 5905 6: seconds since 1900, 32.32) of Unix
+/// milliseconds.
+fn ntp_time(unix_ms: u64) -> u64 {
+    let secs = unix_ms / 1000 + 2_208_988_800;
+    let frac = ((unix_ms % 1000) << 32) / 1000;
+    (secs << 32) | frac
+}
+
 fn reply_payload(
     port: u16,
     request: &[u8],
-    now_s: u64,
+    persona: &Persona,
+    upstream: [u8; 4],
+    now_ms: u64,
     out: &mut [u8; MAX_REPLY],
 ) -> Option<usize> {
     match port {
@@ -56,27 +68,39 @@ fn reply_payload(
             Some(len)
         }
         123 => {
-            // NTPv4 (RFC 5905): a client request (mode 3) gets a server reply
-            // (mode 4), stratum 2, echoing the client's transmit timestamp.
+            // NTPv4 (RFC 5905 7.3): a client request (mode 3) gets a server
+            // reply (mode 4) from a router synchronised to an upstream
+            // stratum-2 server: stratum 3, the upstream's address as the
+            // reference id, and timestamps that move with the clock.
             if request.len() < 48 || request.first()? & 0x07 != 3 {
                 return None;
             }
             let reply = out.get_mut(..48)?;
             reply.fill(0);
             reply[0] = (request[0] & 0x38) | 0x04;
-            reply[1] = 2;
-            reply[2] = request[2];
-            reply[3] = 0xe9; // precision 2^-23
-            // Root delay and dispersion: a few milliseconds.
-            reply[4..8].copy_from_slice(&0x0000_0180u32.to_be_bytes());
-            reply[8..12].copy_from_slice(&0x0000_0300u32.to_be_bytes());
-            reply[12..16].copy_from_slice(b"\xc0\x00\x02\x01");
-            let ntp_s = (now_s + 2_208_988_800) as u32;
-            reply[16..20].copy_from_slice(&ntp_s.wrapping_sub(64).to_be_bytes());
+            reply[1] = 3;
+            reply[2] = request[2].clamp(6, 10);
+            reply[3] = 0xe8; // precision 2^-24
+            // Root delay and dispersion (16.16 seconds): tens of
+            // milliseconds, fixed per decoy give or take its polls.
+            let id = persona.identity();
+            let delay = 0x0000_0400 + (id & 0x7ff) as u32;
+            let dispersion =
+                0x0000_0800 + ((id >> 11) & 0xfff) as u32 + (now_ms / 1000 % 64) as u32;
+            reply[4..8].copy_from_slice(&delay.to_be_bytes());
+            reply[8..12].copy_from_slice(&dispersion.to_be_bytes());
+            reply[12..16].copy_from_slice(&upstream);
+            // Last synchronised up to 17 minutes ago (the 1024 s poll).
+            let reference = now_ms.saturating_sub((id >> 24) % 1_024_000);
+            reply[16..24].copy_from_slice(&ntp_time(reference).to_be_bytes());
             reply[24..32].copy_from_slice(&request[40..48]);
-            reply[32..36].copy_from_slice(&ntp_s.to_be_bytes());
-            reply[40..44].copy_from_slice(&ntp_s.to_be_bytes());
-            reply[44..48].copy_from_slice(&0x1000_0000u32.to_be_bytes());
+            reply[32..40].copy_from_slice(&ntp_time(now_ms).to_be_bytes());
+            // Transmitted some tens of microseconds after receipt.
+            reply[40..48].copy_from_slice(
+                &ntp_time(now_ms)
+                    .wrapping_add(0x0020_0000 + (id & 0xfffff))
+                    .to_be_bytes(),
+            );
             Some(48)
         }
         _ => None,
@@ -99,7 +123,18 @@ pub fn service_reply<B: PacketBuf>(
         .get(payload_at..payload_at + usize::from(info.payload_len))
         .ok_or(WireError::Truncated)?;
     let mut out = [0u8; MAX_REPLY];
-    let Some(len) = reply_payload(info.dst_port, request, now_ms / 1000, &mut out) else {
+    // The router's own upstream: the first address of its /24. An IPv6
+    // upstream's refid is the first four bytes of a hash of its address
+    // (RFC 5905 7.3); the decoy's identity bits stand in for that hash.
+    let upstream = match head.ip_version {
+        4 => {
+            let [a, b, c, _] = head.decoy_v4().octets();
+            [a, b, c, 1]
+        }
+        _ => ((persona.identity() >> 8) as u32).to_be_bytes(),
+    };
+    let Some(len) = reply_payload(info.dst_port, request, persona, upstream, now_ms, &mut out)
+    else {
         return Ok(false);
     };
     let l4 = head.l4_offset();
