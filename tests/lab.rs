@@ -1435,7 +1435,9 @@ fn nmap_takes_each_decoy_for_the_os_its_persona_claims() {
 /// `nmap -sV` against 30 decoys of the dark /16, from a scanner the
 /// operator allowlisted (its bites alert and the decoys keep answering):
 /// every open port is named as the persona's own software would be, the
-/// product where nmap's probes name one for the real thing. Prints the
+/// product where nmap's probes name one for the real thing, and each TLS
+/// port (443, RDP's 3389) shows a certificate in the persona's style.
+/// Prints the
 /// agreement per persona (docs/deception.md has a run's figures).
 #[test]
 fn nmap_names_the_software_each_persona_claims_on_every_open_port() {
@@ -1470,6 +1472,8 @@ fn nmap_names_the_software_each_persona_claims_on_every_open_port() {
         .exec("out", "nmap")
         .args([
             "-sV",
+            "--script",
+            "ssl-cert",
             "-Pn",
             "-n",
             "-p",
@@ -1516,12 +1520,28 @@ fn nmap_names_the_software_each_persona_claims_on_every_open_port() {
             let agrees = (want_names.contains(&name)
                 || (tunnel == "ssl" && want_names.contains(&"ssl")))
                 && (want_product.is_empty() || want_product.iter().any(|p| product.contains(p)));
+            // TLS (443, and RDP's 3389): the certificate is the persona's
+            // own (engine::decoy::certs).
+            let cert = port
+                .children()
+                .find(|c| c.has_tag_name("script") && c.attribute("id") == Some("ssl-cert"))
+                .and_then(|c| c.attribute("output"))
+                .unwrap_or("");
+            let cert_ok = !matches!(number, 443 | 3389) || {
+                let style = match persona.as_str() {
+                    "windows_server" => "Subject: commonName=WIN-",
+                    "printer" => "Subject: commonName=NPI",
+                    _ => "Subject: commonName=",
+                };
+                cert.starts_with(style) && cert.contains("Public Key type: rsa")
+            };
+            let agrees = agrees && cert_ok;
             let t = tally.entry(claimed_name(persona)).or_default();
             t.0 += 1;
             t.1 += u32::from(agrees);
             if !agrees {
                 misses.push(format!(
-                    "{addr}:{number} ({persona}): {tunnel}/{name} {product:?} {:?}",
+                    "{addr}:{number} ({persona}): {tunnel}/{name} {product:?} {:?} {cert:?}",
                     attr("version")
                 ));
             }
