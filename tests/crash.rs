@@ -127,26 +127,54 @@ fn write_config(dir: &Path, name: &str, rx: &str, tx: &str) -> PathBuf {
     path
 }
 
-fn control(dir: &Path) -> Child {
-    Command::new(BIN)
-        .args(["control", "run", "--block-for", "1h", "--region"])
-        .arg(dir.join("bw.region"))
-        .arg("--database")
-        .arg(dir.join("state.db"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A child process killed when the test ends, passed or failed (a failed
+/// assertion must not leave a control process running).
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
 }
 
-fn dataplane(config: &Path) -> Child {
-    Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn control(dir: &Path) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args(["control", "run", "--block-for", "1h", "--region"])
+            .arg(dir.join("bw.region"))
+            .arg("--database")
+            .arg(dir.join("state.db"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn dataplane(config: &Path) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// A random number of milliseconds in `lo..hi` (std's OS-seeded hasher).
