@@ -7,10 +7,14 @@
 
 use std::cell::RefCell;
 use std::hint::black_box;
+use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::engine::classify::classify;
+use crate::engine::decoy::service;
+use crate::engine::decoy::tls::TlsStore;
 use crate::engine::flow::Timeouts;
+use crate::engine::persona::{Persona, PersonaKind, PersonaMaker};
 use crate::engine::{Engine, EngineConfig};
 use crate::wire::{
     ArpPacket, ArpRepr, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet,
@@ -144,11 +148,63 @@ pub fn icmpv6(data: &[u8]) {
     }
 }
 
+/// The ports `service` reaches, chosen by the input's first byte.
+const SERVICE_PORTS: [u16; 16] = [
+    21, 22, 23, 25, 80, 135, 139, 443, 445, 515, 554, 631, 3389, 8000, 8080, 9100,
+];
+
+thread_local! {
+    /// A decoy of each persona family (in `PersonaKind::ALL` order).
+    static DECOYS: Vec<Persona> = {
+        let maker = PersonaMaker::new(&[0x66; 32]);
+        PersonaKind::ALL
+            .iter()
+            .filter_map(|kind| {
+                (0..65_536u32)
+                    .map(|i| maker.persona(&std::net::Ipv4Addr::from(0x0a00_0000 + i).to_ipv6_mapped().octets()))
+                    .find(|p| p.kind == *kind)
+            })
+            .collect()
+    };
+}
+
+/// The decoys' TLS identities for fuzzing: one per family, made once.
+fn fuzz_identities() -> &'static TlsStore {
+    static STORE: OnceLock<Arc<TlsStore>> = OnceLock::new();
+    STORE.get_or_init(|| TlsStore::made_now(&[0x66; 32], 1).unwrap_or_else(|_| TlsStore::off()))
+}
+
+/// What a decoy service says to the data of a verified connection: byte 0
+/// picks the port and the persona family, byte 1 the bytes the decoy has
+/// sent before (the acknowledged offset), the rest is the segment's data
+/// (HTTP, TLS, SMB, DCE/RPC, NetBIOS, RTSP, LPD parsers).
+pub fn service(data: &[u8]) {
+    let (Some(&pick), Some(&sent), Some(payload)) = (data.first(), data.get(1), data.get(2..))
+    else {
+        return;
+    };
+    let port = SERVICE_PORTS[usize::from(pick) % SERVICE_PORTS.len()];
+    DECOYS.with(|decoys| {
+        if let Some(p) = decoys.get(usize::from(pick / 16) % decoys.len().max(1)) {
+            let r = service::answer(
+                p,
+                port,
+                payload,
+                u32::from(sent),
+                1_767_225_600,
+                fuzz_identities(),
+            );
+            black_box(r.map(|r| r.payload().len()));
+            black_box(service::banner(p, port).map(|r| r.payload().len()));
+        }
+    });
+}
+
 /// A fuzz entry point.
 pub type Target = fn(&[u8]);
 
 /// Every target, by name, as `fuzz/` names them.
-pub const TARGETS: [(&str, Target); 10] = [
+pub const TARGETS: [(&str, Target); 11] = [
     ("frame", frame),
     ("ethernet", ethernet),
     ("arp", arp),
@@ -159,6 +215,7 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("icmpv4", icmpv4),
     ("icmpv6", icmpv6),
     ("config", config),
+    ("service", service),
 ];
 
 /// A configuration file: any bytes, valid UTF-8 or not.
