@@ -1175,6 +1175,75 @@ impl Lab {
     }
 }
 
+/// Completes a handshake from `argv[1]` with the decoy `argv[2]` (MAC
+/// `argv[3]`) on port 80 and sends the data that bites, its TCP checksum
+/// broken unless `argv[4]` is "good"; prints the cookie it acknowledged.
+const CHECKSUMMED_BITE: &str = r#"
+import sys
+from scapy.all import Ether, IP, TCP, Raw, conf, get_if_hwaddr, srp1, sendp
+conf.verb = 0
+src, dst, dmac, good = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "good"
+iface = "o0"
+eth = Ether(src=get_if_hwaddr(iface), dst=dmac)
+syn = eth / IP(src=src, dst=dst) / TCP(sport=45555, dport=80, flags="S", seq=1000)
+synack = srp1(syn, iface=iface, timeout=5)
+ack = synack[TCP].seq + 1
+bite = Ether(bytes(eth / IP(src=src, dst=dst) / TCP(sport=45555, dport=80, flags="PA", seq=1001, ack=ack)
+                   / Raw(b"GET / HTTP/1.0\r\n\r\n")))
+if not good:
+    # Not 0xffff: in one's complement 0x0000 and 0xffff are the same sum.
+    bite[TCP].chksum ^= 0x0101
+sendp(bite, iface=iface)
+print(hex(ack))
+"#;
+
+/// A bite whose TCP checksum is wrong, with the right cookie: a real host
+/// drops it, so the decoy does too. It latches nobody and spends nothing
+/// (the same source's correct bite afterwards is its first weak try and
+/// latches), and it is counted as `bad_checksum`.
+#[test]
+fn a_bite_with_a_bad_checksum_latches_nobody() {
+    if !prerequisites() {
+        return;
+    }
+    let _lab = one_lab_at_a_time();
+    let mut lab = Lab::up("bwk");
+    lab.start_appliance(None);
+    let decoys = ask(
+        &lab.socket(),
+        json!({"command": "decoys", "arguments": {"address": "10.99.3.1", "sample": 20}}),
+    );
+    let d = decoys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["open_ports"].as_array().unwrap().contains(&json!(80)))
+        .expect("a decoy with port 80 open");
+    let (decoy, mac) = (d["address"].as_str().unwrap(), d["mac"].as_str().unwrap());
+    let client = "203.0.113.10";
+    let covering = || {
+        ask(
+            &lab.socket(),
+            json!({"command": "block-list", "arguments": {"covering": client}}),
+        )
+    };
+    let before = lab.totals()["drops"]["bad_checksum"].as_u64().unwrap();
+    lab.scapy("out", CHECKSUMMED_BITE, &[client, decoy, mac, "bad"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(covering(), json!([]), "a bad checksum latches nobody");
+    let after = lab.totals()["drops"]["bad_checksum"].as_u64().unwrap();
+    assert!(after > before, "counted: {before} then {after}");
+    assert!(fetch(&lab, client, "http://198.51.100.10/").is_some());
+    // The same bite with its checksum right: the source's first weak try,
+    // unspent by the bad one, latches it.
+    lab.scapy("out", CHECKSUMMED_BITE, &[client, decoy, mac, "good"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while covering() == json!([]) {
+        assert!(Instant::now() < deadline, "the correct bite latches");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_worm_is_latched_whatever_is_sent_in_its_name_and_a_forged_flood_never_blocks_an_innocent() {
     if !prerequisites() {
