@@ -1395,6 +1395,52 @@ fn claimed_os(
     }
 }
 
+impl Lab {
+    /// `count` dark addresses from `address` on, with their personas.
+    fn decoy_personas(&self, address: &str, count: usize) -> Vec<(String, String)> {
+        let decoys = ask(
+            &self.socket(),
+            json!({"command": "decoys", "arguments": {"address": address, "sample": count}}),
+        );
+        let decoys: Vec<(String, String)> = decoys
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["address"].as_str().unwrap().to_owned(),
+                    d["persona"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(decoys.len(), count);
+        decoys
+    }
+
+    /// nmap with `args` against `decoys` from the scanner 203.0.113.77 on
+    /// the outside; its XML report.
+    fn nmap_xml(&self, args: &[&str], decoys: &[(String, String)]) -> String {
+        let scan = self
+            .exec("out", "nmap")
+            .args(args)
+            .args(["-Pn", "-n", "-S", "203.0.113.77", "-e", "o0", "-oX", "-"])
+            .args(decoys.iter().map(|(a, _)| a.as_str()))
+            .output()
+            .unwrap();
+        assert!(scan.status.success());
+        String::from_utf8_lossy(&scan.stdout).into_owned()
+    }
+}
+
+/// nmap's XML report, parsed (it starts with a DOCTYPE).
+fn nmap_doc(xml: &str) -> roxmltree::Document<'_> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    roxmltree::Document::parse_with_options(xml, options).unwrap()
+}
+
 /// `nmap -O --osscan-guess` against 40 decoys of the dark /16: the top
 /// guess names the OS the persona claims (family, generation, and for the
 /// appliances the device) for at least 95% of them. Prints the agreement
@@ -1408,51 +1454,19 @@ fn nmap_takes_each_decoy_for_the_os_its_persona_claims() {
     let mut lab = Lab::up("bwo");
     lab.start_appliance(None);
     // The dark /16 is routed here whole: every address is a decoy at once.
-    let decoys = ask(
-        &lab.socket(),
-        json!({"command": "decoys", "arguments": {"address": "10.99.7.1", "sample": 40}}),
-    );
-    let decoys: Vec<(String, String)> = decoys
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["address"].as_str().unwrap().to_owned(),
-                d["persona"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(decoys.len(), 40);
-    let scan = lab
-        .exec("out", "nmap")
-        .args([
+    let decoys = lab.decoy_personas("10.99.7.1", 40);
+    let xml = lab.nmap_xml(
+        &[
             "-O",
             "--osscan-guess",
             "--max-os-tries",
             "2",
-            "-Pn",
-            "-n",
             "-p",
             "1,22,80,135,443,554",
-            "-S",
-            "203.0.113.77",
-            "-e",
-            "o0",
-            "-oX",
-            "-",
-        ])
-        .args(decoys.iter().map(|(a, _)| a.as_str()))
-        .output()
-        .unwrap();
-    assert!(scan.status.success());
-    let xml = String::from_utf8_lossy(&scan.stdout);
-    // nmap's XML starts with a DOCTYPE.
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..Default::default()
-    };
-    let doc = roxmltree::Document::parse_with_options(&xml, options).unwrap();
+        ],
+        &decoys,
+    );
+    let doc = nmap_doc(&xml);
     // Per persona: decoys, agreeing top guesses, exact (100%) matches.
     let mut tally: BTreeMap<&str, (u32, u32, u32)> = BTreeMap::new();
     let mut misses = Vec::new();
@@ -1521,49 +1535,18 @@ fn nmap_names_the_software_each_persona_claims_on_every_open_port() {
             "allow = [\"2001:db8:66::200\", \"203.0.113.77\"]",
         )
     });
-    let decoys = ask(
-        &lab.socket(),
-        json!({"command": "decoys", "arguments": {"address": "10.99.9.1", "sample": 30}}),
-    );
-    let decoys: Vec<(String, String)> = decoys
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["address"].as_str().unwrap().to_owned(),
-                d["persona"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(decoys.len(), 30);
-    let scan = lab
-        .exec("out", "nmap")
-        .args([
+    let decoys = lab.decoy_personas("10.99.9.1", 30);
+    let xml = lab.nmap_xml(
+        &[
             "-sV",
             "--script",
             "ssl-cert",
-            "-Pn",
-            "-n",
             "-p",
             "22,23,80,135,139,443,445,515,554,631,3389,8000,8080,9100",
-            "-S",
-            "203.0.113.77",
-            "-e",
-            "o0",
-            "-oX",
-            "-",
-        ])
-        .args(decoys.iter().map(|(a, _)| a.as_str()))
-        .output()
-        .unwrap();
-    assert!(scan.status.success());
-    let xml = String::from_utf8_lossy(&scan.stdout);
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..Default::default()
-    };
-    let doc = roxmltree::Document::parse_with_options(&xml, options).unwrap();
+        ],
+        &decoys,
+    );
+    let doc = nmap_doc(&xml);
     // Per persona: open ports, ports named as the claimed software.
     let mut tally: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
     let mut misses = Vec::new();
