@@ -441,6 +441,22 @@ mod tests {
     }
 
     #[test]
+    fn a_bite_on_every_persona_family_meets_the_schema() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../docs/eve.schema.json")).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for family in (0..code::PERSONAS).chain([NO_PERSONA]) {
+            let e = from_up(&UpEvent {
+                persona: family,
+                ..bite()
+            })
+            .unwrap();
+            let errors: Vec<String> = validator.iter_errors(&e).map(|x| x.to_string()).collect();
+            assert!(errors.is_empty(), "{e}: {errors:?}");
+        }
+    }
+
+    #[test]
     fn flow_ids_are_the_same_both_ways_and_differ_between_flows() {
         let (a, b) = (v4("192.0.2.1"), v4("192.0.2.2"));
         assert_eq!(flow_id(&a, &b, 1, 2, "TCP"), flow_id(&b, &a, 2, 1, "TCP"));
